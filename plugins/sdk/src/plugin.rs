@@ -1,0 +1,152 @@
+//! The traits a plugin implements: [`Plugin`] for what every plugin has, then [`Loss`] or
+//! [`Miner`].
+//!
+//! A plugin holds only its formula. The SDK parses its configuration, checks every input
+//! (shapes, lengths, NaN/Inf, label range, tuple indices) before calling it and every output
+//! (finite loss and gradient, valid tuples) after, converts mined tuples to the form the loss
+//! wants, and reports errors and panics to the host.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::matrix::MatRef;
+use crate::tuples::{TupleForm, Tuples};
+
+/// What `new` learns about the run it is created for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Context {
+    /// Embedding size d of every batch.
+    pub embedding_dim: usize,
+    /// Number of training classes; labels lie in `0..num_classes` (0 when unknown, for
+    /// example when a loss is evaluated on a file of embeddings).
+    pub num_classes: usize,
+    /// Seed for every random choice; the same seed gives the same results.
+    pub seed: u64,
+    /// The experiment's base learning rate.
+    pub base_lr: f64,
+}
+
+/// One checked batch, as a plugin sees it.
+#[derive(Clone, Debug)]
+pub struct Batch<'a> {
+    /// n×d embeddings, finite.
+    pub embeddings: MatRef<'a>,
+    /// n labels (in `0..num_classes` when the context knows the class count).
+    pub labels: &'a [i64],
+    /// Mined tuples, already validated and converted to the loss's [`TupleUse`] form.
+    /// Always `None` for miners and for losses that ignore tuples.
+    pub tuples: Option<Tuples>,
+}
+
+impl Batch<'_> {
+    /// Number of embeddings.
+    pub fn n(&self) -> usize {
+        self.embeddings.rows
+    }
+
+    /// Embedding size.
+    pub fn d(&self) -> usize {
+        self.embeddings.cols
+    }
+}
+
+/// Named statistics of one call ("active_pairs", "skipped_anchors"...), reported to the host
+/// with the result. Recording a name twice keeps the last value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    entries: Vec<(String, f64)>,
+}
+
+impl Stats {
+    /// Records `value` under `name`.
+    pub fn record(&mut self, name: &str, value: f64) {
+        match self.entries.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = value,
+            None => self.entries.push((name.to_string(), value)),
+        }
+    }
+
+    /// The value recorded under `name`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// Every (name, value), in recording order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.entries.iter().map(|(n, v)| (n.as_str(), *v))
+    }
+}
+
+/// What every plugin declares and does.
+pub trait Plugin: Sized + Send + 'static {
+    /// The configuration, parsed from RON. Use `#[serde(default, deny_unknown_fields)]` so
+    /// that omitted fields take their defaults and misspelt ones are errors.
+    type Config: Serialize + DeserializeOwned + Default;
+
+    /// Identifier, unique within the plugin's kind: lowercase ASCII letters, digits and `_`,
+    /// starting with a letter.
+    const ID: &'static str;
+    /// Human-readable name.
+    const NAME: &'static str;
+    /// Version of the plugin; `env!("CARGO_PKG_VERSION")` is the usual choice.
+    const VERSION: &'static str;
+    /// One line: what it computes, and its source.
+    const SUMMARY: &'static str;
+    /// Whether [`Plugin::save`] and [`Plugin::load`] are implemented.
+    const HAS_STATE: bool = false;
+
+    /// Creates an instance. Reject invalid values with [`Error::bad_config`] naming the field.
+    fn new(config: Self::Config, context: &Context) -> Result<Self>;
+
+    /// The instance's state as bytes, for checkpoints (see [`crate::state`]).
+    fn save(&self) -> Result<Vec<u8>> {
+        Err(Error::unsupported(format!("plugin '{}' has no state to save", Self::ID)))
+    }
+
+    /// Restores state written by [`Plugin::save`].
+    fn load(&mut self, _bytes: &[u8]) -> Result<()> {
+        Err(Error::unsupported(format!("plugin '{}' has no state to load", Self::ID)))
+    }
+}
+
+/// How a loss uses mined tuples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TupleUse {
+    /// It never uses them; passing tuples is an error.
+    Ignored,
+    /// It uses them in this form when given (the SDK converts the other form), and every
+    /// pair or triplet of the batch otherwise.
+    Optional(TupleForm),
+    /// It cannot run without them; they are converted to this form.
+    Required(TupleForm),
+}
+
+/// A loss: a scalar from a batch of embeddings, and its gradient.
+pub trait Loss: Plugin {
+    /// How mined tuples are used.
+    const TUPLES: TupleUse = TupleUse::Ignored;
+    /// Whether the loss owns trainable parameters updated in [`Loss::step`].
+    const OWNS_PARAMETERS: bool = false;
+
+    /// Computes the loss of `batch` and writes dL/dZ into `grad` (n×d, row-major, zeroed
+    /// before the call). A degenerate batch (no positive pair, one class...) should give 0
+    /// and a zero gradient, with a statistic saying so.
+    fn forward_backward(&mut self, batch: &Batch<'_>, grad: &mut [f32], stats: &mut Stats) -> Result<f64>;
+
+    /// Updates the loss's own parameters from the last gradients, with its learning rate
+    /// times `lr_scale`.
+    fn step(&mut self, _lr_scale: f64) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A miner: tuples of batch indices, chosen from the embeddings and labels.
+pub trait Miner: Plugin {
+    /// The form of the tuples [`Miner::mine`] returns.
+    const OUTPUT: TupleForm;
+
+    /// Chooses tuples. They are checked afterwards: indices in range, positives share the
+    /// anchor's label and are not the anchor, negatives do not, and their form is `OUTPUT`.
+    fn mine(&mut self, batch: &Batch<'_>, stats: &mut Stats) -> Result<Tuples>;
+}

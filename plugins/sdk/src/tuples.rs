@@ -1,0 +1,309 @@
+//! Mined tuples in pytorch-metric-learning's convention, their enumeration and conversion.
+//!
+//! Triplets are three index arrays (a, p, n): anchor, positive (same label, not the anchor
+//! itself) and negative (other label). Pairs are four arrays (a1, p, a2, n): positive pairs
+//! (a1\[i\], p\[i\]) and negative pairs (a2\[j\], n\[j\]), with independent counts.
+//!
+//! ```
+//! use dmlbench_sdk::tuples::{all_pairs, all_triplets};
+//! let labels = [0, 0, 1];
+//! let pairs = all_pairs(&labels);
+//! assert_eq!((pairs.a1, pairs.p), (vec![0, 1], vec![1, 0]));
+//! assert_eq!(pairs.a2.len(), 4); // (0,2) (1,2) (2,0) (2,1)
+//! let triplets = all_triplets(&labels);
+//! assert_eq!((triplets.a, triplets.p, triplets.n), (vec![0, 1], vec![1, 0], vec![2, 2]));
+//! ```
+
+use crate::error::{Error, Result};
+
+/// Triplets (a, p, n) of batch indices; the three vectors have the same length.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Triplets {
+    /// Anchors.
+    pub a: Vec<u32>,
+    /// Positives: same label as the anchor, never the anchor itself.
+    pub p: Vec<u32>,
+    /// Negatives: another label than the anchor's.
+    pub n: Vec<u32>,
+}
+
+/// Pairs (a1, p, a2, n): positive pairs (a1\[i\], p\[i\]) and negative pairs (a2\[j\], n\[j\]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pairs {
+    /// Anchors of positive pairs.
+    pub a1: Vec<u32>,
+    /// Positives.
+    pub p: Vec<u32>,
+    /// Anchors of negative pairs.
+    pub a2: Vec<u32>,
+    /// Negatives.
+    pub n: Vec<u32>,
+}
+
+/// Either form of mined tuples.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tuples {
+    /// Triplets.
+    Triplets(Triplets),
+    /// Pairs.
+    Pairs(Pairs),
+}
+
+/// The two forms, as a plain tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TupleForm {
+    /// (a, p, n).
+    Triplets,
+    /// (a1, p, a2, n).
+    Pairs,
+}
+
+impl Triplets {
+    /// Number of triplets.
+    pub fn len(&self) -> usize {
+        self.a.len()
+    }
+
+    /// Whether there is no triplet.
+    pub fn is_empty(&self) -> bool {
+        self.a.is_empty()
+    }
+
+    /// Pairs made of each triplet's (a, p) and (a, n), as PML's `convert_to_pairs`.
+    /// Duplicates are kept: a pair used by several triplets counts several times.
+    pub fn to_pairs(&self) -> Pairs {
+        Pairs { a1: self.a.clone(), p: self.p.clone(), a2: self.a.clone(), n: self.n.clone() }
+    }
+}
+
+impl Pairs {
+    /// Number of positive pairs.
+    pub fn positives(&self) -> usize {
+        self.a1.len()
+    }
+
+    /// Number of negative pairs.
+    pub fn negatives(&self) -> usize {
+        self.a2.len()
+    }
+
+    /// Triplets joining every positive pair with every negative pair of the same anchor, as
+    /// PML's `convert_to_triplets`. Ordered by positive pair, then by negative pair.
+    pub fn to_triplets(&self) -> Triplets {
+        // Group negatives by anchor once, so the join is linear in its output.
+        let max_anchor = self.a1.iter().chain(&self.a2).copied().max().map_or(0, |m| m as usize + 1);
+        let mut negatives_of: Vec<Vec<u32>> = vec![Vec::new(); max_anchor];
+        for (&a, &n) in self.a2.iter().zip(&self.n) {
+            negatives_of[a as usize].push(n);
+        }
+        let mut out = Triplets::default();
+        for (&a, &p) in self.a1.iter().zip(&self.p) {
+            for &n in &negatives_of[a as usize] {
+                out.a.push(a);
+                out.p.push(p);
+                out.n.push(n);
+            }
+        }
+        out
+    }
+}
+
+impl Tuples {
+    /// The form of these tuples.
+    pub fn form(&self) -> TupleForm {
+        match self {
+            Tuples::Triplets(_) => TupleForm::Triplets,
+            Tuples::Pairs(_) => TupleForm::Pairs,
+        }
+    }
+
+    /// These tuples as triplets (converting pairs).
+    pub fn into_triplets(self) -> Triplets {
+        match self {
+            Tuples::Triplets(t) => t,
+            Tuples::Pairs(p) => p.to_triplets(),
+        }
+    }
+
+    /// These tuples as pairs (converting triplets).
+    pub fn into_pairs(self) -> Pairs {
+        match self {
+            Tuples::Triplets(t) => t.to_pairs(),
+            Tuples::Pairs(p) => p,
+        }
+    }
+
+    /// Converts to `form`.
+    pub fn into_form(self, form: TupleForm) -> Tuples {
+        match form {
+            TupleForm::Triplets => Tuples::Triplets(self.into_triplets()),
+            TupleForm::Pairs => Tuples::Pairs(self.into_pairs()),
+        }
+    }
+
+    /// Checks every index against the batch: in range, positives share the anchor's label
+    /// and are not the anchor, negatives do not share it. `what` names the tuples' origin in
+    /// the message ("input tuples", "mined tuples").
+    pub fn validate(&self, labels: &[i64], what: &str) -> Result<()> {
+        let n = labels.len();
+        let check_index = |name: &str, i: usize, index: u32| -> Result<()> {
+            if (index as usize) < n {
+                Ok(())
+            } else {
+                Err(Error::bad_input(format!(
+                    "{what}: {name}[{i}] = {index} is out of range for a batch of {n}"
+                )))
+            }
+        };
+        let check_positive = |i: usize, a: u32, p: u32| -> Result<()> {
+            check_index("a", i, a)?;
+            check_index("p", i, p)?;
+            if a == p {
+                return Err(Error::bad_input(format!(
+                    "{what}: positive {i} pairs index {a} with itself"
+                )));
+            }
+            if labels[a as usize] != labels[p as usize] {
+                return Err(Error::bad_input(format!(
+                    "{what}: positive {i} ({a}, {p}) has labels {} and {}",
+                    labels[a as usize], labels[p as usize]
+                )));
+            }
+            Ok(())
+        };
+        let check_negative = |i: usize, a: u32, x: u32| -> Result<()> {
+            check_index("a", i, a)?;
+            check_index("n", i, x)?;
+            if labels[a as usize] == labels[x as usize] {
+                return Err(Error::bad_input(format!(
+                    "{what}: negative {i} ({a}, {x}) has the same label {}",
+                    labels[a as usize]
+                )));
+            }
+            Ok(())
+        };
+        match self {
+            Tuples::Triplets(t) => {
+                if t.p.len() != t.a.len() || t.n.len() != t.a.len() {
+                    return Err(Error::bad_input(format!(
+                        "{what}: triplet arrays have different lengths (a {}, p {}, n {})",
+                        t.a.len(),
+                        t.p.len(),
+                        t.n.len()
+                    )));
+                }
+                for i in 0..t.a.len() {
+                    check_positive(i, t.a[i], t.p[i])?;
+                    check_negative(i, t.a[i], t.n[i])?;
+                }
+            }
+            Tuples::Pairs(pairs) => {
+                if pairs.a1.len() != pairs.p.len() || pairs.a2.len() != pairs.n.len() {
+                    return Err(Error::bad_input(format!(
+                        "{what}: pair arrays have different lengths (a1 {}, p {}, a2 {}, n {})",
+                        pairs.a1.len(),
+                        pairs.p.len(),
+                        pairs.a2.len(),
+                        pairs.n.len()
+                    )));
+                }
+                for i in 0..pairs.a1.len() {
+                    check_positive(i, pairs.a1[i], pairs.p[i])?;
+                }
+                for j in 0..pairs.a2.len() {
+                    check_negative(j, pairs.a2[j], pairs.n[j])?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every ordered positive pair (i, j), i ≠ j, same label, and every ordered negative pair,
+/// as PML's `get_all_pairs_indices`. Row-major order: by i, then j.
+pub fn all_pairs(labels: &[i64]) -> Pairs {
+    let mut out = Pairs::default();
+    for (i, &li) in labels.iter().enumerate() {
+        for (j, &lj) in labels.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            if li == lj {
+                out.a1.push(i as u32);
+                out.p.push(j as u32);
+            } else {
+                out.a2.push(i as u32);
+                out.n.push(j as u32);
+            }
+        }
+    }
+    out
+}
+
+/// Every triplet (a, p, n) with p ≠ a of a's label and n of another label, as PML's
+/// `get_all_triplets_indices`. Ordered by a, then p, then n.
+pub fn all_triplets(labels: &[i64]) -> Triplets {
+    let mut out = Triplets::default();
+    for (a, &la) in labels.iter().enumerate() {
+        for (p, &lp) in labels.iter().enumerate() {
+            if p == a || lp != la {
+                continue;
+            }
+            for (n, &ln) in labels.iter().enumerate() {
+                if ln != la {
+                    out.a.push(a as u32);
+                    out.p.push(p as u32);
+                    out.n.push(n as u32);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_pairs_counts_match_combinatorics() {
+        // Classes of sizes 3, 2, 1: positives 3·2 + 2·1 = 8 ordered pairs; negatives
+        // 6·5 − 8 = 22.
+        let labels = [0, 0, 0, 1, 1, 2];
+        let pairs = all_pairs(&labels);
+        assert_eq!((pairs.positives(), pairs.negatives()), (8, 22));
+        // Triplets: each positive pair × negatives of its anchor: a of class 0 has 3, class
+        // 1 has 4 → 6·3 + 2·4 = 26.
+        assert_eq!(all_triplets(&labels).len(), 26);
+        assert_eq!(pairs.to_triplets(), all_triplets(&labels));
+    }
+
+    #[test]
+    fn conversions_follow_pml() {
+        let t = Triplets { a: vec![0, 0], p: vec![1, 1], n: vec![2, 3] };
+        let pairs = t.to_pairs();
+        assert_eq!(pairs, Pairs { a1: vec![0, 0], p: vec![1, 1], a2: vec![0, 0], n: vec![2, 3] });
+        let pairs = Pairs { a1: vec![0, 4], p: vec![1, 5], a2: vec![0, 0, 4], n: vec![2, 3, 6] };
+        let t = pairs.to_triplets();
+        assert_eq!(t, Triplets { a: vec![0, 0, 4], p: vec![1, 1, 5], n: vec![2, 3, 6] });
+    }
+
+    #[test]
+    fn validation_names_the_bad_tuple() {
+        let labels = [0, 0, 1];
+        let ok = Tuples::Triplets(Triplets { a: vec![0], p: vec![1], n: vec![2] });
+        ok.validate(&labels, "input tuples").unwrap();
+        let cases = [
+            (Triplets { a: vec![0], p: vec![1], n: vec![3] }, "n[0] = 3 is out of range for a batch of 3"),
+            (Triplets { a: vec![0], p: vec![0], n: vec![2] }, "pairs index 0 with itself"),
+            (Triplets { a: vec![0], p: vec![2], n: vec![1] }, "positive 0 (0, 2) has labels 0 and 1"),
+            (Triplets { a: vec![0], p: vec![1], n: vec![1] }, "negative 0 (0, 1) has the same label 0"),
+        ];
+        for (t, expected) in cases {
+            let e = Tuples::Triplets(t).validate(&labels, "input tuples").unwrap_err();
+            assert!(e.message().contains(expected), "{e} lacks {expected}");
+        }
+        let uneven = Tuples::Pairs(Pairs { a1: vec![0], p: vec![], a2: vec![], n: vec![] });
+        assert!(uneven.validate(&labels, "x").unwrap_err().message().contains("different lengths"));
+    }
+}
