@@ -1,22 +1,68 @@
 //! The command line: parsing in [`Cli`], one module per command.
+//!
+//! Every command returns an exit code: 0 on success, 1 when a check or a run found failures
+//! (a plugin failing `plugins check`, a corrupt image, a failed cell), 2 when the command
+//! itself could not be carried out (a missing file, an unknown plugin, a bad argument). An
+//! error is printed once, with its chain of causes.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use crate::plugin::{plugin_path_dirs, HostOptions, Registry};
+
+mod batch_input;
 mod data;
 mod eval;
+mod loss;
+mod mine;
+mod plugins;
 
 /// Deep metric learning benchmarks: losses and miners as plugins, leaderboards you can trust.
 #[derive(Debug, Parser)]
-#[command(name = "dmlbench", version, propagate_version = true)]
+#[command(name = "dmlbench", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Examples:
+  dmlbench plugins list
+  dmlbench plugins check contrastive
+  dmlbench loss contrastive --embeddings e.npy --labels l.npy --miner batch_hard --json
+  dmlbench data synth --format cub --out data/synthetic-cub
+  dmlbench eval --embeddings e.npy --labels l.npy --k 1,2,4,8")]
 pub struct Cli {
+    #[command(flatten)]
+    host: HostArgs,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Where plugins come from; shared by every command that loads them.
+#[derive(Debug, Clone, Args)]
+pub struct HostArgs {
+    /// Project root holding plugins/ [default: the nearest ancestor of the current directory
+    /// with plugins/ and Cargo.toml]
+    #[arg(long, global = true, value_name = "DIR", env = "DMLBENCH_ROOT")]
+    root: Option<PathBuf>,
+    /// Do not build stale plugin crates; skip them instead
+    #[arg(long, global = true)]
+    no_build: bool,
+}
+
+impl HostArgs {
+    /// Finds, builds and loads the plugins.
+    pub fn open_registry(&self) -> Registry {
+        Registry::open(&HostOptions { root: self.root.clone(), build: !self.no_build, plugin_path: plugin_path_dirs() })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// List, show, check and create loss and miner plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+    /// Evaluate a loss (and optionally a miner) on saved embeddings: value and gradient.
+    Loss(loss::LossArgs),
+    /// Run a miner on saved embeddings and print its tuples.
+    Mine(mine::MineArgs),
     /// Datasets: generate synthetic ones, check real ones.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -24,11 +70,13 @@ enum Command {
     Eval(eval::EvalArgs),
 }
 
-/// Runs the command line and returns the process exit code: 0 on success, 1 when a check or
-/// a run found failures, 2 when the command itself could not be carried out.
+/// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Plugins(command) => plugins::run(command, &cli.host),
+        Command::Loss(args) => loss::run(args, &cli.host),
+        Command::Mine(args) => mine::run(args, &cli.host),
         Command::Data(command) => data::run(command),
         Command::Eval(args) => eval::run(args),
     };

@@ -1,1 +1,31 @@
-//! Plugin host.
+//! The plugin host: finds, builds, loads and checks loss and miner plugins, and wraps them in
+//! safe handles for the rest of the harness.
+//!
+//! Plugins come from two places:
+//! - **crates under `plugins/`** of the project root (any crate whose `[lib]` has
+//!   `crate-type = ["cdylib", ...]`, at any depth, outside `target/`). A crate whose library
+//!   is missing or older than its sources (or the SDK's) is built with cargo, in the profile
+//!   the host itself was built with, so a user who drops a new crate in just runs dmlbench;
+//! - **prebuilt libraries** (`.so`, `.dylib`, `.dll`) in the directories listed in
+//!   `DMLBENCH_PLUGIN_PATH`, for plugins built elsewhere or written in another language.
+//!
+//! Every library is loaded once and never unloaded (descriptors and vtables point into it).
+//! A library that is not a plugin, speaks another ABI major version, fails to load or
+//! declares an invalid plugin is reported with its path and the reason, and skipped; the
+//! others load. Two plugins of the same kind with the same id are both rejected, naming both
+//! libraries.
+
+mod build;
+mod callbacks;
+pub mod check;
+mod discover;
+mod handle;
+mod library;
+mod registry;
+pub mod scaffold;
+
+pub use build::BuildReport;
+pub use discover::{plugin_path_dirs, PluginCrate};
+pub use handle::{CreateOptions, LossHandle, LossOutput, MinerHandle, MinerOutput, PluginError};
+pub use library::{Capabilities, PluginInfo, PluginKind, Source};
+pub use registry::{resolve_root, HostOptions, Problem, Registry};

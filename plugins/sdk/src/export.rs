@@ -82,7 +82,28 @@ impl Registry {
 
 /// Runs `registry()` without letting a panic escape; null when building it panicked.
 pub fn guarded_entry(registry: fn() -> &'static Registry) -> *const Entry {
+    install_panic_hook();
     catch_unwind(|| registry().entry()).unwrap_or(std::ptr::null())
+}
+
+thread_local! {
+    /// Where and why the last panic on this thread happened, for the error message.
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Replaces the default panic hook of the plugin library (a `cdylib` has its own copy of
+/// std, so this does not touch the host's): instead of printing to stderr, which would
+/// interleave backtraces with the host's output, it keeps the message and location for the
+/// error the host receives.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            let text = format!("{}{location}", panic_message(info.payload()));
+            LAST_PANIC.with(|last| *last.borrow_mut() = Some(text));
+        }));
+    });
 }
 
 /// Plugin count without letting a panic escape.
@@ -193,7 +214,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 unsafe fn guard(error: *const Sink, body: impl FnOnce() -> Result<()>) -> Status {
     let outcome = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => result,
-        Err(payload) => Err(Error::panicked(format!("the plugin panicked: {}", panic_message(&*payload)))),
+        Err(payload) => {
+            let text = LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_else(|| panic_message(&*payload));
+            Err(Error::panicked(format!("the plugin panicked: {text}")))
+        }
     };
     match outcome {
         Ok(()) => Status::OK,

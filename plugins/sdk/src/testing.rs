@@ -66,6 +66,9 @@ pub struct GradCheck {
     pub max_kink_fraction: f64,
     /// Seed of the coordinate sample.
     pub seed: u64,
+    /// Row length of the input, to name a failing coordinate by row and column (0: by flat
+    /// index).
+    pub columns: usize,
 }
 
 impl Default for GradCheck {
@@ -78,6 +81,7 @@ impl Default for GradCheck {
             max_coordinates: 200,
             max_kink_fraction: 0.2,
             seed: 0,
+            columns: 0,
         }
     }
 }
@@ -146,9 +150,12 @@ pub fn check_gradient(
         let error = (a - numeric).abs();
         report.max_abs_error = report.max_abs_error.max(error);
         if error > atol + options.rtol * numeric.abs().max(a.abs()) && first_failure.is_none() {
-            first_failure = Some(format!(
-                "gradient mismatch at index {c}: analytic {a:.6e}, finite difference {numeric:.6e}"
-            ));
+            let at = match options.columns {
+                0 => format!("index {c}"),
+                d => format!("row {}, column {}", c / d, c % d),
+            };
+            first_failure =
+                Some(format!("gradient mismatch at {at}: analytic {a:.6e}, finite difference {numeric:.6e}"));
         }
     }
     if let Some(failure) = first_failure {
@@ -189,11 +196,12 @@ pub fn check_loss_gradient<T: Loss>(
     options: &GradCheck,
 ) -> std::result::Result<GradReport, String> {
     let value = instance.forward_backward(embeddings, labels, tuples).map_err(|e| e.to_string())?;
+    let options = GradCheck { columns: instance.context().embedding_dim, ..options.clone() };
     check_gradient(
         |x| instance.forward_backward(x, labels, tuples).map(|v| v.loss),
         embeddings,
         &value.grad,
-        options,
+        &options,
     )
 }
 

@@ -1,0 +1,327 @@
+//! The conformance suite behind `dmlbench plugins check`.
+//!
+//! Every plugin, whatever language it is written in, is held to the same contract:
+//! - a loss's gradient agrees with finite differences of its own loss value on random
+//!   batches of several shapes, including one class only, all singletons and n = 2, and with
+//!   mined tuples when it accepts them; a miner's tuples are valid on the same shapes;
+//! - the same seed gives bit-identical results;
+//! - bad input is rejected with `BAD_INPUT` (NaN embeddings, a label count that does not
+//!   match n, an out-of-range tuple index) and a malformed configuration with `BAD_CONFIG`,
+//!   while the published default configuration is accepted;
+//! - a plugin with state restores it exactly: an instance loaded from another's saved state
+//!   computes the same thing and saves the same bytes.
+
+use dmlbench_abi::Status;
+use dmlbench_sdk::error::status_name;
+use dmlbench_sdk::testing::{check_gradient, random_embeddings, GradCheck};
+use dmlbench_sdk::tuples::{all_pairs, all_triplets};
+use dmlbench_sdk::{Error, Triplets, Tuples};
+use serde::Serialize;
+
+use super::handle::{CreateOptions, LossHandle, MinerHandle, PluginError};
+use super::library::{PluginInfo, PluginKind};
+
+/// Embedding size of the test batches: small enough for finite differences on every
+/// coordinate, large enough for distances to be generic.
+const D: usize = 8;
+/// Class count given to `create`; every test label lies below it.
+const CLASSES: usize = 6;
+
+/// The outcome of one check.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckOutcome {
+    /// `loss:ID` or `miner:ID`.
+    pub plugin: String,
+    /// What was checked.
+    pub check: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// A batch shape of the suite.
+struct Shape {
+    name: &'static str,
+    labels: Vec<i64>,
+    seed: u64,
+}
+
+fn shapes() -> Vec<Shape> {
+    vec![
+        Shape { name: "16 rows, 4 classes", labels: vec![0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3], seed: 1 },
+        Shape { name: "24 rows, 6 classes, uneven", labels: (0..24).map(|i| [0, 0, 0, 1, 1, 2, 3, 3, 4, 5][i % 10]).collect(), seed: 2 },
+        Shape { name: "one class only", labels: vec![2; 6], seed: 3 },
+        Shape { name: "singletons", labels: vec![0, 1, 2, 3, 4], seed: 4 },
+        Shape { name: "n = 2, same class", labels: vec![1, 1], seed: 5 },
+        Shape { name: "n = 2, two classes", labels: vec![0, 5], seed: 6 },
+    ]
+}
+
+fn options(info: &PluginInfo, seed: u64) -> CreateOptions {
+    CreateOptions { config: info.default_config.clone(), embedding_dim: D, num_classes: CLASSES, seed, base_lr: 0.1 }
+}
+
+/// Collects outcomes for one plugin.
+struct Report {
+    plugin: String,
+    outcomes: Vec<CheckOutcome>,
+}
+
+impl Report {
+    fn record(&mut self, check: impl Into<String>, result: Result<String, String>) {
+        let (passed, detail) = match result {
+            Ok(detail) => (true, detail),
+            Err(detail) => (false, detail),
+        };
+        self.outcomes.push(CheckOutcome { plugin: self.plugin.clone(), check: check.into(), passed, detail });
+    }
+}
+
+/// Runs the whole suite on one plugin.
+pub fn check_plugin(info: &PluginInfo) -> Vec<CheckOutcome> {
+    let mut report = Report { plugin: info.qualified_id(), outcomes: Vec::new() };
+    report.record("default config is accepted", create_check(info, &info.default_config, Status::OK));
+    report.record("malformed config is rejected", create_check(info, "(this is not RON", Status::BAD_CONFIG));
+    match info.kind {
+        PluginKind::Loss => check_loss(info, &mut report),
+        PluginKind::Miner => check_miner(info, &mut report),
+    }
+    report.outcomes
+}
+
+fn create_check(info: &PluginInfo, config: &str, expected: Status) -> Result<String, String> {
+    let options = CreateOptions { config: config.to_string(), ..options(info, 0) };
+    let status = match info.kind {
+        PluginKind::Loss => LossHandle::create(info, &options).map(drop),
+        PluginKind::Miner => MinerHandle::create(info, &options).map(drop),
+    }
+    .map_or_else(|e| (e.status, e.message), |()| (Status::OK, String::new()));
+    expect_status(status, expected)
+}
+
+fn expect_status((status, message): (Status, String), expected: Status) -> Result<String, String> {
+    let shown = if message.is_empty() { status_name(status).to_string() } else { format!("{}: {message}", status_name(status)) };
+    if status == expected {
+        Ok(shown)
+    } else {
+        Err(format!("expected {}, got {shown}", status_name(expected)))
+    }
+}
+
+fn status_of<T>(result: Result<T, PluginError>) -> (Status, String) {
+    result.map_or_else(|e| (e.status, e.message), |_| (Status::OK, String::new()))
+}
+
+fn loss_handle(info: &PluginInfo, seed: u64) -> Result<LossHandle, String> {
+    LossHandle::create(info, &options(info, seed)).map_err(|e| e.to_string())
+}
+
+fn miner_handle(info: &PluginInfo, seed: u64) -> Result<MinerHandle, String> {
+    MinerHandle::create(info, &options(info, seed)).map_err(|e| e.to_string())
+}
+
+/// The tuples a loss is checked with on `labels`: none, or every triplet / pair when it
+/// needs them.
+fn tuples_for(info: &PluginInfo, labels: &[i64], form: Option<&str>) -> Option<Tuples> {
+    match form {
+        Some("pairs") => Some(Tuples::Pairs(all_pairs(labels))),
+        Some(_) => Some(Tuples::Triplets(all_triplets(labels))),
+        None if info.capabilities.needs_tuples => Some(Tuples::Triplets(all_triplets(labels))),
+        None => None,
+    }
+}
+
+fn gradient_check(info: &PluginInfo, shape: &Shape, form: Option<&str>) -> Result<String, String> {
+    let mut loss = loss_handle(info, 0)?;
+    let labels = &shape.labels;
+    let z = random_embeddings(shape.seed, labels.len(), D);
+    let tuples = tuples_for(info, labels, form);
+    let out = loss.forward_backward(&z, D, labels, tuples.as_ref()).map_err(|e| e.to_string())?;
+    let f = |x: &[f32]| {
+        loss.forward_backward(x, D, labels, tuples.as_ref()).map(|o| o.loss).map_err(|e| Error::failed(e.to_string()))
+    };
+    let report = check_gradient(f, &z, &out.grad, &GradCheck { columns: D, ..GradCheck::default() })?;
+    Ok(format!(
+        "loss {:.4}, {} coordinates agree (max error {:.1e}){}",
+        out.loss,
+        report.checked,
+        report.max_abs_error,
+        if report.kinks > 0 { format!(", {} at non-smooth points skipped", report.kinks) } else { String::new() }
+    ))
+}
+
+fn check_loss(info: &PluginInfo, report: &mut Report) {
+    for shape in shapes() {
+        report.record(format!("gradient: {}", shape.name), gradient_check(info, &shape, None));
+    }
+    let caps = info.capabilities;
+    if caps.accepts_tuples() {
+        let shape = &shapes()[0];
+        if caps.accepts_triplets {
+            report.record("gradient: with mined triplets", gradient_check(info, shape, Some("triplets")));
+        }
+        if caps.accepts_pairs {
+            report.record("gradient: with mined pairs", gradient_check(info, shape, Some("pairs")));
+        }
+    }
+    report.record("same seed, same result", loss_determinism(info));
+
+    let shape = &shapes()[0];
+    let (labels, n) = (&shape.labels, shape.labels.len());
+    let tuples = tuples_for(info, labels, None);
+    let mut z = random_embeddings(9, n, D);
+    z[3 * D + 2] = f32::NAN;
+    report.record(
+        "NaN embedding is rejected",
+        loss_handle(info, 0).and_then(|mut l| {
+            expect_status(status_of(l.forward_backward_unchecked(n, D, &z, labels, tuples.as_ref())), Status::BAD_INPUT)
+        }),
+    );
+    let z = random_embeddings(9, n, D);
+    report.record(
+        "label count mismatch is rejected",
+        loss_handle(info, 0).and_then(|mut l| {
+            expect_status(status_of(l.forward_backward_unchecked(n, D, &z, &labels[..n - 1], tuples.as_ref())), Status::BAD_INPUT)
+        }),
+    );
+    if caps.accepts_tuples() {
+        let bad = Tuples::Triplets(Triplets { a: vec![0], p: vec![4], n: vec![n as u32] });
+        report.record(
+            "out-of-range tuple index is rejected",
+            loss_handle(info, 0).and_then(|mut l| {
+                expect_status(status_of(l.forward_backward_unchecked(n, D, &z, labels, Some(&bad))), Status::BAD_INPUT)
+            }),
+        );
+    }
+    if caps.owns_parameters {
+        report.record("step updates parameters", loss_step(info));
+    }
+    if caps.supports_state {
+        report.record("state round trip", loss_state_round_trip(info));
+    }
+}
+
+fn loss_determinism(info: &PluginInfo) -> Result<String, String> {
+    let shape = &shapes()[1];
+    let z = random_embeddings(shape.seed, shape.labels.len(), D);
+    let tuples = tuples_for(info, &shape.labels, None);
+    let run = || -> Result<(f64, Vec<f32>), String> {
+        let mut l = loss_handle(info, 42)?;
+        let out = l.forward_backward(&z, D, &shape.labels, tuples.as_ref()).map_err(|e| e.to_string())?;
+        Ok((out.loss, out.grad))
+    };
+    let (a, b) = (run()?, run()?);
+    if a.0.to_bits() == b.0.to_bits() && a.1.iter().zip(&b.1).all(|(x, y)| x.to_bits() == y.to_bits()) {
+        Ok("two instances with seed 42 agree bit for bit".into())
+    } else {
+        Err(format!("two instances with seed 42 differ: loss {} vs {}", a.0, b.0))
+    }
+}
+
+/// Runs forward, backward and step a few times, so parameters move away from their
+/// initial values.
+fn train_a_little(loss: &mut LossHandle, rounds: u64) -> Result<(), String> {
+    let labels = &shapes()[0].labels;
+    for round in 0..rounds {
+        let z = random_embeddings(100 + round, labels.len(), D);
+        let tuples = tuples_for(loss.info(), labels, None);
+        loss.forward_backward(&z, D, labels, tuples.as_ref()).map_err(|e| e.to_string())?;
+        loss.step(1.0).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn probe_loss(loss: &mut LossHandle) -> Result<(f64, Vec<f32>), String> {
+    let labels = &shapes()[1].labels;
+    let z = random_embeddings(777, labels.len(), D);
+    let tuples = tuples_for(loss.info(), labels, None);
+    let out = loss.forward_backward(&z, D, labels, tuples.as_ref()).map_err(|e| e.to_string())?;
+    Ok((out.loss, out.grad))
+}
+
+fn loss_step(info: &PluginInfo) -> Result<String, String> {
+    let mut loss = loss_handle(info, 0)?;
+    let before = probe_loss(&mut loss)?;
+    train_a_little(&mut loss, 3)?;
+    let after = probe_loss(&mut loss)?;
+    if before == after {
+        Err("three steps left the loss and its gradient unchanged; step does not update the parameters".into())
+    } else {
+        Ok(format!("loss on a fixed batch went from {:.4} to {:.4}", before.0, after.0))
+    }
+}
+
+fn loss_state_round_trip(info: &PluginInfo) -> Result<String, String> {
+    let mut original = loss_handle(info, 0)?;
+    train_a_little(&mut original, 3)?;
+    let bytes = original.save_state().map_err(|e| e.to_string())?;
+    let mut restored = loss_handle(info, 0)?;
+    restored.load_state(&bytes).map_err(|e| e.to_string())?;
+    if probe_loss(&mut original)? != probe_loss(&mut restored)? {
+        return Err("an instance loaded from saved state computes a different loss or gradient".into());
+    }
+    let again = restored.save_state().map_err(|e| e.to_string())?;
+    if again != bytes {
+        return Err("saving restored state gives different bytes".into());
+    }
+    let garbage = restored.load_state(b"not a state").map_err(|e| e.status);
+    if garbage.is_ok() {
+        return Err("loading garbage bytes was accepted".into());
+    }
+    Ok(format!("{} bytes restore exactly; garbage is rejected", bytes.len()))
+}
+
+fn describe_tuples(t: &Tuples) -> String {
+    match t {
+        Tuples::Triplets(t) => format!("{} triplets", t.len()),
+        Tuples::Pairs(p) => format!("{} positive and {} negative pairs", p.positives(), p.negatives()),
+    }
+}
+
+fn check_miner(info: &PluginInfo, report: &mut Report) {
+    for shape in shapes() {
+        let result = miner_handle(info, 0).and_then(|mut m| {
+            let z = random_embeddings(shape.seed, shape.labels.len(), D);
+            m.mine(&z, D, &shape.labels).map(|o| format!("{}, all valid", describe_tuples(&o.tuples))).map_err(|e| e.to_string())
+        });
+        report.record(format!("valid tuples: {}", shape.name), result);
+    }
+    let shape = &shapes()[1];
+    let z = random_embeddings(shape.seed, shape.labels.len(), D);
+    let run = || -> Result<Tuples, String> {
+        let mut m = miner_handle(info, 42)?;
+        m.mine(&z, D, &shape.labels).map(|o| o.tuples).map_err(|e| e.to_string())
+    };
+    report.record(
+        "same seed, same result",
+        run().and_then(|a| if a == run()? { Ok("two instances with seed 42 agree".into()) } else { Err("two instances with seed 42 mine different tuples".into()) }),
+    );
+    let n = shape.labels.len();
+    let mut bad = z.clone();
+    bad[D + 1] = f32::INFINITY;
+    report.record(
+        "non-finite embedding is rejected",
+        miner_handle(info, 0).and_then(|mut m| expect_status(status_of(m.mine_unchecked(n, D, &bad, &shape.labels)), Status::BAD_INPUT)),
+    );
+    report.record(
+        "label count mismatch is rejected",
+        miner_handle(info, 0)
+            .and_then(|mut m| expect_status(status_of(m.mine_unchecked(n, D, &z, &shape.labels[..n - 1])), Status::BAD_INPUT)),
+    );
+    if info.capabilities.supports_state {
+        let result = (|| {
+            let mut a = miner_handle(info, 0)?;
+            a.mine(&z, D, &shape.labels).map_err(|e| e.to_string())?;
+            let bytes = a.save_state().map_err(|e| e.to_string())?;
+            let mut b = miner_handle(info, 0)?;
+            b.load_state(&bytes).map_err(|e| e.to_string())?;
+            let (ta, tb) = (a.mine(&z, D, &shape.labels), b.mine(&z, D, &shape.labels));
+            match (ta, tb) {
+                (Ok(x), Ok(y)) if x == y => Ok(format!("{} bytes restore exactly", bytes.len())),
+                _ => Err("an instance loaded from saved state mines differently".to_string()),
+            }
+        })();
+        report.record("state round trip", result);
+    }
+}

@@ -1,0 +1,268 @@
+//! Loading one plugin library and checking everything it declares.
+
+use std::ffi::{c_char, CStr};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use dmlbench_abi::{capability, Descriptor, Entry, EntryFn, Kind, VTable, ABI_MAJOR, ENTRY_SYMBOL};
+use serde::Serialize;
+
+/// The ABI minor version this host needs: it reads no field added after 1.0.
+const REQUIRED_MINOR: u32 = 0;
+
+/// Loss or miner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    /// A loss.
+    Loss,
+    /// A miner.
+    Miner,
+}
+
+impl PluginKind {
+    /// `loss` or `miner`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Loss => "loss",
+            PluginKind::Miner => "miner",
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a plugin came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Source {
+    /// The shared library.
+    pub library: PathBuf,
+    /// The crate it was built from, for plugins found under `plugins/`.
+    pub crate_dir: Option<PathBuf>,
+}
+
+/// The capability flags of a plugin, decoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Loss: uses mined pairs.
+    pub accepts_pairs: bool,
+    /// Loss: uses mined triplets.
+    pub accepts_triplets: bool,
+    /// Loss: cannot run without mined tuples.
+    pub needs_tuples: bool,
+    /// Loss: owns trainable parameters.
+    pub owns_parameters: bool,
+    /// Has state to checkpoint.
+    pub supports_state: bool,
+    /// Miner: outputs pairs.
+    pub produces_pairs: bool,
+    /// Miner: outputs triplets.
+    pub produces_triplets: bool,
+}
+
+impl Capabilities {
+    fn from_bits(bits: u64) -> Self {
+        let has = |flag: u64| bits & flag != 0;
+        Capabilities {
+            accepts_pairs: has(capability::ACCEPTS_PAIRS),
+            accepts_triplets: has(capability::ACCEPTS_TRIPLETS),
+            needs_tuples: has(capability::NEEDS_TUPLES),
+            owns_parameters: has(capability::OWNS_PARAMETERS),
+            supports_state: has(capability::SUPPORTS_STATE),
+            produces_pairs: has(capability::PRODUCES_PAIRS),
+            produces_triplets: has(capability::PRODUCES_TRIPLETS),
+        }
+    }
+
+    /// Whether a loss uses mined tuples at all.
+    pub fn accepts_tuples(&self) -> bool {
+        self.accepts_pairs || self.accepts_triplets
+    }
+
+    /// Short names of the set flags, for listings.
+    pub fn names(&self) -> Vec<&'static str> {
+        let all = [
+            (self.accepts_pairs, "accepts pairs"),
+            (self.accepts_triplets, "accepts triplets"),
+            (self.needs_tuples, "needs tuples"),
+            (self.owns_parameters, "owns parameters"),
+            (self.supports_state, "state"),
+            (self.produces_pairs, "produces pairs"),
+            (self.produces_triplets, "produces triplets"),
+        ];
+        all.iter().filter(|(set, _)| *set).map(|(_, name)| *name).collect()
+    }
+}
+
+/// A loaded, checked plugin.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginInfo {
+    /// Loss or miner.
+    pub kind: PluginKind,
+    /// Identifier, unique within the kind.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// One-line summary with its source.
+    pub summary: String,
+    /// Default configuration, RON.
+    pub default_config: String,
+    /// Capability flags.
+    pub capabilities: Capabilities,
+    /// Version string of the SDK that built it.
+    pub sdk_version: String,
+    /// ABI version (major, minor) the library declares.
+    pub abi_version: (u32, u32),
+    /// Where it came from.
+    pub source: Source,
+    #[serde(skip)]
+    pub(crate) descriptor: &'static Descriptor,
+    #[serde(skip)]
+    pub(crate) vtable: &'static VTable,
+}
+
+impl PluginInfo {
+    /// `loss:ID` or `miner:ID`.
+    pub fn qualified_id(&self) -> String {
+        format!("{}:{}", self.kind, self.id)
+    }
+}
+
+/// Reads a NUL-terminated UTF-8 string from a plugin.
+///
+/// # Safety
+/// `ptr` is null or points at a NUL-terminated string that lives as long as the library.
+unsafe fn static_str(ptr: *const c_char, field: &str) -> Result<String, String> {
+    if ptr.is_null() {
+        return Err(format!("{field} is null"));
+    }
+    let text = unsafe { CStr::from_ptr(ptr) };
+    text.to_str().map(str::to_string).map_err(|e| format!("{field} is not UTF-8: {e}"))
+}
+
+/// Whether `id` is lowercase ASCII letters, digits and `_`, starting with a letter.
+pub(crate) fn valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Loads the library at `path` (never unloading it) and returns its plugins, or the reason
+/// it is not usable. A library with some invalid plugins is rejected as a whole: its author
+/// should fix it rather than ship half of it.
+pub fn load(path: &Path, crate_dir: Option<&Path>) -> Result<Vec<PluginInfo>, String> {
+    // SAFETY: loading a library runs its initialisers; that is the trust a plugin is given.
+    let library = unsafe { libloading::Library::new(path) }.map_err(|e| format!("cannot load: {e}"))?;
+    // The library is never unloaded: descriptors, vtables and instances point into it.
+    let library: &'static libloading::Library = Box::leak(Box::new(library));
+    // SAFETY: the symbol's type is fixed by the ABI's name for it.
+    let entry_fn: EntryFn = unsafe {
+        *library.get::<EntryFn>(ENTRY_SYMBOL.as_bytes()).map_err(|_| {
+            format!("not a dmlbench plugin (no `{ENTRY_SYMBOL}` symbol; a library for another ABI major version would export `dmlbench_plugin_entry_v2` or later)")
+        })?
+    };
+    // SAFETY: the entry function takes no arguments and returns a static pointer.
+    let entry: &'static Entry =
+        unsafe { entry_fn().as_ref() }.ok_or("the entry function returned null (the plugin failed to initialise)")?;
+    if entry.struct_size < size_of::<Entry>() {
+        return Err(format!("entry struct is {} bytes, ABI 1.0 needs {}", entry.struct_size, size_of::<Entry>()));
+    }
+    if entry.abi_major != ABI_MAJOR {
+        return Err(format!("ABI major version {} (this host speaks {ABI_MAJOR})", entry.abi_major));
+    }
+    if entry.abi_minor < REQUIRED_MINOR {
+        return Err(format!("ABI version 1.{} is older than the 1.{REQUIRED_MINOR} this host needs", entry.abi_minor));
+    }
+    let sdk_version = unsafe { static_str(entry.sdk_version, "entry.sdk_version") }?;
+    let (Some(count), Some(describe)) = (entry.plugin_count, entry.plugin_descriptor) else {
+        return Err("entry lacks plugin_count or plugin_descriptor".into());
+    };
+    let count = unsafe { count() };
+    if count == 0 {
+        return Err("the library declares no plugins".into());
+    }
+    let mut plugins = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        let descriptor = unsafe { describe(index).as_ref() }.ok_or(format!("descriptor {index} is null"))?;
+        let info = unsafe { read_descriptor(descriptor) }.map_err(|e| format!("plugin {index}: {e}"))?;
+        plugins.push(PluginInfo {
+            sdk_version: sdk_version.clone(),
+            abi_version: (entry.abi_major, entry.abi_minor),
+            source: Source { library: path.to_path_buf(), crate_dir: crate_dir.map(Path::to_path_buf) },
+            ..info
+        });
+    }
+    Ok(plugins)
+}
+
+/// Checks one descriptor and copies out its strings.
+///
+/// # Safety
+/// `d` lives as long as the (leaked) library and its pointers follow the ABI.
+unsafe fn read_descriptor(d: &'static Descriptor) -> Result<PluginInfo, String> {
+    if d.struct_size < size_of::<Descriptor>() {
+        return Err(format!("descriptor is {} bytes, ABI 1.0 needs {}", d.struct_size, size_of::<Descriptor>()));
+    }
+    let id = unsafe { static_str(d.id, "id") }?;
+    let named = |e: String| format!("'{id}': {e}");
+    if !valid_id(&id) {
+        return Err(named("the id must be lowercase letters, digits and '_', starting with a letter".into()));
+    }
+    let kind = match d.kind {
+        Kind::LOSS => PluginKind::Loss,
+        Kind::MINER => PluginKind::Miner,
+        other => return Err(named(format!("unknown kind {}", other.0))),
+    };
+    let name = unsafe { static_str(d.name, "name") }.map_err(named)?;
+    let version = unsafe { static_str(d.version, "version") }.map_err(named)?;
+    let summary = unsafe { static_str(d.summary, "summary") }.map_err(named)?;
+    let default_config = unsafe { static_str(d.default_config, "default_config") }.map_err(named)?;
+    if !default_config.trim().is_empty() {
+        ron::from_str::<ron::Value>(&default_config)
+            .map_err(|e| named(format!("default config is not valid RON: {e}")))?;
+    }
+    if d.create.is_none() {
+        return Err(named("create is null".into()));
+    }
+    let vtable = unsafe { d.vtable.as_ref() }.ok_or_else(|| named("vtable is null".into()))?;
+    if vtable.struct_size < size_of::<VTable>() {
+        return Err(named(format!("vtable is {} bytes, ABI 1.0 needs {}", vtable.struct_size, size_of::<VTable>())));
+    }
+    if vtable.destroy.is_none() {
+        return Err(named("vtable.destroy is null".into()));
+    }
+    let capabilities = Capabilities::from_bits(d.capabilities);
+    match kind {
+        PluginKind::Loss if vtable.forward_backward.is_none() => {
+            return Err(named("a loss needs vtable.forward_backward".into()));
+        }
+        PluginKind::Miner if vtable.mine.is_none() => return Err(named("a miner needs vtable.mine".into())),
+        PluginKind::Miner if capabilities.produces_pairs == capabilities.produces_triplets => {
+            return Err(named("a miner must declare exactly one of PRODUCES_PAIRS and PRODUCES_TRIPLETS".into()));
+        }
+        _ => {}
+    }
+    if capabilities.supports_state && (vtable.save_state.is_none() || vtable.load_state.is_none()) {
+        return Err(named("SUPPORTS_STATE is set but save_state or load_state is null".into()));
+    }
+    Ok(PluginInfo {
+        kind,
+        id,
+        name,
+        version,
+        summary,
+        default_config,
+        capabilities,
+        sdk_version: String::new(),
+        abi_version: (0, 0),
+        source: Source { library: PathBuf::new(), crate_dir: None },
+        descriptor: d,
+        vtable,
+    })
+}
