@@ -11,6 +11,7 @@ use std::fmt;
 
 use dmlbench_abi::{Batch, CreateParams, LossOutput as RawLossOutput, MineOutput, Sink, Status, VTable};
 use dmlbench_sdk::error::status_name;
+use dmlbench_sdk::instance::first_non_finite;
 use dmlbench_sdk::Tuples;
 
 use super::callbacks::{raw_tuples, ByteBuffer, StatBuffer, TupleBuffer};
@@ -182,7 +183,7 @@ fn check_input(embeddings: &[f32], d: usize, labels: &[i64], tuples: Option<&Tup
     if d == 0 || embeddings.len() != labels.len() * d {
         return Err(format!("{} embedding values for {} labels of size {d}", embeddings.len(), labels.len()));
     }
-    if let Some(i) = embeddings.iter().position(|v| !v.is_finite()) {
+    if let Some(i) = first_non_finite(embeddings) {
         return Err(format!("embedding row {}, column {} is {}", i / d, i % d, embeddings[i]));
     }
     if let Some(t) = tuples {
@@ -224,7 +225,7 @@ impl LossHandle {
             return Err(self.instance.error("forward_backward", Status::FAILED, format!("returned a non-finite loss {}", out.loss)));
         }
         // The gradient buffer starts as NaN, so this also catches elements never written.
-        if let Some(i) = out.grad.iter().position(|g| !g.is_finite()) {
+        if let Some(i) = first_non_finite(&out.grad) {
             return Err(self.instance.error(
                 "forward_backward",
                 Status::FAILED,

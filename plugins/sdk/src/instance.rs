@@ -159,7 +159,7 @@ impl<T: Plugin> Instance<T> {
 
 /// Index of the first NaN or infinite value. Written as a branch-free scan first, because
 /// it runs on every batch in both directions and must cost next to nothing.
-fn first_non_finite(values: &[f32]) -> Option<usize> {
+pub fn first_non_finite(values: &[f32]) -> Option<usize> {
     if values.iter().fold(true, |ok, v| ok & v.is_finite()) {
         None
     } else {

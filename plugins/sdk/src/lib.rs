@@ -53,6 +53,7 @@
 //! In the plugin's `Cargo.toml`: `crate-type = ["cdylib", "rlib"]` (the `rlib` lets its own
 //! tests and benchmarks call it directly) and a dependency on `dmlbench-sdk` and `serde`.
 
+pub mod classifier;
 pub mod distance;
 pub mod error;
 pub mod export;
@@ -62,6 +63,7 @@ pub mod normalize;
 pub mod pairwise;
 pub mod plugin;
 pub mod reduce;
+pub mod rng;
 pub mod softmax;
 pub mod state;
 pub mod testing;

@@ -127,36 +127,63 @@ impl Pairwise {
     }
 
     /// dL/dX for a matrix made by [`pairwise_self`] (both operands are X).
+    ///
+    /// With both operands equal, dL/dX of S(X, X) is the X-gradient of S with the symmetrised
+    /// weights G + Gᵀ, which costs one matrix product instead of two.
     pub fn backward_self(&self, x: MatRef<'_>, grad: MatRef<'_>) -> Matrix {
-        let (mut dx, dy) = self.backward(x, x, grad);
-        dx.add_assign(&dy);
-        dx
+        let n = x.rows;
+        assert_eq!((grad.rows, grad.cols), (n, n), "Pairwise::backward_self: gradient shape mismatch");
+        let mut sym = Matrix::zeros(n, n);
+        for i in 0..n {
+            for j in 0..n {
+                sym.set(i, j, grad.get(i, j) + grad.get(j, i));
+            }
+        }
+        match self.measure {
+            Measure::Dot => matmul(sym.view(), Op::N, x, Op::N),
+            Measure::Cosine => {
+                let (nx, _) = self.normalized.as_ref().expect("cosine keeps its normalised rows");
+                let du = matmul(sym.view(), Op::N, nx.unit.view(), Op::N);
+                l2_normalize_backward(nx, du.view())
+            }
+            Measure::SquaredEuclidean => squared_euclidean_backward_x(x, x, sym.view()),
+            Measure::Euclidean => {
+                for (gv, &d) in sym.data.iter_mut().zip(&self.values.data) {
+                    *gv = if d > 0.0 { *gv / (2.0 * d) } else { 0.0 };
+                }
+                squared_euclidean_backward_x(x, x, sym.view())
+            }
+        }
     }
 }
 
-/// dX = 2 (diag(G·1) X − G Y), dY = 2 (diag(Gᵀ·1) Y − Gᵀ X).
-fn squared_euclidean_backward(x: MatRef<'_>, y: MatRef<'_>, grad: MatRef<'_>) -> (Matrix, Matrix) {
+/// dX = 2 (diag(G·1) X − G Y): the X half of [`squared_euclidean_backward`].
+fn squared_euclidean_backward_x(x: MatRef<'_>, y: MatRef<'_>, grad: MatRef<'_>) -> Matrix {
     let mut dx = Matrix::zeros(x.rows, x.cols);
-    let mut dy = Matrix::zeros(y.rows, y.cols);
     matmul_into(-2.0, grad, Op::N, y, Op::N, 0.0, &mut dx);
-    matmul_into(-2.0, grad, Op::T, x, Op::N, 0.0, &mut dy);
-    let mut col_sums = vec![0.0f32; y.rows];
     for i in 0..x.rows {
-        let row = grad.row(i);
-        let row_sum: f32 = row.iter().sum();
-        for (c, g) in col_sums.iter_mut().zip(row) {
-            *c += g;
-        }
+        let row_sum: f32 = grad.row(i).iter().sum();
         for (o, &xv) in dx.row_mut(i).iter_mut().zip(x.row(i)) {
             *o += 2.0 * row_sum * xv;
         }
     }
-    for (j, &c) in col_sums.iter().enumerate() {
-        for (o, &yv) in dy.row_mut(j).iter_mut().zip(y.row(j)) {
-            *o += 2.0 * c * yv;
+    dx
+}
+
+/// dX = 2 (diag(G·1) X − G Y), dY = 2 (diag(Gᵀ·1) Y − Gᵀ X).
+fn squared_euclidean_backward(x: MatRef<'_>, y: MatRef<'_>, grad: MatRef<'_>) -> (Matrix, Matrix) {
+    let grad_t = transpose(grad);
+    (squared_euclidean_backward_x(x, y, grad), squared_euclidean_backward_x(y, x, grad_t.view()))
+}
+
+fn transpose(m: MatRef<'_>) -> Matrix {
+    let mut t = Matrix::zeros(m.cols, m.rows);
+    for i in 0..m.rows {
+        for (j, &v) in m.row(i).iter().enumerate() {
+            t.set(j, i, v);
         }
     }
-    (dx, dy)
+    t
 }
 
 #[cfg(test)]
