@@ -1,0 +1,111 @@
+//! One training step per iteration, reported as images per second (criterion's `thrpt`).
+//!
+//! A step is what the training loop does: host images → forward on the autodiff device →
+//! embeddings copied to the host → backward from a fixed host dL/dZ → plain SGD step.
+//! Cases (same as the PyTorch comparison script): the small CNN (trainable BN) at 64×64,
+//! batch 64; ResNet-18 at 224×224, batch 32, and ResNet-50 at 224×224, batch 16, both with
+//! frozen BN (the paper's recipe); every head projects to 128-d and L2-normalises.
+//!
+//! `cargo bench -p dmlbench-models --bench train_step [-- resnet18]`. Sample counts are
+//! criterion's minimum so the whole run takes a few minutes on two cores.
+
+use std::time::Duration;
+
+use burn::optim::SgdConfig;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dmlbench_models::{Backbone, Backend, EmbeddingModel, ModelConfig};
+
+struct Case {
+    name: &'static str,
+    backbone: Backbone,
+    frozen_bn: bool,
+    batch: usize,
+    size: usize,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "small_cnn_b64_64px",
+            backbone: Backbone::default(),
+            frozen_bn: false,
+            batch: 64,
+            size: 64,
+        },
+        Case {
+            name: "resnet18_b32_224px",
+            backbone: Backbone::ResNet18,
+            frozen_bn: true,
+            batch: 32,
+            size: 224,
+        },
+        Case {
+            name: "resnet50_b16_224px",
+            backbone: Backbone::ResNet50,
+            frozen_bn: true,
+            batch: 16,
+            size: 224,
+        },
+    ]
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn train_step(c: &mut Criterion) {
+    let device = Backend::Flex
+        .training_device()
+        .expect("flex is always built");
+    device.seed(0);
+    let mut group = c.benchmark_group("train_step");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for case in cases() {
+        let config = ModelConfig {
+            backbone: case.backbone,
+            frozen_bn: case.frozen_bn,
+            embedding_dim: Some(128),
+            normalize: true,
+            ..ModelConfig::default()
+        };
+        let (model, _) = config.init(&device).expect("model");
+        let shape = [case.batch, 3, case.size, case.size];
+        let images = values(shape.iter().product(), 1);
+        let grad = values(case.batch * 128, 2);
+        let mut optimizer = SgdConfig::new().init();
+        let mut model: Option<EmbeddingModel> = Some(model);
+
+        group.throughput(Throughput::Elements(case.batch as u64));
+        group.bench_function(case.name, |b| {
+            b.iter(|| {
+                let current = model.take().expect("model");
+                let pass = current
+                    .forward_host(&device, &images, shape)
+                    .expect("forward");
+                // The plugin's work would happen here, on pass.embeddings().
+                std::hint::black_box(pass.embeddings());
+                let grads = pass.backward(&grad, &current).expect("backward");
+                let next = optimizer.step(0.01, current, grads);
+                model = Some(next);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_step);
+criterion_main!(benches);

@@ -1,0 +1,54 @@
+//! The backbone's 2-d normalisation layer: frozen or trainable batch norm, one config switch.
+//!
+//! `frozen: true` gives [`FrozenBatchNorm2d`] (running statistics and affine parameters fixed,
+//! the paper's recipe for a pretrained backbone). `frozen: false` gives burn's `BatchNorm`,
+//! which on an autodiff device normalises with batch statistics, updates its running
+//! statistics (momentum 0.1, as PyTorch) and trains its affine parameters; on a plain
+//! (inference) device, or after `Module::valid`, it uses the running statistics.
+//!
+//! Both variants read torchvision's parameter names: the frozen layer is named that way, and
+//! burn's PyTorch adapter renames `weight`/`bias` to `gamma`/`beta` for `BatchNorm`.
+
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig};
+use burn::prelude::*;
+
+use crate::frozen_bn::{BN_EPSILON, FrozenBatchNorm2d};
+
+/// A 2-d batch-norm layer, frozen or trainable.
+#[derive(Module, Debug)]
+pub enum Norm2d {
+    /// Fixed statistics and affine parameters; never trained.
+    Frozen(FrozenBatchNorm2d),
+    /// burn's BatchNorm: batch statistics and trained affine parameters in training.
+    Trainable(BatchNorm),
+}
+
+impl Norm2d {
+    /// A fresh layer over `num_features` channels (weight 1, bias 0, mean 0, variance 1).
+    pub fn new(num_features: usize, frozen: bool, device: &Device) -> Self {
+        if frozen {
+            Self::Frozen(FrozenBatchNorm2d::new(num_features, device))
+        } else {
+            Self::Trainable(
+                BatchNormConfig::new(num_features)
+                    .with_epsilon(BN_EPSILON)
+                    .with_momentum(0.1)
+                    .init(device),
+            )
+        }
+    }
+
+    /// Applies the layer to a `[batch, channels, height, width]` tensor.
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        match self {
+            Self::Frozen(bn) => bn.forward(input),
+            Self::Trainable(bn) => bn.forward(input),
+        }
+    }
+
+    /// Whether this layer is the frozen variant.
+    pub fn is_frozen(&self) -> bool {
+        matches!(self, Self::Frozen(_))
+    }
+}
