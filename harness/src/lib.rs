@@ -7,4 +7,7 @@
 
 pub mod cli;
 pub mod eval;
+pub mod experiment;
 pub mod plugin;
+pub mod report;
+pub mod train;

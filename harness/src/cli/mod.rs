@@ -14,15 +14,20 @@ use crate::plugin::{plugin_path_dirs, HostOptions, Registry};
 
 mod batch_input;
 mod data;
+mod embed;
 mod eval;
+mod leaderboard;
 mod loss;
 mod mine;
 mod plugins;
+mod run;
 
 /// Deep metric learning benchmarks: losses and miners as plugins, leaderboards you can trust.
 #[derive(Debug, Parser)]
 #[command(name = "dmlbench", version, propagate_version = true, max_term_width = 100)]
 #[command(after_help = "Examples:
+  dmlbench run
+  dmlbench leaderboard
   dmlbench plugins list
   dmlbench plugins check contrastive
   dmlbench loss contrastive --embeddings e.npy --labels l.npy --miner batch_hard --json
@@ -56,6 +61,8 @@ impl HostArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train and test every cell of an experiment (default: experiments/default.ron).
+    Run(run::RunArgs),
     /// List, show, check and create loss and miner plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -66,19 +73,26 @@ enum Command {
     /// Datasets: generate synthetic ones, check real ones.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Embed a dataset split with a trained checkpoint or a pretrained backbone.
+    Embed(embed::EmbedArgs),
     /// Retrieval and clustering metrics of saved embeddings.
     Eval(eval::EvalArgs),
+    /// Render leaderboards (terminal, Markdown, HTML, JSON) from result records.
+    Leaderboard(leaderboard::LeaderboardArgs),
 }
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args, &cli.host),
         Command::Plugins(command) => plugins::run(command, &cli.host),
         Command::Loss(args) => loss::run(args, &cli.host),
         Command::Mine(args) => mine::run(args, &cli.host),
         Command::Data(command) => data::run(command),
+        Command::Embed(args) => embed::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Leaderboard(args) => leaderboard::run(args),
     };
     match result {
         Ok(code) => code,

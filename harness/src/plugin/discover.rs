@@ -25,7 +25,7 @@ pub fn plugin_crates(plugins_dir: &Path) -> (Vec<PluginCrate>, Vec<(PathBuf, Str
         .max_depth(4)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| e.file_name() != "target" && !e.file_name().to_string_lossy().starts_with('.'));
+        .filter_entry(|e| e.depth() == 0 || (e.file_name() != "target" && !e.file_name().to_string_lossy().starts_with('.')));
     for entry in walker.flatten() {
         if entry.file_name() != "Cargo.toml" {
             continue;

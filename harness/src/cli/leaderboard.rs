@@ -1,0 +1,132 @@
+//! `dmlbench leaderboard`: tables from result records, for the terminal, Markdown, HTML or
+//! JSON, and `--check` of the committed ones.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::ValueEnum;
+
+use crate::report::record::{load_all, write_atomic};
+use crate::report::table::Leaderboard;
+use crate::report::term::TermOptions;
+use crate::report::{check, html, json, markdown, term};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Tables for the terminal, fitted to its width
+    Term,
+    /// GitHub-flavoured Markdown (what results/LEADERBOARD.md holds)
+    Md,
+    /// A static page with tables and SVG charts (what results/index.html holds)
+    Html,
+    /// Raw fractions with intervals, for scripts
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  dmlbench leaderboard
+  dmlbench leaderboard results/ cluster-results/ --format json | jq '.tables[].rows[].method'
+  dmlbench leaderboard --format md --out results/LEADERBOARD.md
+  dmlbench leaderboard --format html --out results/index.html
+  dmlbench leaderboard --check
+
+Every result record (*.ron) under the directories is read; one table is drawn per dataset and
+recipe, one row per method. Accuracy is the mean over seeds with the half-width of its 95%
+confidence interval (Student t), in percent. Marked values (bold, or '*' when not on a
+terminal): the best mean of a column and every value whose interval overlaps the best one's.
+Of two records of the same cell, the newest is kept.
+
+--check renders LEADERBOARD.md and index.html from the records and compares them with the
+files in the first directory; the exit code is 1 when they differ (a diff is printed), 0
+when they are up to date. Unreadable records are reported and also make the exit code 1.")]
+pub struct LeaderboardArgs {
+    /// Directories of result records, searched recursively [default: results]
+    #[arg(value_name = "RESULTS_DIR")]
+    dirs: Vec<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Term)]
+    format: Format,
+    /// Write to this file instead of standard output (links in md, html and json are made
+    /// relative to its directory)
+    #[arg(long, value_name = "PATH", conflicts_with = "check")]
+    out: Option<PathBuf>,
+    /// Compare the committed LEADERBOARD.md and index.html of the first directory with what
+    /// the records render to
+    #[arg(long, conflicts_with = "format")]
+    check: bool,
+}
+
+/// Runs the command.
+pub fn run(args: LeaderboardArgs) -> anyhow::Result<ExitCode> {
+    let dirs = if args.dirs.is_empty() { vec![PathBuf::from("results")] } else { args.dirs };
+    for dir in &dirs {
+        if !dir.is_dir() {
+            bail!("{}: no such results directory", dir.display());
+        }
+    }
+    let (records, errors) = load_all(&dirs);
+    for error in &errors {
+        eprintln!("warning: skipped {error}");
+    }
+    let board = Leaderboard::from_records(records);
+    for superseded in &board.superseded {
+        eprintln!("warning: {}", superseded.message());
+    }
+    let read_failures = !errors.is_empty();
+
+    if args.check {
+        let differences = check::compare(&check::committed_files(&board, &dirs[0]));
+        for difference in &differences {
+            print!("{}", difference.diff);
+        }
+        if differences.is_empty() {
+            println!(
+                "{} and {} in {} are up to date with {} records",
+                markdown::FILE_NAME,
+                html::FILE_NAME,
+                dirs[0].display(),
+                board.record_count()
+            );
+        } else {
+            let names: Vec<String> = differences.iter().map(|d| d.path.display().to_string()).collect();
+            eprintln!(
+                "error: {} out of date; regenerate with `dmlbench leaderboard --format md --out {}` and `--format html --out {}`",
+                names.join(" and "),
+                dirs[0].join(markdown::FILE_NAME).display(),
+                dirs[0].join(html::FILE_NAME).display()
+            );
+        }
+        return Ok(exit_code(!differences.is_empty() || read_failures));
+    }
+
+    // Links are relative to where the output goes: the file's directory, or the current one.
+    let base: PathBuf = match &args.out {
+        Some(out) => out.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+        None => PathBuf::from("."),
+    };
+    let text = match args.format {
+        Format::Term => {
+            let tty = args.out.is_none() && std::io::stdout().is_terminal();
+            term::render(&board, TermOptions { tty, width: None })
+        }
+        Format::Md => markdown::render(&board, &base),
+        Format::Html => html::render(&board, &base),
+        Format::Json => json::render(&board, &base),
+    };
+    match &args.out {
+        Some(out) => {
+            write_atomic(out, text.as_bytes()).with_context(|| format!("{}: cannot write the leaderboard", out.display()))?;
+            eprintln!("wrote {} ({} records, {} tables)", out.display(), board.record_count(), board.tables.len());
+        }
+        None => print!("{text}"),
+    }
+    Ok(exit_code(read_failures))
+}
+
+fn exit_code(failed: bool) -> ExitCode {
+    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}

@@ -1,0 +1,118 @@
+//! The leaderboard for a terminal: one comfy-table per dataset and recipe, fitted to the
+//! terminal's width. Best values are bold green on a terminal; where colours are off (output
+//! piped or written to a file) they carry a trailing `*` instead, so the marking survives.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
+
+use crate::report::table::{BoardTable, Leaderboard, RowState};
+use crate::report::text;
+
+/// Longest failure reason shown in a terminal cell.
+const REASON_CHARS: usize = 60;
+
+/// How to draw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TermOptions {
+    /// Whether the output is a terminal: colours on, width taken from the terminal.
+    pub tty: bool,
+    /// A width to fit, overriding the terminal's.
+    pub width: Option<u16>,
+}
+
+/// Renders every table, each under a title line, followed by a note on the marking.
+pub fn render(board: &Leaderboard, options: TermOptions) -> String {
+    if board.tables.is_empty() {
+        return "No result records.\n".into();
+    }
+    let mut out = String::new();
+    for table in &board.tables {
+        let records: usize = table.rows.iter().map(|r| r.cells.len()).sum();
+        out.push_str(&format!("{} · {} ({} records)\n", table.dataset, table.recipe, records));
+        out.push_str(&render_table(table, options).to_string());
+        out.push_str("\n\n");
+    }
+    let mark = if options.tty { "Bold green" } else { "*" };
+    // Two short lines, so the note fits any terminal the tables fit.
+    out.push_str("Accuracy in %: mean over seeds ± half-width of the 95% interval (Student t).\n");
+    out.push_str(&format!("{mark}: the best mean of a column, and every value whose interval overlaps it.\n"));
+    out
+}
+
+/// One table as comfy-table.
+pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    if !options.tty {
+        t.force_no_tty();
+    }
+    if let Some(width) = options.width {
+        t.set_width(width);
+    }
+    let mut header = vec![Cell::new("method")];
+    header.extend(table.columns.iter().map(|c| Cell::new(c.label())));
+    header.extend(["seeds", "s/epoch", "img/s", "peak MiB", "epochs", "backend", "status"].map(Cell::new));
+    t.set_header(header);
+
+    for row in &table.rows {
+        let mut cells = vec![Cell::new(&row.method)];
+        for (summary, &best) in row.metrics.iter().zip(&row.best) {
+            let value = summary.map(|s| text::interval(&s)).unwrap_or_else(|| text::MISSING.into());
+            let cell = if best && options.tty {
+                Cell::new(value).fg(Color::Green).add_attribute(Attribute::Bold)
+            } else if best {
+                Cell::new(format!("{value} *"))
+            } else {
+                Cell::new(value)
+            };
+            cells.push(cell.set_alignment(CellAlignment::Right));
+        }
+        let status = Cell::new(row.status_line(Some(REASON_CHARS)));
+        let status = match (row.state(), options.tty) {
+            (RowState::Failed, true) => status.fg(Color::Red),
+            (RowState::Running, true) => status.fg(Color::Yellow),
+            _ => status,
+        };
+        cells.extend([
+            Cell::new(row.completed_seeds()).set_alignment(CellAlignment::Right),
+            Cell::new(text::epoch_seconds(row)).set_alignment(CellAlignment::Right),
+            Cell::new(text::images_per_second(row)).set_alignment(CellAlignment::Right),
+            Cell::new(text::peak_memory(row)).set_alignment(CellAlignment::Right),
+            Cell::new(text::epochs(row)).set_alignment(CellAlignment::Right),
+            Cell::new(text::backends(row)),
+            status,
+        ]);
+        t.add_row(cells);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures::{completed, failed};
+
+    #[test]
+    fn plain_output_marks_best_values_and_fits_the_width() {
+        let board = Leaderboard::from_records(vec![
+            completed("cub", "default", "cross_entropy", None, 0, &[0.60], 0.31),
+            completed("cub", "default", "cross_entropy", None, 1, &[0.62], 0.31),
+            completed("cub", "default", "cross_entropy", None, 2, &[0.67], 0.31),
+            completed("cub", "default", "contrastive", Some("batch_hard"), 0, &[0.40], 0.2),
+            failed("cub", "default", "triplet_margin", Some("semihard"), 0, &format!("{}\nsecond line", "q".repeat(100))),
+        ]);
+        let out = render(&board, TermOptions { tty: false, width: Some(160) });
+        assert!(out.starts_with("cub · default (5 records)\n"), "{out}");
+        // 0.60, 0.62, 0.67 → 63.0 ± 9.0 (see stats.rs), the best; 40.0 is outside its interval.
+        assert!(out.contains("63.0 ± 9.0 *"), "{out}");
+        assert!(out.contains("40.0") && !out.contains("40.0 *"), "{out}");
+        assert!(!out.contains("second line"));
+        assert!(out.lines().all(|l| l.chars().count() <= 160), "wider than 160 columns:\n{out}");
+        // The reason is cut at 60 characters: 59 q's and an ellipsis, wrapped over lines.
+        assert_eq!(out.matches('q').count(), 59, "{out}");
+        assert!(out.contains('…'));
+        // A narrow terminal wraps cells rather than overflowing.
+        let narrow = render(&board, TermOptions { tty: false, width: Some(90) });
+        assert!(narrow.lines().all(|l| l.chars().count() <= 90), "wider than 90 columns:\n{narrow}");
+    }
+}

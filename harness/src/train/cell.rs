@@ -1,0 +1,506 @@
+//! One cell, start to finish, in the current process: data, model, plugins, the epoch loop,
+//! evaluation, checkpoints and the record.
+//!
+//! The step for each batch:
+//! images → backbone (autodiff) → embeddings → host → miner (if any) → loss plugin (value
+//! and dL/dZ) → backward from the embeddings with that gradient → optimiser step (base lr ×
+//! schedule factor) → the loss plugin's own `step(factor)`.
+//!
+//! After each epoch the record is written (atomically), then the checkpoint; a cell that is
+//! run again resumes from the checkpoint if its configuration is unchanged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+use dmlbench_datasets::cache::ResizeCache;
+use dmlbench_datasets::{Loader, SplitIndex};
+use dmlbench_models::burn::optim::{ModuleOptimizer, OptimizerRecord};
+use dmlbench_models::burn::prelude::Device;
+use dmlbench_models::{load_checkpoint, save_checkpoint, EmbeddingModel};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{carry_over, CheckpointDir, Progress};
+use super::data::{self, CellData, Evaluation};
+use super::embed::embed_split;
+use super::environment;
+use super::optimizer::{build, number_parameters};
+use super::sampler::epoch_batches;
+use super::schedule::lr_factor;
+use crate::eval::{evaluate, EvalInput, EvalOptions, Metrics};
+use crate::experiment::device::parse_device;
+use crate::experiment::spec::SelectionSpec;
+use crate::experiment::{Cell, Plan};
+use crate::plugin::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
+use crate::report::record::{
+    CellRecord, CellStatus, DatasetInfo, EpochRecord, ExperimentRef, PluginRef, Selection, Timing, RECORD_FORMAT_VERSION,
+};
+
+/// What a running cell reports, one JSON line each on the cell process's stdout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Training starts (or resumes after `resumed_epochs` finished epochs).
+    Started {
+        /// Total epochs.
+        epochs: usize,
+        /// Batches per epoch.
+        batches: usize,
+        /// Epochs already done (resumed from a checkpoint).
+        resumed_epochs: usize,
+    },
+    /// A batch finished.
+    Batch {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Batches done in this epoch.
+        batch: usize,
+        /// The batch's loss.
+        loss: f64,
+    },
+    /// Evaluation of an epoch starts.
+    Evaluating {
+        /// 1-based epoch.
+        epoch: usize,
+    },
+    /// An epoch finished.
+    Epoch {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Mean training loss.
+        loss: f64,
+        /// Test Recall@1, when evaluated.
+        recall_at_1: Option<f64>,
+    },
+}
+
+/// Where a cell's files go.
+pub struct CellPaths {
+    /// The record.
+    pub record: PathBuf,
+    /// The checkpoint directory.
+    pub checkpoint: CheckpointDir,
+}
+
+impl CellPaths {
+    /// The files of `cell` under `experiment_dir` (`results/<experiment>`).
+    pub fn new(experiment_dir: &Path, cell: &Cell) -> Self {
+        let id = cell.key.id();
+        CellPaths {
+            record: experiment_dir.join(format!("{id}.ron")),
+            checkpoint: CheckpointDir::new(experiment_dir.join("checkpoints").join(id)),
+        }
+    }
+}
+
+/// Everything a training step touches.
+struct Trainer<'a> {
+    plan: &'a Plan,
+    cell: &'a Cell,
+    data: CellData,
+    device: Device,
+    /// Taken out only while the optimiser steps (burn's step consumes the model).
+    model: Option<EmbeddingModel>,
+    optimizer: ModuleOptimizer,
+    loss: LossHandle,
+    miner: Option<MinerHandle>,
+    cache: Option<Arc<ResizeCache>>,
+    record: CellRecord,
+    paths: CellPaths,
+    progress: Progress,
+    /// Whether the epoch just finished is the best so far on validation.
+    new_best: bool,
+}
+
+/// Runs `cell` of `plan`, writing its record and checkpoints under `experiment_dir`, and
+/// returns the final record (completed or failed). Only errors that prevent writing the
+/// record itself are returned as errors.
+pub fn run_cell(
+    plan: &Plan,
+    cell: &Cell,
+    registry: &Registry,
+    experiment_dir: &Path,
+    events: &mut dyn FnMut(Event),
+) -> anyhow::Result<CellRecord> {
+    let mut record = empty_record(plan, cell);
+    let outcome = Trainer::new(plan, cell, registry, CellPaths::new(experiment_dir, cell), &mut record).and_then(|mut trainer| {
+        let result = trainer.train(events);
+        record = trainer.record.clone();
+        result
+    });
+    if let Err(error) = outcome {
+        record.status = CellStatus::Failed { reason: format!("{error:#}") };
+        record.updated_unix_s = now();
+        record.peak_rss_bytes = record.peak_rss_bytes.max(environment::peak_rss_bytes());
+        record.save(&CellPaths::new(experiment_dir, cell).record)?;
+    }
+    Ok(record)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A record of `cell` with no epoch yet, status `Running`.
+pub fn empty_record(plan: &Plan, cell: &Cell) -> CellRecord {
+    let selection = match &plan.spec.evaluation.selection {
+        SelectionSpec::Last => Selection::Last,
+        SelectionSpec::Best { metric } => Selection::Best { metric: metric.clone(), epoch: None },
+    };
+    CellRecord {
+        format_version: RECORD_FORMAT_VERSION,
+        experiment: ExperimentRef {
+            name: plan.spec.name.clone(),
+            file: plan.shown(&plan.file),
+            fingerprint: plan.file_fingerprint.clone(),
+        },
+        cell: cell.key.clone(),
+        config: cell.config.clone(),
+        config_fingerprint: cell.fingerprint.clone(),
+        dataset: Default::default(),
+        plugins: Vec::new(),
+        status: CellStatus::Running,
+        initial_test: None,
+        epochs: Vec::new(),
+        final_metrics: None,
+        selection,
+        peak_rss_bytes: 0,
+        peak_device_bytes: None,
+        environment: Default::default(),
+        started_unix_s: now(),
+        updated_unix_s: now(),
+        resumed: 0,
+    }
+}
+
+/// The value of `metric` (`recall_at_1`, `map_at_r`, ...) in `m`.
+pub fn metric_value(m: &Metrics, metric: &str) -> Option<f64> {
+    match metric {
+        "precision_at_1" => Some(m.precision_at_1),
+        "r_precision" => Some(m.r_precision),
+        "map_at_r" => Some(m.map_at_r),
+        "nmi" => m.nmi,
+        "ami" => m.ami,
+        _ => metric
+            .strip_prefix("recall_at_")
+            .and_then(|k| k.parse::<usize>().ok())
+            .and_then(|k| m.recall_at_k.get(&k).copied()),
+    }
+}
+
+fn plugin_ref(info: &PluginInfo, config: &str) -> PluginRef {
+    PluginRef {
+        kind: info.kind.to_string(),
+        id: info.id.clone(),
+        version: info.version.clone(),
+        sdk_version: info.sdk_version.clone(),
+        config: config.to_string(),
+    }
+}
+
+fn restore_state(dir: &Path, file: &str, load: impl FnOnce(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let path = dir.join(file);
+    if path.is_file() {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        load(&bytes).with_context(|| format!("restoring {}", path.display()))?;
+    }
+    Ok(())
+}
+
+impl<'a> Trainer<'a> {
+    fn new(plan: &'a Plan, cell: &'a Cell, registry: &Registry, paths: CellPaths, record: &mut CellRecord) -> anyhow::Result<Self> {
+        let spec = &plan.spec;
+        let data = data::load(&spec.dataset, &plan.dataset_root)?;
+        record.dataset = DatasetInfo { root: plan.shown(&plan.dataset_root), ..data.info.clone() };
+        let backend = parse_device(&spec.training.device).map_err(anyhow::Error::msg)?;
+        let device = backend.training_device().context("opening the training device")?;
+        device.seed(cell.key.seed);
+        // Pretrained weights are named relative to the project root, like every other path.
+        let mut model_config = spec.model.clone();
+        model_config.weights = model_config.weights.map(|w| plan.root.join(w));
+        let (model, load_report) = model_config.init(&device).context("building the model")?;
+        if let Some(report) = load_report {
+            eprintln!("{report}");
+        }
+        let mut model = number_parameters(model);
+        record.environment = environment::capture(&plan.root, &backend.label(), &spec.training.device, rayon::current_num_threads());
+
+        let embedding_dim = model.embedding_size();
+        let options = |config: &str| CreateOptions {
+            config: config.to_string(),
+            embedding_dim,
+            num_classes: data.train.num_classes(),
+            seed: cell.key.seed,
+            base_lr: spec.training.optimizer.lr(),
+        };
+        let loss_info = registry.get(PluginKind::Loss, &cell.loss.id).map_err(anyhow::Error::msg)?;
+        let mut loss = LossHandle::create(loss_info, &options(&cell.loss.config))?;
+        record.plugins = vec![plugin_ref(loss_info, &cell.loss.config)];
+        let mut miner = match &cell.miner {
+            Some(choice) => {
+                let info = registry.get(PluginKind::Miner, &choice.id).map_err(anyhow::Error::msg)?;
+                record.plugins.push(plugin_ref(info, &choice.config));
+                Some(MinerHandle::create(info, &options(&choice.config))?)
+            }
+            None => None,
+        };
+        let mut optimizer = build(&spec.training.optimizer);
+
+        // Resume when a checkpoint of this very configuration exists.
+        let mut progress = Progress { fingerprint: cell.fingerprint.clone(), epochs_done: 0, iterations_done: 0, best: None };
+        match paths.checkpoint.progress()? {
+            Some(saved) if saved.fingerprint == cell.fingerprint => {
+                let dir = paths.checkpoint.dir();
+                model = number_parameters(load_checkpoint(model, &dir.join("model.safetensors"))?);
+                let optimizer_file = dir.join("optimizer.bin");
+                if optimizer_file.is_file() {
+                    let state = OptimizerRecord::load(&optimizer_file).map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_file.display()))?;
+                    optimizer = optimizer.load_record(state);
+                }
+                restore_state(dir, "loss.state", |bytes| loss.load_state(bytes).map_err(Into::into))?;
+                if let Some(m) = miner.as_mut() {
+                    restore_state(dir, "miner.state", |bytes| m.load_state(bytes).map_err(Into::into))?;
+                }
+                if let Ok(previous) = CellRecord::load(&paths.record) {
+                    if previous.config_fingerprint == cell.fingerprint {
+                        record.epochs = previous.epochs;
+                        record.initial_test = previous.initial_test;
+                        record.epochs.truncate(saved.epochs_done);
+                        record.started_unix_s = previous.started_unix_s;
+                        record.resumed = previous.resumed + 1;
+                        record.peak_rss_bytes = previous.peak_rss_bytes;
+                    }
+                }
+                progress = saved;
+            }
+            _ => paths.checkpoint.clear()?,
+        }
+        let cache = spec.training.cache_images.then(|| Arc::new(ResizeCache::in_memory(data.recipe.train.resize, 8 << 30)));
+        Ok(Trainer {
+            plan,
+            cell,
+            data,
+            device,
+            model: Some(model),
+            optimizer,
+            loss,
+            miner,
+            cache,
+            record: record.clone(),
+            paths,
+            progress,
+            new_best: false,
+        })
+    }
+
+    fn model(&self) -> &EmbeddingModel {
+        self.model.as_ref().expect("the model is only taken during a step")
+    }
+
+    fn train(&mut self, events: &mut dyn FnMut(Event)) -> anyhow::Result<()> {
+        let training = &self.plan.spec.training;
+        let labels = self.data.train.labels();
+        let batches_per_epoch = epoch_batches(training.sampler, &labels, training.batch_size, self.cell.key.seed, 0).len();
+        events(Event::Started { epochs: training.epochs, batches: batches_per_epoch, resumed_epochs: self.progress.epochs_done });
+        if self.progress.epochs_done == 0 {
+            // The untrained network's metrics: the baseline every trained number is read
+            // against.
+            events(Event::Evaluating { epoch: 0 });
+            self.record.initial_test = Some(self.evaluate_test()?);
+        }
+        for epoch in self.progress.epochs_done..training.epochs {
+            let epoch_record = self.train_epoch(epoch, &labels, batches_per_epoch, events)?;
+            events(Event::Epoch {
+                epoch: epoch + 1,
+                loss: epoch_record.loss,
+                recall_at_1: epoch_record.test.as_ref().and_then(|m| m.recall_at_k.get(&1).copied()),
+            });
+            self.record.epochs.push(epoch_record);
+            self.progress.epochs_done = epoch + 1;
+            if epoch + 1 == training.epochs {
+                self.finish()?;
+            }
+            self.record.updated_unix_s = now();
+            self.record.peak_rss_bytes = self.record.peak_rss_bytes.max(environment::peak_rss_bytes());
+            // Record first, then checkpoint: a crash in between makes the next run redo this
+            // epoch, and the record is cut back to the checkpoint's epochs.
+            self.record.save(&self.paths.record)?;
+            self.save_checkpoint()?;
+        }
+        if self.record.status == CellStatus::Running {
+            // Every epoch was already done (the run stopped after the last checkpoint).
+            self.finish()?;
+            self.record.save(&self.paths.record)?;
+        }
+        Ok(())
+    }
+
+    fn train_epoch(&mut self, epoch: usize, labels: &[i64], batches_per_epoch: usize, events: &mut dyn FnMut(Event)) -> anyhow::Result<EpochRecord> {
+        let training = &self.plan.spec.training;
+        let seed = self.cell.key.seed;
+        let epoch_start = Instant::now();
+        let mut timing = Timing::default();
+        let mut batches = epoch_batches(training.sampler, labels, training.batch_size, seed, epoch);
+        // A last batch of one image cannot form a pair, and batch norm cannot normalise it.
+        batches.retain(|b| b.len() >= 2);
+        let mut loader = Loader::new(
+            self.data.train.clone(),
+            self.data.recipe.train.clone(),
+            batches,
+            epoch as u64,
+            seed,
+            training.workers,
+            training.prefetch,
+        );
+        if let Some(cache) = &self.cache {
+            loader = loader.with_cache(cache.clone());
+        }
+        let total_iterations = training.epochs * batches_per_epoch;
+        let (mut loss_sum, mut images, mut steps) = (0.0, 0usize, 0usize);
+        let mut stat_sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        let mut clock = Instant::now();
+        let mut lap = |slot: &mut f64| {
+            let t = Instant::now();
+            *slot += (t - clock).as_secs_f64();
+            clock = t;
+        };
+        for batch in loader {
+            let batch = batch.context("reading training images")?;
+            lap(&mut timing.data_s);
+            let (n, side) = (batch.len(), batch.side);
+            let pass = self.model().forward_host(&self.device, &batch.images, [n, 3, side, side]).context("forward pass")?;
+            let d = pass.shape().1;
+            lap(&mut timing.forward_s);
+            let mined = match self.miner.as_mut() {
+                Some(miner) => Some(miner.mine(pass.embeddings(), d, &batch.labels)?),
+                None => None,
+            };
+            lap(&mut timing.miner_s);
+            let out = self.loss.forward_backward(pass.embeddings(), d, &batch.labels, mined.as_ref().map(|m| &m.tuples))?;
+            lap(&mut timing.loss_s);
+            let grads = pass.backward(&out.grad, self.model()).context("backward pass")?;
+            lap(&mut timing.backward_s);
+            let factor = lr_factor(training.schedule, self.progress.iterations_done, total_iterations, batches_per_epoch);
+            let model = self.model.take().expect("the model is only taken during a step");
+            self.model = Some(self.optimizer.step(training.optimizer.lr() * factor, model, grads));
+            self.loss.step(factor)?;
+            lap(&mut timing.optimizer_s);
+
+            self.progress.iterations_done += 1;
+            loss_sum += out.loss;
+            images += n;
+            steps += 1;
+            let miner_stats = mined.iter().flat_map(|m| m.stats.iter().map(|(k, v)| (format!("miner.{k}"), *v)));
+            for (name, value) in out.stats.iter().map(|(k, v)| (format!("loss.{k}"), *v)).chain(miner_stats) {
+                let entry = stat_sums.entry(name).or_insert((0.0, 0));
+                entry.0 += value;
+                entry.1 += 1;
+            }
+            events(Event::Batch { epoch: epoch + 1, batch: steps, loss: out.loss });
+        }
+        if steps == 0 {
+            bail!("epoch {} had no batch of at least 2 images; the training split is too small", epoch + 1);
+        }
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+
+        let evaluation = &self.plan.spec.evaluation;
+        let last = epoch + 1 == training.epochs;
+        let due = evaluation.every > 0 && (epoch + 1) % evaluation.every == 0;
+        let (mut test, mut validation) = (None, None);
+        if last || due {
+            events(Event::Evaluating { epoch: epoch + 1 });
+            let eval_start = Instant::now();
+            test = Some(self.evaluate_test()?);
+            if let Some(val) = self.data.validation.clone() {
+                validation = Some(self.evaluate_split(&val)?);
+            }
+            timing.eval_s = eval_start.elapsed().as_secs_f64();
+        }
+        self.new_best = false;
+        if let (SelectionSpec::Best { metric }, Some(v)) = (&evaluation.selection, &validation) {
+            let value = metric_value(v, metric).with_context(|| format!("the validation metrics lack '{metric}'"))?;
+            if self.progress.best.is_none_or(|(_, best)| value > best) {
+                self.progress.best = Some((epoch + 1, value));
+                self.new_best = true;
+            }
+        }
+        timing.total_s = epoch_start.elapsed().as_secs_f64();
+        Ok(EpochRecord {
+            epoch: epoch + 1,
+            loss: loss_sum / steps as f64,
+            images,
+            images_per_second: images as f64 / train_seconds.max(1e-9),
+            timing,
+            test,
+            validation,
+            plugin_stats: stat_sums.into_iter().map(|(k, (sum, count))| (k, sum / count as f64)).collect(),
+        })
+    }
+
+    fn eval_options(&self) -> EvalOptions {
+        let spec = &self.plan.spec.evaluation;
+        EvalOptions { k: self.plan.k.clone(), distance: spec.distance, cluster: spec.cluster, seed: self.cell.key.seed, ..EvalOptions::default() }
+    }
+
+    fn embed(&self, split: &Arc<SplitIndex>) -> anyhow::Result<Vec<f32>> {
+        let batch_size = self.plan.spec.evaluation.batch_size;
+        embed_split(self.model(), &self.device, split, &self.data.recipe.eval, batch_size, self.plan.spec.training.workers, |_, _| {})
+    }
+
+    fn evaluate_split(&self, split: &Arc<SplitIndex>) -> anyhow::Result<Metrics> {
+        let embeddings = self.embed(split)?;
+        let labels = split.labels();
+        let d = self.model().embedding_size();
+        Ok(evaluate(&EvalInput::self_retrieval(&embeddings, &labels, d), &self.eval_options())?)
+    }
+
+    fn evaluate_test(&self) -> anyhow::Result<Metrics> {
+        match &self.data.test {
+            Evaluation::SelfRetrieval(split) => self.evaluate_split(split),
+            Evaluation::QueryGallery { query, gallery } => {
+                let (q, g) = (self.embed(query)?, self.embed(gallery)?);
+                let (ql, gl) = (query.labels(), gallery.labels());
+                let d = self.model().embedding_size();
+                Ok(evaluate(&EvalInput::query_gallery(&q, &ql, &g, &gl, d), &self.eval_options())?)
+            }
+        }
+    }
+
+    /// Sets the final metrics and the completed status.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        let chosen = match &mut self.record.selection {
+            Selection::Last => self.record.epochs.last().and_then(|e| e.test.clone()),
+            Selection::Best { epoch, .. } => {
+                let (best_epoch, _) = self.progress.best.context("no validation result to select from")?;
+                *epoch = Some(best_epoch);
+                self.record.epochs.iter().find(|e| e.epoch == best_epoch).and_then(|e| e.test.clone())
+            }
+        };
+        self.record.final_metrics = Some(chosen.context("the selected epoch has no test metrics")?);
+        self.record.status = CellStatus::Completed;
+        Ok(())
+    }
+
+    fn save_checkpoint(&mut self) -> anyhow::Result<()> {
+        let staged = self.paths.checkpoint.begin()?;
+        save_checkpoint(self.model(), &staged.join("model.safetensors"))?;
+        let model_config = ron::ser::to_string_pretty(&self.plan.spec.model, ron::ser::PrettyConfig::new())?;
+        std::fs::write(staged.join("model.ron"), model_config)?;
+        let optimizer_file = staged.join("optimizer.bin");
+        self.optimizer.to_record().save(&optimizer_file).map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_file.display()))?;
+        if self.loss.info().capabilities.supports_state {
+            std::fs::write(staged.join("loss.state"), self.loss.save_state()?)?;
+        }
+        if let Some(miner) = self.miner.as_mut().filter(|m| m.info().capabilities.supports_state) {
+            std::fs::write(staged.join("miner.state"), miner.save_state()?)?;
+        }
+        if self.new_best {
+            save_checkpoint(self.model(), &staged.join("best.safetensors"))?;
+        } else {
+            carry_over(&self.paths.checkpoint.dir().join("best.safetensors"), &staged.join("best.safetensors"))?;
+        }
+        self.paths.checkpoint.commit(&self.progress)
+    }
+}

@@ -1,0 +1,271 @@
+//! `dmlbench run`: every cell of a plan, each in its own process.
+//!
+//! A cell runs as `dmlbench run FILE --cell ID --events json`, a child process that trains
+//! and writes its own record and checkpoints. A plugin that crashes the process, a NaN loss
+//! or an out-of-memory kill therefore costs one failed record (with the reason and the last
+//! lines of the cell's log), and the other cells go on. The same command line runs one cell
+//! on a cluster node (a Slurm array task per cell id, listed by `--list-cells`).
+//!
+//! Cells whose record is complete for the same configuration are skipped; an interrupted or
+//! failed cell resumes from its checkpoint.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::Context as _;
+use dmlbench_datasets::synth::{self, SynthOptions};
+
+use super::cell::{empty_record, run_cell, CellPaths, Event};
+use crate::experiment::{Cell, Plan};
+use crate::plugin::Registry;
+use crate::report::record::{CellRecord, CellStatus, EXPERIMENT_COPY};
+use crate::report::text;
+
+/// How to run a plan.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The results directory (records go to `<results>/<experiment name>/`).
+    pub results: PathBuf,
+    /// Run only these cell ids (all when empty).
+    pub only: Vec<String>,
+    /// Project root, passed on to the cell processes.
+    pub root: PathBuf,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    /// (cell id, record) of every cell considered, in plan order.
+    pub cells: Vec<(String, Option<CellRecord>)>,
+    /// Cells skipped because they were complete.
+    pub skipped: usize,
+}
+
+impl RunSummary {
+    /// Whether every cell completed.
+    pub fn all_completed(&self) -> bool {
+        self.cells.iter().all(|(_, r)| r.as_ref().is_some_and(|r| r.status == CellStatus::Completed))
+    }
+}
+
+/// Generates the plan's synthetic dataset if it is configured and not there yet.
+pub fn ensure_dataset(plan: &Plan) -> anyhow::Result<()> {
+    let spec = &plan.spec.dataset;
+    let Some(synthetic) = spec.synthetic else { return Ok(()) };
+    if dmlbench_datasets::expected::read_manifest(&plan.dataset_root).ok().flatten().is_some() {
+        return Ok(());
+    }
+    if plan.dataset_root.exists() && std::fs::read_dir(&plan.dataset_root).is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::bail!(
+            "{} exists but holds no complete synthetic dataset (no manifest); remove it to have it generated again",
+            plan.dataset_root.display()
+        );
+    }
+    eprintln!(
+        "generating the synthetic {} dataset at {} ({} classes × {} images, {} px)",
+        spec.format.name(),
+        plan.dataset_root.display(),
+        synthetic.classes,
+        synthetic.per_class,
+        synthetic.size
+    );
+    let options = SynthOptions {
+        classes: synthetic.classes,
+        per_class: synthetic.per_class,
+        size: synthetic.size,
+        seed: synthetic.seed,
+        png: false,
+    };
+    synth::generate(spec.format, &plan.dataset_root, &options)
+        .with_context(|| format!("generating the synthetic dataset at {}", plan.dataset_root.display()))?;
+    Ok(())
+}
+
+fn is_done(cell: &Cell, path: &Path) -> bool {
+    CellRecord::load(path).is_ok_and(|r| r.status == CellStatus::Completed && r.config_fingerprint == cell.fingerprint)
+}
+
+/// One line on how a cell ended.
+pub fn describe(record: &CellRecord) -> String {
+    match &record.status {
+        CellStatus::Completed => {
+            let r1 = record.final_metrics.as_ref().and_then(|m| m.recall_at_k.get(&1)).map_or(text::MISSING.into(), |v| text::percent(*v));
+            let seconds = record.mean_epoch_seconds().map_or(text::MISSING.into(), text::significant);
+            format!("completed, R@1 {r1}, {seconds} s/epoch")
+        }
+        CellStatus::Failed { reason } => format!("FAILED: {}", reason.lines().next().unwrap_or("")),
+        CellStatus::Running => "interrupted".into(),
+    }
+}
+
+/// Runs every (selected) cell of `plan` in a child process, with progress bars.
+pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary> {
+    ensure_dataset(plan)?;
+    let dir = plan.results_dir(&options.results);
+    std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
+    // The experiment file travels with its records, so the leaderboard page can show it.
+    std::fs::copy(&plan.file, dir.join(EXPERIMENT_COPY)).with_context(|| format!("copying {}", plan.file.display()))?;
+
+    let cells: Vec<&Cell> = plan.cells.iter().filter(|c| options.only.is_empty() || options.only.contains(&c.key.id())).collect();
+    let bars = indicatif::MultiProgress::new();
+    let overall = bars.add(indicatif::ProgressBar::new(cells.len() as u64));
+    overall.set_style(indicatif::ProgressStyle::with_template("cells {bar:30} {pos}/{len} {msg}").expect("valid template"));
+    let mut summary = RunSummary::default();
+    for cell in cells {
+        let id = cell.key.id();
+        let paths = CellPaths::new(&dir, cell);
+        if is_done(cell, &paths.record) {
+            summary.skipped += 1;
+            summary.cells.push((id, CellRecord::load(&paths.record).ok()));
+            overall.inc(1);
+            continue;
+        }
+        overall.set_message(id.clone());
+        let bar = bars.add(indicatif::ProgressBar::new(0));
+        bar.set_style(indicatif::ProgressStyle::with_template("  {prefix} {bar:30} {pos}/{len} {msg}").expect("valid template"));
+        bar.set_prefix(id.clone());
+        if bars.is_hidden() {
+            eprintln!("running {id}");
+        }
+        let record = run_child(plan, cell, options, &dir, &paths, &bar)?;
+        bar.finish_and_clear();
+        if bars.is_hidden() {
+            eprintln!("  {id}: {}", describe(&record));
+        } else {
+            let _ = bars.println(format!("{id}: {}", describe(&record)));
+        }
+        summary.cells.push((id, Some(record)));
+        overall.inc(1);
+    }
+    overall.finish_and_clear();
+    Ok(summary)
+}
+
+fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: &CellPaths, bar: &indicatif::ProgressBar) -> anyhow::Result<CellRecord> {
+    let exe = std::env::current_exe().context("locating the dmlbench executable")?;
+    let log_path = dir.join("logs").join(format!("{}.log", cell.key.id()));
+    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let mut child = Command::new(&exe)
+        .arg("--root")
+        .arg(&options.root)
+        .arg("--no-build")
+        .arg("run")
+        .arg(&plan.file)
+        .arg("--results")
+        .arg(&options.results)
+        .args(["--cell", &cell.key.id(), "--events", "json"])
+        .args(plan_overrides(plan))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut epochs = 0;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let Ok(event) = serde_json::from_str::<Event>(&line) else { continue };
+        match event {
+            Event::Started { epochs: e, batches, resumed_epochs } => {
+                epochs = e;
+                bar.set_length(batches as u64);
+                if resumed_epochs > 0 {
+                    bar.set_message(format!("resumed after epoch {resumed_epochs}"));
+                }
+            }
+            Event::Batch { epoch, batch, loss } => {
+                bar.set_position(batch as u64);
+                bar.set_message(format!("epoch {epoch}/{epochs} loss {loss:.4}"));
+            }
+            Event::Evaluating { epoch } => bar.set_message(format!("epoch {epoch}/{epochs} evaluating")),
+            Event::Epoch { .. } => bar.set_position(0),
+        }
+    }
+    let status = child.wait().context("waiting for the cell's process")?;
+    let record = CellRecord::load(&paths.record).ok().filter(|r| r.config_fingerprint == cell.fingerprint);
+    match record {
+        Some(r) if status.success() || matches!(r.status, CellStatus::Failed { .. }) => Ok(r),
+        other => {
+            // The process died without recording why: a crash, a kill, running out of memory.
+            let how = match status.code() {
+                Some(code) => format!("exited with code {code}"),
+                None => signal_description(&status),
+            };
+            let mut r = other.unwrap_or_else(|| empty_record(plan, cell));
+            r.status = CellStatus::Failed {
+                reason: format!("the cell's process {how}; last lines of {}:\n{}", log_path.display(), log_tail(&log_path, 8)),
+            };
+            r.save(&paths.record)?;
+            Ok(r)
+        }
+    }
+}
+
+/// The command-line overrides a plan was made with, for its cell processes.
+fn plan_overrides(plan: &Plan) -> Vec<String> {
+    vec!["--epochs".into(), plan.spec.training.epochs.to_string()]
+}
+
+#[cfg(unix)]
+fn signal_description(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(9) => "was killed (signal 9, SIGKILL: killed by hand or out of memory)".into(),
+        Some(11) => "crashed (signal 11, SIGSEGV: a plugin or backend read invalid memory)".into(),
+        Some(6) => "aborted (signal 6, SIGABRT)".into(),
+        Some(s) => format!("was stopped by signal {s}"),
+        None => "ended without an exit code".into(),
+    }
+}
+
+#[cfg(not(unix))]
+fn signal_description(_: &std::process::ExitStatus) -> String {
+    "ended without an exit code".into()
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs one cell in this process, printing events as JSON lines on stdout when `json_events`
+/// is set (the protocol [`run_plan`] reads), or showing a progress bar otherwise.
+pub fn run_single(plan: &Plan, cell: &Cell, registry: &Registry, results: &Path, json_events: bool) -> anyhow::Result<CellRecord> {
+    ensure_dataset(plan)?;
+    let dir = plan.results_dir(results);
+    let bar = indicatif::ProgressBar::new(0);
+    if json_events {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} {msg}").expect("valid template"));
+    bar.set_prefix(cell.key.id());
+    let stdout = std::io::stdout();
+    let mut epochs = 0;
+    let mut on_event = |event: Event| {
+        if json_events {
+            let mut out = stdout.lock();
+            let _ = writeln!(out, "{}", serde_json::to_string(&event).expect("events serialise"));
+            let _ = out.flush();
+        }
+        match event {
+            Event::Started { epochs: e, batches, .. } => {
+                epochs = e;
+                bar.set_length(batches as u64);
+            }
+            Event::Batch { epoch, batch, loss } => {
+                bar.set_position(batch as u64);
+                bar.set_message(format!("epoch {epoch}/{epochs} loss {loss:.4}"));
+            }
+            Event::Evaluating { epoch } => bar.set_message(format!("epoch {epoch}/{epochs} evaluating")),
+            Event::Epoch { epoch, recall_at_1, .. } => {
+                let r1 = recall_at_1.map_or(String::new(), |r| format!(", R@1 {:.1}", r * 100.0));
+                bar.println(format!("epoch {epoch}/{epochs}{r1}"));
+                bar.set_position(0);
+            }
+        }
+    };
+    let record = run_cell(plan, cell, registry, &dir, &mut on_event)?;
+    bar.finish_and_clear();
+    Ok(record)
+}

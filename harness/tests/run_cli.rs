@@ -1,0 +1,234 @@
+//! `dmlbench run` end to end on tiny synthetic data: records, skipping finished cells,
+//! resuming a killed run, a crashing plugin costing one cell, and experiment files with
+//! several mistakes reported at once.
+
+mod common;
+
+use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{build_cdylib, dmlbench, run};
+use dmlbench::report::record::{CellRecord, CellStatus};
+
+/// A tiny experiment: 8 synthetic classes of 8 images at 32 px, a 2-stage CNN, seed 0.
+fn experiment(dir: &Path, name: &str, epochs: usize, grid: &str) -> PathBuf {
+    experiment_sized(dir, name, Size { classes: 8, per_class: 8, channels: "[8, 16]", lr: 0.05, epochs, seeds: "[0]" }, grid)
+}
+
+/// What varies between the experiments of these tests.
+struct Size {
+    classes: usize,
+    per_class: usize,
+    channels: &'static str,
+    lr: f64,
+    epochs: usize,
+    seeds: &'static str,
+}
+
+fn experiment_sized(dir: &Path, name: &str, size: Size, grid: &str) -> PathBuf {
+    let Size { classes, per_class, channels, lr, epochs, seeds } = size;
+    let data = dir.join(format!("data-{classes}x{per_class}"));
+    let text = format!(
+        r#"(
+    name: "{name}",
+    dataset: (
+        format: cub,
+        root: "{data}",
+        synthetic: (classes: {classes}, per_class: {per_class}, size: 32, seed: 1),
+        transforms: (resize: 32, crop: 28),
+    ),
+    model: (backbone: SmallCnn(channels: {channels}), embedding_dim: 16),
+    training: (
+        epochs: {epochs},
+        batch_size: 16,
+        sampler: MPerClass(m: 4),
+        optimizer: Sgd(lr: {lr}, momentum: 0.9, nesterov: true),
+        schedule: WarmupCosine(warmup_iterations: 2),
+        workers: 1,
+    ),
+    evaluation: (k: [1, 2], cluster: true, batch_size: 32),
+    grid: [{grid}],
+    seeds: {seeds},
+)"#,
+        data = data.display(),
+    );
+    let file = dir.join(format!("{name}.ron"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn record(results: &Path, experiment: &str, cell: &str) -> CellRecord {
+    let path = results.join(experiment).join(format!("{cell}.ron"));
+    CellRecord::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn run_writes_complete_records_and_skips_finished_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(dir.path(), "tiny", 2, r#"(loss: "cross_entropy"), (loss: "contrastive", miner: "batch_hard")"#);
+    let results = dir.path().join("results");
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("generating the synthetic cub dataset"), "{stderr}");
+
+    let ce = record(&results, "tiny", "cross_entropy-seed0");
+    assert_eq!(ce.status, CellStatus::Completed);
+    assert_eq!(ce.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(ce.final_metrics.as_ref(), ce.epochs[1].test.as_ref(), "Last selection reports the last epoch");
+    assert!(ce.initial_test.is_some(), "the untrained baseline is recorded");
+    let metrics = ce.final_metrics.as_ref().unwrap();
+    assert_eq!(metrics.recall_at_k.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    assert!(metrics.nmi.is_some());
+    // 4 test classes × 8 images, every query has other members of its class.
+    assert_eq!((metrics.queries, metrics.skipped_queries), (32, 0));
+    assert_eq!((ce.dataset.train_images, ce.dataset.train_classes, ce.dataset.test_images), (32, 4, 32));
+    let epoch = &ce.epochs[0];
+    assert_eq!(epoch.images, 32, "one epoch is one pass over the training images");
+    let t = &epoch.timing;
+    assert!(t.forward_s > 0.0 && t.backward_s > 0.0 && t.eval_s > 0.0 && t.total_s >= t.forward_s + t.backward_s);
+    assert!(epoch.images_per_second > 0.0 && ce.peak_rss_bytes > 0);
+    assert_eq!(ce.plugins[0].id, "cross_entropy");
+    assert_eq!(ce.environment.backend, "flex");
+
+    let pairwise = record(&results, "tiny", "contrastive+batch_hard-seed0");
+    assert_eq!(pairwise.status, CellStatus::Completed);
+    assert_eq!(pairwise.plugins.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec!["contrastive", "batch_hard"]);
+    assert!(pairwise.epochs[0].plugin_stats.contains_key("miner.triplets"), "{:?}", pairwise.epochs[0].plugin_stats);
+
+    // Running again does no work.
+    let (code, stdout, _) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("2 cell(s) were already complete and skipped"), "{stdout}");
+    assert_eq!(record(&results, "tiny", "cross_entropy-seed0"), ce);
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_checkpoint() {
+    const EPOCHS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    // Many short epochs, so the kill lands well before the end whatever the machine's speed.
+    let file = experiment(dir.path(), "resume", EPOCHS, r#"(loss: "cross_entropy")"#);
+    let results = dir.path().join("results");
+    let record_path = results.join("resume/cross_entropy-seed0.ron");
+    let mut child = dmlbench()
+        .arg("run")
+        .arg(&file)
+        .arg("--results")
+        .arg(&results)
+        .args(["--cell", "cross_entropy-seed0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the cell once its first epoch is recorded (in the middle of a later one).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if CellRecord::load(&record_path).is_ok_and(|r| !r.epochs.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no epoch recorded in time");
+        assert!(child.try_wait().unwrap().is_none(), "the cell ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let interrupted = CellRecord::load(&record_path).expect("the record stays readable after a kill");
+    assert_eq!(interrupted.status, CellStatus::Running);
+    assert!(!interrupted.epochs.is_empty() && interrupted.epochs.len() < EPOCHS);
+
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let done = CellRecord::load(&record_path).unwrap();
+    assert_eq!(done.status, CellStatus::Completed);
+    assert_eq!(done.resumed, 1);
+    assert_eq!(done.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), (1..=EPOCHS).collect::<Vec<_>>());
+    assert_eq!(done.epochs[0], interrupted.epochs[0], "finished epochs are kept as they were");
+    // No half-written checkpoint or temporary file is left behind.
+    let leftovers: Vec<String> = std::fs::read_dir(results.join("resume"))
+        .unwrap()
+        .chain(std::fs::read_dir(results.join("resume/checkpoints")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') || n.ends_with(".new") || n.ends_with(".old"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_crashing_plugin_costs_one_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let broken = build_cdylib("dmlbench-test-broken-plugins", "dmlbench_test_broken_plugins");
+    std::fs::copy(&broken, plugins.join(format!("{DLL_PREFIX}broken{DLL_SUFFIX}"))).unwrap();
+    let file = experiment(dir.path(), "crash", 1, r#"(loss: "panicking"), (loss: "contrastive")"#);
+    let results = dir.path().join("results");
+    let (code, stdout, _) = run(dmlbench().env("DMLBENCH_PLUGIN_PATH", &plugins).arg("run").arg(&file).arg("--results").arg(&results));
+    assert_eq!(code, 1, "a failed cell makes the exit code 1");
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    let failed = record(&results, "crash", "panicking-seed0");
+    let CellStatus::Failed { reason } = &failed.status else { panic!("{:?}", failed.status) };
+    assert!(reason.contains("panicked") && reason.contains("deliberate"), "{reason}");
+    assert_eq!(record(&results, "crash", "contrastive-seed0").status, CellStatus::Completed);
+}
+
+#[test]
+fn experiment_mistakes_are_reported_together_with_their_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.ron");
+    std::fs::write(
+        &file,
+        r#"(
+    name: "bad",
+    dataset: (format: cub, root: "nowhere"),
+    training: (epochs: 1, batch_size: 10, sampler: MPerClass(m: 4), optimizer: Sgd(lr: 0.1)),
+    grid: [
+        (loss: "no_such_loss"),
+        (loss: "cross_entropy", miner: "batch_hard"),
+        (loss: "contrastive", loss_config: (neg_margin: "high")),
+    ],
+)"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = run(dmlbench().arg("run").arg(&file));
+    assert_eq!(code, 2);
+    for expected in [
+        "5 problems",
+        "dataset.root",
+        "training.batch_size: 10 is not divisible by the sampler's m = 4",
+        "grid[0].loss: no loss plugin 'no_such_loss'",
+        "grid[1].miner: loss 'cross_entropy' does not use mined tuples",
+        "grid[2].loss_config",
+    ] {
+        assert!(stderr.contains(expected), "missing '{expected}' in:\n{stderr}");
+    }
+    // A syntax error names its line and column.
+    std::fs::write(&file, "(name: \"x\",\n dataset: oops)").unwrap();
+    let (code, _, stderr) = run(dmlbench().arg("run").arg(&file));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("line 2, column"), "{stderr}");
+}
+
+/// Training must teach the network something that carries over to classes it never saw:
+/// Recall@1 on the held-out classes, after training, well above the untrained network's.
+#[test]
+fn training_beats_the_untrained_network_on_unseen_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = Size { classes: 16, per_class: 10, channels: "[16, 32]", lr: 0.1, epochs: 16, seeds: "[0, 1, 2]" };
+    let file = experiment_sized(dir.path(), "learns", size, r#"(loss: "contrastive", miner: "batch_hard")"#);
+    let results = dir.path().join("results");
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let mut gains = Vec::new();
+    for seed in 0..3 {
+        let r = record(&results, "learns", &format!("contrastive+batch_hard-seed{seed}"));
+        let before = r.initial_test.as_ref().expect("the untrained network is evaluated").recall_at_k[&1];
+        let after = r.final_metrics.as_ref().expect("a completed cell has final metrics").recall_at_k[&1];
+        // 8 unseen classes of 10 images: 80 queries, so one query is 1.25 points.
+        assert_eq!(r.final_metrics.as_ref().unwrap().queries, 80);
+        assert!(after > before, "seed {seed}: Recall@1 {before} before training, {after} after");
+        gains.push(after - before);
+    }
+    let mean_gain = gains.iter().sum::<f64>() / gains.len() as f64;
+    assert!(mean_gain >= 0.10, "mean Recall@1 gain {mean_gain} over seeds, per seed {gains:?}");
+}
