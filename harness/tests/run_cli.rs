@@ -190,10 +190,11 @@ fn experiment_mistakes_are_reported_together_with_their_fields() {
 )"#,
     )
     .unwrap();
-    let (code, _, stderr) = run(dmlbench().arg("run").arg(&file));
+    let (code, _, stderr) = run(dmlbench().arg("run").arg(&file).args(["--device", "cuda:0"]));
     assert_eq!(code, 2);
     for expected in [
-        "5 problems",
+        "6 problems",
+        "training.device: device 'cuda:0' needs the `cuda` backend",
         "dataset.root",
         "training.batch_size: 10 is not divisible by the sampler's m = 4",
         "grid[0].loss: no loss plugin 'no_such_loss'",

@@ -17,6 +17,7 @@ use crate::train::runner::{describe, run_plan, run_single, RunOptions};
 #[command(after_help = "Examples:
   dmlbench run                                   # experiments/default.ron, synthetic data made on first use
   dmlbench run experiments/paper-cub.ron
+  dmlbench run experiments/paper-cub.ron --device cuda:0   # a binary built with --features cuda
   dmlbench run --smoke --results /tmp/smoke      # one epoch, first seed: checks that everything runs
   dmlbench run experiments/paper-sop.ron --list-cells
   dmlbench run experiments/paper-sop.ron --cell cross_entropy-seed0   # one cell, e.g. a Slurm array task
@@ -43,6 +44,10 @@ pub struct RunArgs {
     /// Train this many epochs instead of the file's
     #[arg(long, value_name = "N")]
     epochs: Option<usize>,
+    /// Device instead of the file's `training.device`: cpu, cuda:N (build with --features
+    /// cuda), tch or tch-cuda:N (--features tch)
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
     /// Progress as JSON lines on stdout (what `run` reads from its cell processes)
     #[arg(long, value_enum, hide = true)]
     events: Option<EventsFormat>,
@@ -58,7 +63,7 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
     let file = args.experiment.clone().unwrap_or_else(|| root.join("experiments/default.ron"));
     let registry = host.open_registry();
-    let overrides = Overrides { epochs: if args.smoke { Some(1) } else { args.epochs }, seeds: None };
+    let overrides = Overrides { epochs: if args.smoke { Some(1) } else { args.epochs }, seeds: None, device: args.device.clone() };
     let mut plan = experiment::load(&file, &root, &registry, &overrides).map_err(|e| {
         for problem in registry.problems() {
             eprintln!("warning: skipped plugin {}: {}", problem.path.display(), problem.reason);

@@ -119,6 +119,8 @@ pub struct Overrides {
     pub epochs: Option<usize>,
     /// Run only these seeds.
     pub seeds: Option<Vec<u64>>,
+    /// Train and evaluate on this device instead (`cpu`, `cuda:0`, ...).
+    pub device: Option<String>,
 }
 
 /// The resolved configuration of one cell, as stored in its record.
@@ -170,6 +172,9 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
     }
     if let Some(seeds) = &overrides.seeds {
         spec.seeds = seeds.clone();
+    }
+    if let Some(device) = &overrides.device {
+        spec.training.device = device.clone();
     }
     let mut problems = Problems::default();
     validate(&spec, root, registry, &mut problems);
