@@ -233,3 +233,46 @@ fn training_beats_the_untrained_network_on_unseen_classes() {
     let mean_gain = gains.iter().sum::<f64>() / gains.len() as f64;
     assert!(mean_gain >= 0.10, "mean Recall@1 gain {mean_gain} over seeds, per seed {gains:?}");
 }
+
+/// `dmlbench embed` on a trained checkpoint, then `dmlbench eval` on its output, reproduces
+/// the metrics the run recorded: the saved model, the evaluation transform and the metrics
+/// agree across the three commands.
+#[test]
+fn embed_and_eval_reproduce_the_recorded_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(dir.path(), "embed", 2, r#"(loss: "cross_entropy")"#);
+    let results = dir.path().join("results");
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let recorded = record(&results, "embed", "cross_entropy-seed0").final_metrics.expect("a completed cell has final metrics");
+
+    let checkpoint = results.join("embed/checkpoints/cross_entropy-seed0/model.safetensors");
+    let out = dir.path().join("emb");
+    let data = dir.path().join("data-8x8");
+    let (code, _, stderr) = run(dmlbench()
+        .arg("embed")
+        .arg("--checkpoint")
+        .arg(&checkpoint)
+        .args(["--format", "cub", "--image-size", "28", "--resize", "32", "--root"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, stdout, stderr) = run(dmlbench()
+        .arg("eval")
+        .arg("--embeddings")
+        .arg(out.join("embeddings.npy"))
+        .arg("--labels")
+        .arg(out.join("labels.npy"))
+        .args(["--k", "1,2", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["queries"], 32, "4 test classes of 8 images: {stdout}");
+    for (key, k) in [("1", 1), ("2", 2)] {
+        let from_eval = json["recall_at_k"][key].as_f64().unwrap();
+        assert!((from_eval - recorded.recall_at_k[&k]).abs() < 1e-9, "R@{k}: eval {from_eval}, record {}", recorded.recall_at_k[&k]);
+    }
+    let map = json["map_at_r"].as_f64().unwrap();
+    assert!((map - recorded.map_at_r).abs() < 1e-6, "MAP@R: eval {map}, record {}", recorded.map_at_r);
+}

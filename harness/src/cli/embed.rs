@@ -17,7 +17,7 @@ use crate::train::optimizer::number_parameters;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   dmlbench embed --checkpoint results/default/checkpoints/cross_entropy-seed0/model.safetensors \\
-                 --format cub --root data/synthetic-cub --image-size 56 --resize 64 --out emb/
+                 --format cub --root data/synthetic-cub --image-size 48 --resize 56 --out emb/
   dmlbench embed --backbone resnet50 --weights weights/resnet50-0676ba61.pth \\
                  --format cub --root data/CUB_200_2011 --split test --out emb-imagenet/
   dmlbench eval --embeddings emb/embeddings.npy --labels emb/labels.npy
