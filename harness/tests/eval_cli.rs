@@ -1,4 +1,4 @@
-//! `dmlbench eval` end to end: npy files in, one JSON object or a table out (issue 4).
+//! `dmlbench eval` end to end: npy files in, one JSON object or a table out.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,4 +1,4 @@
-//! `dmlbench leaderboard` end to end (issue 7): records of the default experiment in, tables
+//! `dmlbench leaderboard` end to end: records of the default experiment in, tables
 //! out, with intervals and best marks checked against hand computations, and `--check`
 //! catching a record edited without regenerating the committed leaderboards.
 

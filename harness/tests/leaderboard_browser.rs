@@ -1,4 +1,4 @@
-//! The HTML leaderboard in a real browser (issue 7): a page rendered from the default
+//! The HTML leaderboard in a real browser: a page rendered from the default
 //! experiment's records is loaded by headless Chromium, which must build the tables and the
 //! SVG charts from it, and a screenshot of it must show a rendered page.
 //!

@@ -27,7 +27,7 @@ pub fn parse_device(text: &str) -> Result<Backend, String> {
     };
     if !Backend::compiled().contains(&needed) {
         return Err(format!(
-            "device '{text}' needs the `{needed}` backend, which this build does not include; rebuild with `cargo build --release --features {needed}`"
+            "device '{text}' needs the `{needed}` backend, which this build does not include; rebuild with `cargo build --release -p dmlbench --features {needed}`"
         ));
     }
     Ok(backend)
