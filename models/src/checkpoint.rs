@@ -32,7 +32,7 @@ use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, Sa
 
 use crate::error::ModelError;
 use crate::model::EmbeddingModel;
-use crate::weights::{describe_apply_error, torchvision_name};
+use crate::weights::check_applied;
 
 /// Metadata key naming what wrote the file.
 const PRODUCER_KEY: &str = "dmlbench.producer";
@@ -81,27 +81,6 @@ pub fn load_checkpoint(
         path: path.to_path_buf(),
         message: format!("cannot read the checkpoint: {e}"),
     })?;
-    if !result.unused.is_empty() {
-        return Err(ModelError::UnexpectedKeys {
-            path: path.to_path_buf(),
-            keys: result.unused,
-        });
-    }
-    if !result.missing.is_empty() {
-        return Err(ModelError::MissingKeys {
-            path: path.to_path_buf(),
-            keys: result
-                .missing
-                .iter()
-                .map(|(name, _)| torchvision_name(name))
-                .collect(),
-        });
-    }
-    if !result.errors.is_empty() {
-        return Err(ModelError::Tensors {
-            path: path.to_path_buf(),
-            errors: result.errors.iter().map(describe_apply_error).collect(),
-        });
-    }
+    check_applied(path, &result, str::to_string)?;
     Ok(model)
 }

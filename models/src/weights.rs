@@ -37,7 +37,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use burn::store::{
-    ApplyError, ChainAdapter, FloatCastAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    ApplyError, ApplyResult, ChainAdapter, FloatCastAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
     PytorchStore, SafetensorsStore,
 };
 use burn::tensor::DType;
@@ -129,8 +129,33 @@ pub fn torchvision_name(path: &str) -> String {
     }
 }
 
+/// The first kind of problem in `result`, as an error naming every tensor at fault: keys of
+/// the file the model has no use for (named by `file_key`), then parameters the file lacks,
+/// then tensors of the wrong shape or type.
+pub(crate) fn check_applied(path: &Path, result: &ApplyResult, file_key: impl Fn(&str) -> String) -> Result<(), ModelError> {
+    if !result.unused.is_empty() {
+        return Err(ModelError::UnexpectedKeys {
+            path: path.to_path_buf(),
+            keys: result.unused.iter().map(|name| file_key(name)).collect(),
+        });
+    }
+    if !result.missing.is_empty() {
+        return Err(ModelError::MissingKeys {
+            path: path.to_path_buf(),
+            keys: result.missing.iter().map(|(name, _)| torchvision_name(name)).collect(),
+        });
+    }
+    if !result.errors.is_empty() {
+        return Err(ModelError::Tensors {
+            path: path.to_path_buf(),
+            errors: result.errors.iter().map(describe_apply_error).collect(),
+        });
+    }
+    Ok(())
+}
+
 /// One tensor that could not be applied, named as in torchvision.
-pub(crate) fn describe_apply_error(error: &ApplyError) -> String {
+fn describe_apply_error(error: &ApplyError) -> String {
     match error {
         ApplyError::ShapeMismatch {
             path,
@@ -247,37 +272,7 @@ pub fn load_resnet_weights(
 
     // Unexpected and missing keys say the most about what is wrong (another depth, another
     // stem); shape errors alone mean the same layout at another width.
-    if !result.unused.is_empty() {
-        return Err(ModelError::UnexpectedKeys {
-            path: path.to_path_buf(),
-            keys: result
-                .unused
-                .iter()
-                .map(|name| {
-                    file_names
-                        .get(name)
-                        .cloned()
-                        .unwrap_or_else(|| name.clone())
-                })
-                .collect(),
-        });
-    }
-    if !result.missing.is_empty() {
-        return Err(ModelError::MissingKeys {
-            path: path.to_path_buf(),
-            keys: result
-                .missing
-                .iter()
-                .map(|(name, _)| torchvision_name(name))
-                .collect(),
-        });
-    }
-    if !result.errors.is_empty() {
-        return Err(ModelError::Tensors {
-            path: path.to_path_buf(),
-            errors: result.errors.iter().map(describe_apply_error).collect(),
-        });
-    }
+    check_applied(path, &result, |name| file_names.get(name).cloned().unwrap_or_else(|| name.to_string()))?;
     let report = LoadReport {
         path: path.to_path_buf(),
         loaded: result.applied.len(),
