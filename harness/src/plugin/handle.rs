@@ -195,13 +195,15 @@ fn check_input(embeddings: &[f32], d: usize, labels: &[i64], tuples: Option<&Tup
 /// A loss plugin instance.
 pub struct LossHandle {
     instance: Instance,
+    /// A gradient buffer given back with [`LossHandle::recycle`], for the next call.
+    spare_grad: Vec<f32>,
 }
 
 impl LossHandle {
     /// Creates an instance of the loss `info` describes.
     pub fn create(info: &PluginInfo, options: &CreateOptions) -> Result<Self, PluginError> {
         assert_eq!(info.kind, PluginKind::Loss, "LossHandle::create on a {}", info.kind);
-        Ok(LossHandle { instance: Instance::create(info, options)? })
+        Ok(LossHandle { instance: Instance::create(info, options)?, spare_grad: Vec::new() })
     }
 
     /// The plugin.
@@ -247,7 +249,9 @@ impl LossHandle {
     ) -> Result<LossOutput, PluginError> {
         let forward_backward = self.instance.vtable().forward_backward.expect("checked at load time");
         let raw_batch = batch(n, d, embeddings, labels, tuples);
-        let mut grad = vec![f32::NAN; embeddings.len()];
+        let mut grad = std::mem::take(&mut self.spare_grad);
+        grad.clear();
+        grad.resize(embeddings.len(), f32::NAN);
         let mut stats = StatBuffer::default();
         let mut output = RawLossOutput {
             struct_size: size_of::<RawLossOutput>(),
@@ -260,6 +264,13 @@ impl LossHandle {
         self.instance
             .call("forward_backward", |ptr, err| unsafe { forward_backward(ptr, &raw_batch, &mut output, err) })?;
         Ok(LossOutput { loss: output.loss, grad, stats: stats.0 })
+    }
+
+    /// Gives back the gradient of an earlier output once it has been used, so that the next
+    /// call writes into it instead of allocating a new buffer (the training loop does this
+    /// every batch).
+    pub fn recycle(&mut self, grad: Vec<f32>) {
+        self.spare_grad = grad;
     }
 
     /// Updates the loss's own parameters with the schedule factor `lr_scale`.

@@ -390,6 +390,7 @@ impl<'a> Trainer<'a> {
 
             self.progress.iterations_done += 1;
             loss_sum += out.loss;
+            self.loss.recycle(out.grad);
             images += n;
             steps += 1;
             let miner_stats = mined.iter().flat_map(|m| m.stats.iter().map(|(k, v)| (format!("miner.{k}"), *v)));
