@@ -11,6 +11,10 @@
 
 use std::time::Duration;
 
+// The integration tests' helpers, for their seeded input values.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use burn::optim::SgdConfig;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dmlbench_models::{Backbone, Backend, EmbeddingModel, ModelConfig};
@@ -49,21 +53,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Deterministic pseudo-random values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 fn train_step(c: &mut Criterion) {
     let device = Backend::Flex
         .training_device()
@@ -84,8 +73,8 @@ fn train_step(c: &mut Criterion) {
         };
         let (model, _) = config.init(&device).expect("model");
         let shape = [case.batch, 3, case.size, case.size];
-        let images = values(shape.iter().product(), 1);
-        let grad = values(case.batch * 128, 2);
+        let images = common::values(shape.iter().product(), 1);
+        let grad = common::values(case.batch * 128, 2);
         let mut optimizer = SgdConfig::new().init();
         let mut model: Option<EmbeddingModel> = Some(model);
 
