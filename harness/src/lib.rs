@@ -6,6 +6,7 @@
 //! is the command line.
 
 pub mod cli;
+pub mod errors;
 pub mod eval;
 pub mod experiment;
 pub mod plugin;

@@ -97,8 +97,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", crate::errors::describe(&error));
             ExitCode::from(2)
         }
     }
 }
+

@@ -131,7 +131,7 @@ pub fn run_cell(
         result
     });
     if let Err(error) = outcome {
-        record.status = CellStatus::Failed { reason: format!("{error:#}") };
+        record.status = CellStatus::Failed { reason: crate::errors::describe(&error) };
         record.updated_unix_s = now();
         record.peak_rss_bytes = record.peak_rss_bytes.max(environment::peak_rss_bytes());
         record.save(&CellPaths::new(experiment_dir, cell).record)?;
