@@ -194,7 +194,7 @@ fn experiment_mistakes_are_reported_together_with_their_fields() {
     assert_eq!(code, 2);
     for expected in [
         "6 problems",
-        "training.device: device 'cuda:0' needs the `cuda` backend",
+        "training.device: device 'cuda:0': backend `cuda` is not compiled in: rebuild with `--features cuda`",
         "dataset.root",
         "training.batch_size: 10 is not divisible by the sampler's m = 4",
         "grid[0].loss: no loss plugin 'no_such_loss'",
@@ -275,4 +275,32 @@ fn embed_and_eval_reproduce_the_recorded_metrics() {
     }
     let map = json["map_at_r"].as_f64().unwrap();
     assert!((map - recorded.map_at_r).abs() < 1e-6, "MAP@R: eval {map}, record {}", recorded.map_at_r);
+}
+
+/// The same cells trained on flex and on LibTorch agree: the initial weights, the batches and
+/// the augmentations all come from the seed on the host, and the two backends compute the same
+/// functions, so the losses of every epoch and the final metrics match closely.
+#[cfg(feature = "tch")]
+#[test]
+fn libtorch_reproduces_the_run_on_flex() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(dir.path(), "backends", 2, r#"(loss: "cross_entropy"), (loss: "contrastive", miner: "batch_hard")"#);
+    for device in ["cpu", "tch"] {
+        let results = dir.path().join(device);
+        let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results).args(["--device", device]));
+        assert_eq!(code, 0, "{device}: {stdout}\n{stderr}");
+    }
+    for cell in ["cross_entropy-seed0", "contrastive+batch_hard-seed0"] {
+        let flex = record(&dir.path().join("cpu"), "backends", cell);
+        let tch = record(&dir.path().join("tch"), "backends", cell);
+        assert_eq!((flex.environment.backend.as_str(), tch.environment.backend.as_str()), ("flex", "libtorch"));
+        assert_eq!(tch.status, CellStatus::Completed);
+        let initial = |r: &CellRecord| r.initial_test.as_ref().unwrap().map_at_r;
+        assert!((initial(&tch) - initial(&flex)).abs() <= 1e-4, "{cell}: untrained MAP@R {} vs {}", initial(&tch), initial(&flex));
+        for (a, b) in tch.epochs.iter().zip(&flex.epochs) {
+            assert!((a.loss - b.loss).abs() <= 1e-3 * b.loss.abs().max(1.0), "{cell} epoch {}: loss {} vs {}", a.epoch, a.loss, b.loss);
+        }
+        let (a, b) = (tch.final_metrics.as_ref().unwrap(), flex.final_metrics.as_ref().unwrap());
+        assert!((a.map_at_r - b.map_at_r).abs() <= 1e-2, "{cell}: MAP@R {} vs {}", a.map_at_r, b.map_at_r);
+    }
 }

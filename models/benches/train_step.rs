@@ -6,8 +6,17 @@
 //! batch 64; ResNet-18 at 224×224, batch 32, and ResNet-50 at 224×224, batch 16, both with
 //! frozen BN (the paper's recipe); every head projects to 128-d and L2-normalises.
 //!
-//! `cargo bench -p dmlbench-models --bench train_step [-- resnet18]`. Sample counts are
-//! criterion's minimum so the whole run takes a few minutes on two cores.
+//! Every case runs on every backend built in: flex always, LibTorch's CPU with `--features tch`,
+//! and LibTorch on GPU N when `DMLBENCH_BENCH_GPU=N` is set in a `tch` build. Benchmarks are
+//! named `train_step/<backend>/<case>`, so a filter picks a backend or a case:
+//!
+//! ```sh
+//! cargo bench -p dmlbench-models --bench train_step                      # flex
+//! cargo bench -p dmlbench-models --features tch --bench train_step -- libtorch/
+//! ```
+//!
+//! The PyTorch side is `benches/pytorch/train_step.py`. Sample counts are criterion's minimum
+//! so the whole run takes a few minutes on two cores.
 
 use std::time::Duration;
 
@@ -53,17 +62,30 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// The backends this build includes, as named by [`Backend::compiled`].
+fn backends() -> Vec<Backend> {
+    let mut backends = vec![Backend::Flex];
+    if Backend::compiled().contains(&"tch") {
+        backends.push(Backend::LibTorch);
+        if let Ok(index) = std::env::var("DMLBENCH_BENCH_GPU") {
+            let index = index.parse().expect("DMLBENCH_BENCH_GPU is a GPU index");
+            backends.push(Backend::LibTorchCuda(index));
+        }
+    }
+    backends
+}
+
 fn train_step(c: &mut Criterion) {
-    let device = Backend::Flex
-        .training_device()
-        .expect("flex is always built");
-    device.seed(0);
     let mut group = c.benchmark_group("train_step");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    for case in cases() {
+    for (backend, case) in backends()
+        .into_iter()
+        .flat_map(|b| cases().into_iter().map(move |c| (b, c)))
+    {
+        let device = backend.training_device().expect("a built-in backend");
         let config = ModelConfig {
             backbone: case.backbone,
             frozen_bn: case.frozen_bn,
@@ -71,7 +93,7 @@ fn train_step(c: &mut Criterion) {
             normalize: true,
             ..ModelConfig::default()
         };
-        let (model, _) = config.init(&device).expect("model");
+        let (model, _) = config.init(&device, 0).expect("model");
         let shape = [case.batch, 3, case.size, case.size];
         let images = common::values(shape.iter().product(), 1);
         let grad = common::values(case.batch * 128, 2);
@@ -79,7 +101,8 @@ fn train_step(c: &mut Criterion) {
         let mut model: Option<EmbeddingModel> = Some(model);
 
         group.throughput(Throughput::Elements(case.batch as u64));
-        group.bench_function(case.name, |b| {
+        let name = format!("{}/{}", backend.label(), case.name);
+        group.bench_function(name, |b| {
             b.iter(|| {
                 let current = model.take().expect("model");
                 let pass = current

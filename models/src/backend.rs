@@ -66,6 +66,14 @@ impl Backend {
         }
     }
 
+    /// The CUDA device index, for the GPU backends.
+    pub fn gpu_index(&self) -> Option<usize> {
+        match *self {
+            Self::Cuda(index) | Self::LibTorchCuda(index) => Some(index),
+            Self::Flex | Self::LibTorch => None,
+        }
+    }
+
     /// The plain (inference) device.
     pub fn device(&self) -> Result<Device, ModelError> {
         match *self {
@@ -98,10 +106,64 @@ fn cuda_device(_index: usize) -> Result<Device, ModelError> {
 #[cfg(feature = "tch")]
 #[allow(deprecated)] // burn 0.22 marks LibTorch deprecated; it is our checkable GPU route.
 fn libtorch_device(cuda_index: Option<usize>) -> Result<Device, ModelError> {
-    Ok(match cuda_index {
-        None => Device::libtorch(),
-        Some(index) => Device::libtorch_cuda(index),
-    })
+    match cuda_index {
+        None => Ok(Device::libtorch()),
+        Some(index) => {
+            libtorch_cuda::check(index)?;
+            Ok(Device::libtorch_cuda(index))
+        }
+    }
+}
+
+/// LibTorch's CUDA half, made present before a CUDA device is used.
+///
+/// LibTorch reports no CUDA device unless `libtorch_cuda.so` is loaded. Builds list it among the
+/// binary's needed libraries, but a linker that drops libraries no code calls into directly
+/// (`--as-needed`) leaves it out; loading it by name (through the binary's run path or
+/// `LD_LIBRARY_PATH`) makes sure its registration code has run, and names the library when it
+/// cannot be found.
+#[cfg(feature = "tch")]
+mod libtorch_cuda {
+    use std::sync::OnceLock;
+
+    use crate::error::ModelError;
+
+    static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
+
+    pub fn check(index: usize) -> Result<(), ModelError> {
+        let unavailable = |message: String| ModelError::DeviceUnavailable {
+            device: format!("tch-cuda:{index}"),
+            message,
+        };
+        LOADED
+            .get_or_init(|| {
+                // SAFETY: loading LibTorch's own CUDA library only runs its static initialisers,
+                // which register CUDA with the LibTorch already loaded; it is never unloaded.
+                unsafe { libloading::Library::new("libtorch_cuda.so") }
+                    .map(std::mem::forget)
+                    .map_err(|error| {
+                        format!(
+                            "cannot load libtorch_cuda.so ({error}); a CPU-only LibTorch cannot \
+                             run on a GPU, and a CUDA one must be on LD_LIBRARY_PATH"
+                        )
+                    })
+            })
+            .clone()
+            .map_err(unavailable)?;
+        if !tch::Cuda::is_available() {
+            return Err(unavailable(
+                "LibTorch sees no CUDA device (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides it)"
+                    .into(),
+            ));
+        }
+        let count = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
+        if index >= count {
+            return Err(unavailable(format!(
+                "LibTorch sees {count} CUDA device(s), numbered from 0"
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(not(feature = "tch"))]
@@ -128,6 +190,17 @@ mod tests {
     fn a_backend_that_is_not_built_names_its_feature() {
         let error = Backend::Cuda(0).device().unwrap_err();
         assert!(error.to_string().contains("--features cuda"), "{error}");
+    }
+
+    #[cfg(not(feature = "tch"))]
+    #[test]
+    fn libtorch_without_its_feature_names_the_feature_variable_and_readme_section() {
+        for backend in [Backend::LibTorch, Backend::LibTorchCuda(0)] {
+            let error = backend.device().unwrap_err().to_string();
+            for needed in ["--features tch", "LIBTORCH_USE_PYTORCH", "Fast training with LibTorch"] {
+                assert!(error.contains(needed), "{needed}: {error}");
+            }
+        }
     }
 
     #[test]

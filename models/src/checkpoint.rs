@@ -16,11 +16,11 @@
 //!
 //! let device = Device::flex();
 //! let config = ModelConfig::default();
-//! let (model, _) = config.init(&device).unwrap();
+//! let (model, _) = config.init(&device, 0).unwrap();
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("model.safetensors");
 //! save_checkpoint(&model, &path).unwrap();
-//! let (fresh, _) = config.init(&device).unwrap();
+//! let (fresh, _) = config.init(&device, 0).unwrap();
 //! let restored = load_checkpoint(fresh, &path).unwrap();
 //! # let _ = restored;
 //! ```

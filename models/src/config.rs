@@ -14,7 +14,9 @@
 //! trainable batch norm, a 128-d L2-normalised embedding, no head batch norm, no dropout.
 
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -167,27 +169,35 @@ impl ModelConfig {
         }
     }
 
-    /// Builds the model on `device`: random initialisation (seed it with `device.seed(..)`
-    /// first), then the pretrained weights if configured. The report lists what the weights
-    /// file held that was ignored (classifier, batch-norm counters); show it to the user.
+    /// Builds the model on `device`: random initialisation from `seed`, then the pretrained
+    /// weights if configured. The report lists what the weights file held that was ignored
+    /// (classifier, batch-norm counters); show it to the user.
+    ///
+    /// Parameters are always drawn on the host (burn's flex backend, whose random numbers do
+    /// not depend on the machine) in module order, then moved to `device`: the same seed gives
+    /// the same initial weights on every backend, so a run on LibTorch or a GPU starts where
+    /// the same run on the CPU does.
     ///
     /// Use an autodiff device (`device.autodiff()`) to train, a plain one to evaluate.
     pub fn init(
         &self,
         device: &Device,
+        seed: u64,
     ) -> Result<(EmbeddingModel, Option<LoadReport>), ModelError> {
         self.validate()?;
+        let host = if device.is_autodiff() {
+            Device::flex().autodiff()
+        } else {
+            Device::flex()
+        };
+        // The host's generator is process-wide: hold it from seeding to the last draw, so that
+        // models built on several threads at once still get the weights of their own seed.
+        static HOST_RNG: Mutex<()> = Mutex::new(());
+        let rng = HOST_RNG.lock().unwrap_or_else(PoisonError::into_inner);
+        host.seed(seed);
         let mut report = None;
         let backbone = match self.backbone.resnet(self.frozen_bn)? {
-            Some(resnet) => {
-                let mut net = resnet.init(device);
-                if let Some(path) = &self.weights {
-                    let (loaded, load_report) = load_resnet_weights(net, path)?;
-                    net = loaded;
-                    report = Some(load_report);
-                }
-                BackboneNet::ResNet(net)
-            }
+            Some(resnet) => BackboneNet::ResNet(resnet.init(&host)),
             None => {
                 let Backbone::SmallCnn { channels } = &self.backbone else {
                     unreachable!("every non-ResNet backbone is the small CNN")
@@ -196,12 +206,39 @@ impl ModelConfig {
                     channels: channels.clone(),
                     frozen_bn: self.frozen_bn,
                 };
-                BackboneNet::SmallCnn(cnn.init(device)?)
+                BackboneNet::SmallCnn(cnn.init(&host)?)
             }
         };
-        let head = self.head_config(backbone.out_channels()).init(device)?;
-        Ok((EmbeddingModel { backbone, head }, report))
+        let head = self.head_config(backbone.out_channels()).init(&host)?;
+        let mut model = EmbeddingModel { backbone, head };
+        materialize(&model);
+        drop(rng);
+        if let Some(path) = &self.weights {
+            let BackboneNet::ResNet(net) = model.backbone else {
+                unreachable!("validate() allows weights only for ResNets")
+            };
+            let (loaded, load_report) = load_resnet_weights(net, path)?;
+            model.backbone = BackboneNet::ResNet(loaded);
+            report = Some(load_report);
+        }
+        if *device != host {
+            model = model.fork(device);
+        }
+        Ok((model, report))
     }
+}
+
+/// Draws every parameter now, in module order. burn initialises parameters lazily, on first
+/// use, so without this the order of the random draws (and so the weights) would depend on
+/// which code touches the model first.
+fn materialize(model: &EmbeddingModel) {
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
 }
 
 #[cfg(test)]
@@ -334,11 +371,50 @@ mod tests {
         }
     }
 
+    /// Every parameter's values, in module order.
+    fn weights(config: &ModelConfig, device: &Device, seed: u64) -> Vec<Vec<f32>> {
+        struct Collect(Vec<Vec<f32>>);
+        impl ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.push(param.val().into_data().to_vec::<f32>().unwrap());
+            }
+        }
+        let (model, _) = config.init(device, seed).unwrap();
+        let mut collect = Collect(Vec::new());
+        model.visit(&mut collect);
+        collect.0
+    }
+
+    /// The seed alone decides the initial weights: not whether the device has autodiff, not
+    /// other models being built on other threads at the same time.
+    #[test]
+    fn the_seed_alone_decides_the_initial_weights() {
+        let config = ModelConfig {
+            backbone: Backbone::SmallCnn {
+                channels: vec![4, 8],
+            },
+            embedding_dim: Some(3),
+            ..ModelConfig::default()
+        };
+        let reference = weights(&config, &Device::flex(), 3);
+        assert_eq!(weights(&config, &Device::flex().autodiff(), 3), reference);
+        assert_ne!(weights(&config, &Device::flex(), 4), reference);
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let config = config.clone();
+                std::thread::spawn(move || weights(&config, &Device::flex(), 3 + i % 2))
+            })
+            .collect();
+        for (i, thread) in threads.into_iter().enumerate() {
+            let got = thread.join().unwrap();
+            assert_eq!(got == reference, i % 2 == 0, "thread {i}");
+        }
+    }
+
     /// The published architectures have torchvision's parameter counts (without `fc`), and the
     /// small CNN the few hundred thousand its docs promise.
     #[test]
     fn parameter_counts_match_torchvision() {
-        use burn::module::Module;
         let device = Device::flex();
         let count = |backbone: Backbone| {
             let config = ModelConfig {
@@ -346,7 +422,7 @@ mod tests {
                 embedding_dim: None,
                 ..ModelConfig::default()
             };
-            let (model, _) = config.init(&device).unwrap();
+            let (model, _) = config.init(&device, 0).unwrap();
             model.num_params()
         };
         // torchvision: sum(p.numel() for p in resnetN().parameters()) - fc weights and bias,

@@ -70,11 +70,34 @@ pub enum ModelError {
     },
 
     /// A backend was requested that this build does not include.
-    #[error("backend `{backend}` is not compiled in: rebuild with `--features {feature}`")]
+    #[error("backend `{backend}` is not compiled in: rebuild with `--features {feature}`{}", build_hint(feature))]
     BackendUnavailable {
         /// The backend asked for.
         backend: &'static str,
         /// The cargo feature that provides it.
         feature: &'static str,
     },
+
+    /// The backend is built in but the device cannot be used on this machine.
+    #[error("device `{device}` is not usable: {message}")]
+    DeviceUnavailable {
+        /// The device asked for (`tch-cuda:0`).
+        device: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// What else a build with `feature` needs, for the message of
+/// [`ModelError::BackendUnavailable`].
+fn build_hint(feature: &str) -> &'static str {
+    match feature {
+        "tch" => {
+            " against a PyTorch install (`scripts/libtorch.sh` creates one and prints the \
+             variables to set, LIBTORCH_USE_PYTORCH among them; see the README section \
+             \"Fast training with LibTorch\")"
+        }
+        "cuda" => " (see the README section \"GPU backends\")",
+        _ => "",
+    }
 }

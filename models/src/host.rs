@@ -24,7 +24,7 @@
 //!     embedding_dim: Some(3),
 //!     ..ModelConfig::default()
 //! };
-//! let (mut model, _) = config.init(&device).unwrap();
+//! let (mut model, _) = config.init(&device, 0).unwrap();
 //! let mut optimizer = SgdConfig::new().init();
 //!
 //! let images = vec![0.5f32; 2 * 3 * 8 * 8];

@@ -23,7 +23,7 @@
 //!
 //! let device = Backend::Flex.training_device().unwrap();
 //! device.seed(7);
-//! let (mut model, _report) = ModelConfig::default().init(&device).unwrap();
+//! let (mut model, _report) = ModelConfig::default().init(&device, 7).unwrap();
 //! let mut optimizer = SgdConfig::new().init();
 //!
 //! let images = vec![0.0f32; 4 * 3 * 16 * 16];

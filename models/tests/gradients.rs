@@ -181,7 +181,7 @@ fn small_cnn_gradients_match_finite_differences() {
         bn_head: true,
         ..ModelConfig::default()
     };
-    let (model, _) = config.init(&device).unwrap();
+    let (model, _) = config.init(&device, 5).unwrap();
     // Trainable BN in training mode: the batch statistics depend on every image, and the
     // finite differences see that dependence too.
     check(
@@ -217,7 +217,7 @@ fn frozen_bn_resnet_gradients_match_finite_differences() {
         bn_head: false,
         dropout: 0.0,
     };
-    let (model, _) = config.init(&device).unwrap();
+    let (model, _) = config.init(&device, 6).unwrap();
     check(
         model,
         [2, 3, 32, 32],
@@ -253,7 +253,7 @@ fn resnet50_bottleneck_gradients_match_finite_differences() {
         bn_head: false,
         dropout: 0.0,
     };
-    let (model, _) = config.init(&device).unwrap();
+    let (model, _) = config.init(&device, 7).unwrap();
     check(
         model,
         [2, 3, 32, 32],

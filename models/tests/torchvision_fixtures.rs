@@ -86,7 +86,7 @@ fn check_against_pytorch(backbone: Backbone, stem: &str, extension: &str, frozen
     let reference = reference(&fixture(&format!("{stem}_io.safetensors")));
     let config = pooled_features_config(backbone, weights, frozen_bn);
     let device = Device::flex();
-    let (model, report) = config.init(&device).unwrap();
+    let (model, report) = config.init(&device, 0).unwrap();
     let report = report.expect("weights were configured");
 
     // torchvision's classifier and BN counters are in the file and reported, not loaded.
@@ -155,7 +155,7 @@ fn frozen_bn_keeps_eval_statistics_while_training() {
     let reference = reference(&fixture("resnet18_w8_io.safetensors"));
     let config = pooled_features_config(r18_w8(), fixture("resnet18_w8.pth"), true);
     let device = Device::flex().autodiff();
-    let (model, _) = config.init(&device).unwrap();
+    let (model, _) = config.init(&device, 0).unwrap();
     let pass = model
         .forward_host(&device, &reference.input, reference.input_shape)
         .unwrap();
@@ -170,7 +170,7 @@ fn trainable_bn_uses_batch_statistics_while_training() {
     let reference = reference(&fixture("resnet18_w8_io.safetensors"));
     let config = pooled_features_config(r18_w8(), fixture("resnet18_w8.pth"), false);
     let device = Device::flex().autodiff();
-    let (model, _) = config.init(&device).unwrap();
+    let (model, _) = config.init(&device, 0).unwrap();
     let pass = model
         .forward_host(&device, &reference.input, reference.input_shape)
         .unwrap();
@@ -183,7 +183,7 @@ fn trainable_bn_uses_batch_statistics_while_training() {
 
 fn load_error(backbone: Backbone, weights: &Path) -> ModelError {
     let config = pooled_features_config(backbone, weights.to_path_buf(), true);
-    match config.init(&Device::flex()) {
+    match config.init(&Device::flex(), 0) {
         Ok(_) => panic!("{} should not load", weights.display()),
         Err(error) => error,
     }
@@ -304,7 +304,7 @@ fn wrapped_timm_style_names_load() {
     let reference = reference(&fixture("resnet18_w8_io.safetensors"));
     let device = Device::flex();
     let (model, report) = pooled_features_config(r18_w8(), path, true)
-        .init(&device)
+        .init(&device, 0)
         .unwrap();
     let report = report.unwrap();
     assert!(
@@ -371,7 +371,7 @@ fn full_size_torchvision_resnets() {
         for extension in ["pth", "safetensors"] {
             let weights = dir.join(format!("{stem}.{extension}"));
             let config: ModelConfig = pooled_features_config(backbone.clone(), weights, true);
-            let (model, report) = config.init(&device).unwrap();
+            let (model, report) = config.init(&device, 0).unwrap();
             eprintln!("{}", report.unwrap());
             let ours = model
                 .embed_host(&device, &reference.input, reference.input_shape)

@@ -8,7 +8,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
-use common::{fixture, pooled_features_config, values};
+use common::{fixture, pooled_features_config, snapshot, values};
 use dmlbench_models::{
     Backbone, BackboneNet, EmbeddingModel, ModelConfig, ModelError, Norm2d, load_checkpoint,
     save_checkpoint,
@@ -23,24 +23,6 @@ fn small_config() -> ModelConfig {
         normalize: true,
         ..ModelConfig::default()
     }
-}
-
-/// Every float tensor of a module, flattened, in visiting order, with its path.
-fn snapshot(model: &impl Module) -> Vec<(String, Vec<f32>)> {
-    use burn::store::ModuleSnapshot;
-    model
-        .collect(None, None, true)
-        .into_iter()
-        .map(|t| {
-            let name = t.name.clone();
-            let bytes = t.to_bytes().unwrap();
-            let values = bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, values)
-        })
-        .collect()
 }
 
 fn frozen_bn_layers(model: &EmbeddingModel) -> Vec<&dmlbench_models::FrozenBatchNorm2d> {
@@ -81,7 +63,7 @@ fn frozen_bn_layers(model: &EmbeddingModel) -> Vec<&dmlbench_models::FrozenBatch
 fn host_gradient_backward_equals_direct_backward() {
     let device = Device::flex().autodiff();
     device.seed(1);
-    let (model, _) = small_config().init(&device).unwrap();
+    let (model, _) = small_config().init(&device, 1).unwrap();
     let shape = [3, 3, 12, 12];
     let images = values(3 * 3 * 12 * 12, 2);
     let target = values(3 * 6, 3);
@@ -166,7 +148,7 @@ fn frozen_bn_parameters_do_not_change_after_an_optimizer_step() {
     );
     config.embedding_dim = Some(8);
     config.normalize = true;
-    let (model, _) = config.init(&device).unwrap();
+    let (model, _) = config.init(&device, 0).unwrap();
     let before = snapshot(&model);
     let bn_before: Vec<_> = frozen_bn_layers(&model)
         .iter()
@@ -236,7 +218,7 @@ fn trainable_bn_trains_and_updates_running_statistics() {
         fixture("resnet18_w8.pth"),
         false,
     );
-    let (model, _) = config.init(&device).unwrap();
+    let (model, _) = config.init(&device, 0).unwrap();
     let BackboneNet::ResNet(net) = &model.backbone else {
         unreachable!()
     };
@@ -279,7 +261,7 @@ fn trainable_bn_trains_and_updates_running_statistics() {
 #[test]
 fn backward_checks_the_gradient_it_is_given() {
     let device = Device::flex().autodiff();
-    let (model, _) = small_config().init(&device).unwrap();
+    let (model, _) = small_config().init(&device, 0).unwrap();
     let images = values(2 * 3 * 8 * 8, 9);
     let pass = model.forward_host(&device, &images, [2, 3, 8, 8]).unwrap();
     let error = pass.backward(&[0.0; 5], &model).unwrap_err();
@@ -300,7 +282,7 @@ fn backward_checks_the_gradient_it_is_given() {
 #[test]
 fn forward_host_checks_the_images() {
     let device = Device::flex().autodiff();
-    let (model, _) = small_config().init(&device).unwrap();
+    let (model, _) = small_config().init(&device, 0).unwrap();
     let error = model
         .forward_host(&device, &[0.0; 10], [2, 3, 8, 8])
         .unwrap_err();
@@ -323,7 +305,7 @@ fn head_bn_needs_two_images_in_training() {
         bn_head: true,
         ..small_config()
     };
-    let (model, _) = config.init(&device).unwrap();
+    let (model, _) = config.init(&device, 0).unwrap();
     let error = model
         .forward_host(&device, &[0.0; 192], [1, 3, 8, 8])
         .unwrap_err();
@@ -346,7 +328,7 @@ fn head_normalises_as_configured() {
     device.seed(3);
     let images = values(8 * 3 * 8 * 8, 10);
 
-    let (model, _) = small_config().init(&device).unwrap();
+    let (model, _) = small_config().init(&device, 3).unwrap();
     let pass = model.forward_host(&device, &images, [8, 3, 8, 8]).unwrap();
     for row in pass.embeddings().chunks(6) {
         let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -359,7 +341,7 @@ fn head_normalises_as_configured() {
         normalize: false,
         ..small_config()
     };
-    let (model, _) = config.init(&device).unwrap();
+    let (model, _) = config.init(&device, 3).unwrap();
     let mut without_bn = model.clone();
     without_bn.head.bn = None;
     let before = without_bn
@@ -409,7 +391,7 @@ fn dropout_is_active_in_training_only() {
         normalize: false,
         ..small_config()
     };
-    let (model, _) = config.init(&device).unwrap();
+    let (model, _) = config.init(&device, 4).unwrap();
     let images = values(2 * 3 * 8 * 8, 11);
     let a = model.forward_host(&device, &images, [2, 3, 8, 8]).unwrap();
     let b = model.forward_host(&device, &images, [2, 3, 8, 8]).unwrap();
@@ -442,7 +424,7 @@ fn checkpoints_round_trip_and_convert_between_bn_modes() {
     config.embedding_dim = Some(8);
     config.bn_head = true;
     let train_device = device.clone().autodiff();
-    let (model, _) = config.init(&train_device).unwrap();
+    let (model, _) = config.init(&train_device, 0).unwrap();
     let pass = model
         .forward_host(&train_device, &images, [2, 3, 32, 32])
         .unwrap();
@@ -461,7 +443,7 @@ fn checkpoints_round_trip_and_convert_between_bn_modes() {
             ..config.clone()
         };
         device.seed(99);
-        let (fresh, _) = fresh_config.init(&device).unwrap();
+        let (fresh, _) = fresh_config.init(&device, 99).unwrap();
         let restored = load_checkpoint(fresh, &path).unwrap();
         let got = restored
             .embed_host(&device, &images, [2, 3, 32, 32])
@@ -480,7 +462,7 @@ fn checkpoints_round_trip_and_convert_between_bn_modes() {
         embedding_dim: Some(4),
         ..config.clone()
     };
-    let (other, _) = other.init(&device).unwrap();
+    let (other, _) = other.init(&device, 99).unwrap();
     let error = load_checkpoint(other, &path).unwrap_err();
     let message = error.to_string();
     assert!(

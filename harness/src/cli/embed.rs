@@ -121,7 +121,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => bail!("give --checkpoint or --backbone"),
     };
-    let (mut model, report) = config.init(&device).context("building the model")?;
+    let (mut model, report) = config.init(&device, 0).context("building the model")?;
     if let Some(report) = report {
         eprintln!("{report}");
     }

@@ -1,6 +1,6 @@
 //! The `training.device` setting: where a cell trains.
 
-use dmlbench_models::Backend;
+use dmlbench_models::{Backend, ModelError};
 
 /// Parses `cpu`, `cuda`, `cuda:N`, `tch`, `tch-cuda:N` into a backend this build includes.
 pub fn parse_device(text: &str) -> Result<Backend, String> {
@@ -26,9 +26,8 @@ pub fn parse_device(text: &str) -> Result<Backend, String> {
         Backend::LibTorch | Backend::LibTorchCuda(_) => "tch",
     };
     if !Backend::compiled().contains(&needed) {
-        return Err(format!(
-            "device '{text}' needs the `{needed}` backend, which this build does not include; rebuild with `cargo build --release -p dmlbench --features {needed}`"
-        ));
+        let missing = ModelError::BackendUnavailable { backend: needed, feature: needed };
+        return Err(format!("device '{text}': {missing}"));
     }
     Ok(backend)
 }
@@ -44,6 +43,12 @@ mod tests {
         assert!(parse_device("cuda:x").unwrap_err().contains("must be a number"));
         if !Backend::compiled().contains(&"cuda") {
             assert!(parse_device("cuda:1").unwrap_err().contains("--features cuda"));
+        }
+        if !Backend::compiled().contains(&"tch") {
+            let error = parse_device("tch-cuda:0").unwrap_err();
+            for needed in ["'tch-cuda:0'", "--features tch", "LIBTORCH_USE_PYTORCH", "Fast training with LibTorch"] {
+                assert!(error.contains(needed), "{needed}: {error}");
+            }
         }
     }
 }

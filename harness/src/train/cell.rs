@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{carry_over, CheckpointDir, Progress};
 use super::data::{self, CellData, Evaluation};
+use super::device_memory::{self, PeakSampler};
 use super::embed::embed_split;
 use super::environment;
 use super::optimizer::{build, number_parameters};
@@ -112,6 +113,8 @@ struct Trainer<'a> {
     progress: Progress,
     /// Whether the epoch just finished is the best so far on validation.
     new_best: bool,
+    /// Peak GPU memory of this process, on a GPU backend with NVML.
+    device_memory: Option<PeakSampler>,
 }
 
 /// Runs `cell` of `plan`, writing its record and checkpoints under `experiment_dir`, and
@@ -127,6 +130,7 @@ pub fn run_cell(
     let mut record = empty_record(plan, cell);
     let outcome = Trainer::new(plan, cell, registry, CellPaths::new(experiment_dir, cell), &mut record).and_then(|mut trainer| {
         let result = trainer.train(events);
+        trainer.note_peaks();
         record = trainer.record.clone();
         result
     });
@@ -220,12 +224,22 @@ impl<'a> Trainer<'a> {
         // Pretrained weights are named relative to the project root, like every other path.
         let mut model_config = spec.model.clone();
         model_config.weights = model_config.weights.map(|w| plan.root.join(w));
-        let (model, load_report) = model_config.init(&device).context("building the model")?;
+        let (model, load_report) = model_config.init(&device, cell.key.seed).context("building the model")?;
         if let Some(report) = load_report {
             eprintln!("{report}");
         }
         let mut model = number_parameters(model);
         record.environment = environment::capture(&plan.root, &backend.label(), &spec.training.device, rayon::current_num_threads());
+        let device_memory = backend.gpu_index().and_then(|index| match device_memory::nvml_source(index) {
+            Ok((source, gpu)) => {
+                record.environment.gpu = Some(gpu);
+                Some(PeakSampler::start(source, device_memory::SAMPLE_INTERVAL))
+            }
+            Err(why) => {
+                eprintln!("warning: peak GPU memory will not be recorded: {why}");
+                None
+            }
+        });
 
         let embedding_dim = model.embedding_size();
         let options = |config: &str| CreateOptions {
@@ -271,6 +285,7 @@ impl<'a> Trainer<'a> {
                         record.started_unix_s = previous.started_unix_s;
                         record.resumed = previous.resumed + 1;
                         record.peak_rss_bytes = previous.peak_rss_bytes;
+                        record.peak_device_bytes = previous.peak_device_bytes;
                     }
                 }
                 progress = saved;
@@ -292,7 +307,15 @@ impl<'a> Trainer<'a> {
             paths,
             progress,
             new_best: false,
+            device_memory,
         })
+    }
+
+    /// Folds this process's peak host and device memory so far into the record.
+    fn note_peaks(&mut self) {
+        self.record.peak_rss_bytes = self.record.peak_rss_bytes.max(environment::peak_rss_bytes());
+        let device_peak = self.device_memory.as_ref().and_then(PeakSampler::peak);
+        self.record.peak_device_bytes = device_memory::combined_peak(self.record.peak_device_bytes, device_peak);
     }
 
     fn model(&self) -> &EmbeddingModel {
@@ -323,7 +346,7 @@ impl<'a> Trainer<'a> {
                 self.finish()?;
             }
             self.record.updated_unix_s = now();
-            self.record.peak_rss_bytes = self.record.peak_rss_bytes.max(environment::peak_rss_bytes());
+            self.note_peaks();
             // Record first, then checkpoint: a crash in between makes the next run redo this
             // epoch, and the record is cut back to the checkpoint's epochs.
             self.record.save(&self.paths.record)?;

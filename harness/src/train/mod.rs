@@ -4,6 +4,7 @@
 pub mod cell;
 pub mod checkpoint;
 pub mod data;
+pub mod device_memory;
 pub mod embed;
 pub mod environment;
 pub mod optimizer;

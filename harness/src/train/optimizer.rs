@@ -111,7 +111,7 @@ mod tests {
             embedding_dim: Some(3),
             ..ModelConfig::default()
         };
-        (device.clone(), number_parameters(config.init(&device).unwrap().0))
+        (device.clone(), number_parameters(config.init(&device, 1).unwrap().0))
     }
 
     fn params(model: &EmbeddingModel) -> Vec<(usize, Vec<f32>)> {

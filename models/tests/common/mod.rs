@@ -3,11 +3,15 @@
 
 use std::path::PathBuf;
 
+use burn::module::Module;
 use dmlbench_models::{Backbone, ModelConfig};
 
-/// `models/tests/fixtures/<name>`.
+/// `models/tests/fixtures/<name>`. The crate's directory is read at run time first (cargo sets
+/// `CARGO_MANIFEST_DIR` for the tests it runs), so a test binary carried to another machine
+/// finds the fixtures of that machine's checkout.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("tests/fixtures")
         .join(name)
 }
@@ -101,6 +105,25 @@ pub fn values(n: usize, seed: u64) -> Vec<f32> {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Every float tensor of a module (parameters and batch-norm running statistics), flattened, in
+/// visiting order, with its path.
+pub fn snapshot(model: &impl Module) -> Vec<(String, Vec<f32>)> {
+    use burn::store::ModuleSnapshot;
+    model
+        .collect(None, None, true)
+        .into_iter()
+        .map(|t| {
+            let name = t.name.clone();
+            let bytes = t.to_bytes().unwrap();
+            let values = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, values)
         })
         .collect()
 }

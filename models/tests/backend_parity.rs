@@ -1,0 +1,204 @@
+//! The same seeded model and batch give the same numbers on every backend built in.
+//!
+//! burn's flex backend is the reference; each other backend (today LibTorch, feature `tch`)
+//! must reproduce, from the same seed: the initial weights (exactly: they are drawn on the host
+//! and moved), the embeddings of a training-mode forward pass, every parameter's gradient for a
+//! fixed dL/dZ, the weights and batch-norm statistics after one SGD step, and the evaluation
+//! embeddings after it, each to 1e-4 of the tensor's largest entry (f32, different kernels).
+//! A checkpoint written on one backend restores on the other.
+//!
+//! With only flex built in there is nothing to compare and the tests are not compiled: run
+//! them with `cargo test -p dmlbench-models --features tch --test backend_parity` (README,
+//! "Fast training with LibTorch"). `DMLBENCH_PARITY_DEVICE=tch-cuda:0` compares flex with
+//! LibTorch on a GPU instead of its CPU.
+#![cfg(feature = "tch")]
+
+mod common;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::prelude::*;
+use common::{fixture, relative_errors, snapshot, values};
+use dmlbench_models::{Backbone, Backend, EmbeddingModel, ModelConfig, load_checkpoint, save_checkpoint};
+
+/// Largest |ours − reference| over the reference's largest |entry|, per tensor.
+const TOLERANCE: f64 = 1e-4;
+
+/// The backend compared with flex: LibTorch on the CPU, or the device named by
+/// `DMLBENCH_PARITY_DEVICE` (`tch`, `tch-cuda:N`).
+fn other_backend() -> Backend {
+    match std::env::var("DMLBENCH_PARITY_DEVICE").as_deref() {
+        Err(_) | Ok("tch") => Backend::LibTorch,
+        Ok(text) => {
+            let index = text
+                .strip_prefix("tch-cuda:")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or_else(|| panic!("DMLBENCH_PARITY_DEVICE={text}: use tch or tch-cuda:N"));
+            Backend::LibTorchCuda(index)
+        }
+    }
+}
+
+fn assert_close(what: &str, ours: &[f32], reference: &[f32]) {
+    assert_eq!(ours.len(), reference.len(), "{what}: lengths differ");
+    if reference.iter().all(|&v| v == 0.0) {
+        assert!(ours.iter().all(|&v| v == 0.0), "{what}: reference is zero, ours is not");
+        return;
+    }
+    let (normwise, _) = relative_errors(ours, reference);
+    assert!(normwise <= TOLERANCE, "{what}: relative difference {normwise:.2e} > {TOLERANCE:.0e}");
+}
+
+fn assert_same_tensors(what: &str, ours: &[(String, Vec<f32>)], reference: &[(String, Vec<f32>)]) {
+    let names = |s: &[(String, Vec<f32>)]| s.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(ours), names(reference), "{what}: different tensors");
+    for ((name, a), (_, b)) in ours.iter().zip(reference) {
+        assert_close(&format!("{what}: {name}"), a, b);
+    }
+}
+
+/// (path, gradient) of every parameter that has one, in visiting order.
+fn gradients(model: &EmbeddingModel, grads: &GradientsParams) -> Vec<(String, Vec<f32>)> {
+    struct Visitor<'a> {
+        grads: &'a GradientsParams,
+        path: Vec<String>,
+        out: Vec<(String, Vec<f32>)>,
+    }
+    impl ModuleVisitor for Visitor<'_> {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            if !container.starts_with("Enum:") {
+                self.path.push(name.to_string());
+            }
+        }
+        fn exit_module(&mut self, _name: &str, container: &str) {
+            if !container.starts_with("Enum:") {
+                self.path.pop();
+            }
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.get::<D>(param.id) {
+                let values = grad.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+                self.out.push((self.path.join("."), values));
+            }
+        }
+    }
+    let mut visitor = Visitor { grads, path: Vec::new(), out: Vec::new() };
+    model.visit(&mut visitor);
+    visitor.out
+}
+
+/// What one training step produces on one backend.
+struct Step {
+    initial: Vec<(String, Vec<f32>)>,
+    embeddings: Vec<f32>,
+    gradients: Vec<(String, Vec<f32>)>,
+    after: Vec<(String, Vec<f32>)>,
+    eval_embeddings: Vec<f32>,
+    model: EmbeddingModel,
+}
+
+fn train_step(backend: Backend, config: &ModelConfig, shape: [usize; 4]) -> Step {
+    let device = backend.training_device().unwrap();
+    let (model, _) = config.init(&device, 17).unwrap();
+    let initial = snapshot(&model);
+    let images = values(shape.iter().product(), 3);
+    let pass = model.forward_host(&device, &images, shape).unwrap();
+    let embeddings = pass.embeddings().to_vec();
+    let grad = values(embeddings.len(), 4);
+    let grads = pass.backward(&grad, &model).unwrap();
+    let gradients = gradients(&model, &grads);
+    let mut optimizer = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
+        .init();
+    let model = optimizer.step(0.05, model, grads);
+    // The validation copy holds the batch norms' updated running statistics.
+    let after = snapshot(&model.valid());
+    let eval_embeddings = model.embed_host(&device, &images, shape).unwrap();
+    Step { initial, embeddings, gradients, after, eval_embeddings, model }
+}
+
+fn check_parity(config: ModelConfig, shape: [usize; 4]) -> (Step, Step) {
+    let reference = train_step(Backend::Flex, &config, shape);
+    let other = train_step(other_backend(), &config, shape);
+    let label = other_backend().label();
+    // Drawn on the host and copied: identical, not merely close.
+    assert_eq!(other.initial, reference.initial, "{label}: initial weights differ from flex's");
+    assert_close(&format!("{label}: embeddings"), &other.embeddings, &reference.embeddings);
+    assert_same_tensors(&format!("{label}: gradient"), &other.gradients, &reference.gradients);
+    assert_same_tensors(&format!("{label}: after one SGD step"), &other.after, &reference.after);
+    assert_close(&format!("{label}: evaluation embeddings"), &other.eval_embeddings, &reference.eval_embeddings);
+    (reference, other)
+}
+
+fn config(backbone: Backbone, frozen_bn: bool) -> ModelConfig {
+    ModelConfig { backbone, frozen_bn, embedding_dim: Some(16), normalize: true, ..ModelConfig::default() }
+}
+
+#[test]
+fn small_cnn_with_trainable_bn_matches_flex() {
+    let (reference, _) = check_parity(config(Backbone::default(), false), [6, 3, 32, 32]);
+    // Trainable BN: the step moved the running statistics, and both backends agree on them.
+    assert_ne!(reference.after, reference.initial);
+}
+
+#[test]
+fn small_cnn_with_frozen_bn_matches_flex() {
+    check_parity(config(Backbone::SmallCnn { channels: vec![8, 16, 32] }, true), [4, 3, 32, 32]);
+}
+
+#[test]
+fn resnet18_with_frozen_bn_matches_flex() {
+    let (reference, _) = check_parity(config(Backbone::ResNet18, true), [2, 3, 64, 64]);
+    assert!(reference.gradients.iter().all(|(name, _)| !name.contains("bn")), "frozen BN got gradients");
+}
+
+#[test]
+fn resnet18_with_trainable_bn_matches_flex() {
+    // Batch statistics over 8 images: layer4's 2×2 maps give each channel 32 values. With 4
+    // images (16 values) the normalisation is ill-conditioned enough that the two backends'
+    // rounding differences reach 1e-2 in conv1's gradient, eight batch norms upstream.
+    let (reference, _) = check_parity(config(Backbone::ResNet18, false), [8, 3, 64, 64]);
+    assert!(reference.gradients.iter().any(|(name, _)| name.ends_with("bn1.gamma")), "trainable BN got no gradient");
+}
+
+/// torchvision's pooled features for a pretrained (narrow) ResNet-18, on the other backend.
+#[test]
+fn torchvision_fixture_features_match_on_the_other_backend() {
+    let reference = common::reference(&fixture("resnet18_w8_io.safetensors"));
+    let config = common::pooled_features_config(
+        Backbone::ResNet { depth: 18, base_width: 8 },
+        fixture("resnet18_w8.safetensors"),
+        true,
+    );
+    let device = other_backend().device().unwrap();
+    let (model, _) = config.init(&device, 0).unwrap();
+    let ours = model.embed_host(&device, &reference.input, reference.input_shape).unwrap();
+    let (normwise, elementwise) = relative_errors(&ours, &reference.features);
+    assert!(normwise <= 2e-5 && elementwise <= 1e-3, "{normwise:.2e} / {elementwise:.2e}");
+}
+
+/// A checkpoint saved on either backend restores on the other, and the model then embeds as it
+/// did where it was trained.
+#[test]
+fn checkpoints_move_between_backends() {
+    let config = config(Backbone::SmallCnn { channels: vec![8, 16] }, false);
+    let shape = [4, 3, 16, 16];
+    let images = values(shape.iter().product(), 8);
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in [(Backend::Flex, other_backend()), (other_backend(), Backend::Flex)] {
+        let trained = train_step(from, &config, shape);
+        let path = dir.path().join(format!("{}.safetensors", from.label()));
+        save_checkpoint(&trained.model, &path).unwrap();
+
+        let device = to.device().unwrap();
+        let (fresh, _) = config.init(&device, 99).unwrap();
+        let restored = load_checkpoint(fresh, &path).unwrap();
+        let what = format!("{} → {}", from.label(), to.label());
+        assert_same_tensors(&what, &snapshot(&restored), &trained.after);
+        let from_device = from.device().unwrap();
+        let expected = trained.model.embed_host(&from_device, &images, shape).unwrap();
+        let got = restored.embed_host(&device, &images, shape).unwrap();
+        assert_close(&what, &got, &expected);
+    }
+}
