@@ -304,3 +304,66 @@ fn libtorch_reproduces_the_run_on_flex() {
         assert!((a.map_at_r - b.map_at_r).abs() <= 1e-2, "{cell}: MAP@R {} vs {}", a.map_at_r, b.map_at_r);
     }
 }
+
+/// `--smoke` trains one epoch: its records go to `<experiment>-smoke/`, so a smoke run in a
+/// results directory never replaces or deletes the experiment's real records and checkpoints.
+#[test]
+fn a_smoke_run_never_touches_the_real_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(dir.path(), "real", 2, r#"(loss: "cross_entropy")"#);
+    let results = dir.path().join("results");
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let real = record(&results, "real", "cross_entropy-seed0");
+    let checkpoint = results.join("real/checkpoints/cross_entropy-seed0");
+    assert!(checkpoint.is_dir());
+
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results).arg("--smoke"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let smoke = record(&results, "real-smoke", "cross_entropy-seed0");
+    assert_eq!((smoke.status, smoke.epochs.len(), smoke.cell.recipe.as_str()), (CellStatus::Completed, 1, "real-smoke"));
+    assert_eq!(record(&results, "real", "cross_entropy-seed0"), real, "the real record changed");
+    assert!(checkpoint.is_dir(), "the real checkpoint was removed");
+}
+
+/// Cell ids keep only some characters, so two grid entries can map to one id; validation
+/// rejects that, naming both entries, instead of letting one overwrite the other's record.
+#[test]
+fn grid_entries_whose_cell_ids_collide_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(
+        dir.path(),
+        "collide",
+        1,
+        r#"(loss: "cross_entropy", variant: "a b"), (loss: "cross_entropy", variant: "a_b")"#,
+    );
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(dir.path().join("results")));
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(stderr.contains("grid[1]: its cell id 'cross_entropy_a_b_-seed0' is also grid[0]'s"), "{stderr}");
+    assert!(!dir.path().join("results/collide").exists(), "nothing may run");
+}
+
+/// Optimiser constants out of range are validation errors naming their field, not runs that
+/// "complete" with meaningless numbers or fail later blaming a plugin.
+#[test]
+fn optimiser_constants_are_validated_with_their_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    for (optimizer, expected) in [
+        (
+            "AdamW(lr: 0.01, beta1: 2.0, eps: -1.0)",
+            vec!["training.optimizer.beta1: must be in [0, 1), got 2", "training.optimizer.eps: must be positive, got -1"],
+        ),
+        ("AdamW(lr: 0.01, beta2: NaN)", vec!["training.optimizer.beta2: must be in [0, 1), got NaN"]),
+        ("RmsProp(lr: 0.01, alpha: NaN)", vec!["training.optimizer.alpha: must be in [0, 1), got NaN"]),
+    ] {
+        let file = experiment(dir.path(), "optimiser", 1, r#"(loss: "cross_entropy")"#);
+        let text = std::fs::read_to_string(&file).unwrap().replace("Sgd(lr: 0.05, momentum: 0.9, nesterov: true)", optimizer);
+        assert!(text.contains(optimizer));
+        std::fs::write(&file, text).unwrap();
+        let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(dir.path().join("results")));
+        assert_eq!(code, 2, "{optimizer}: {stdout}\n{stderr}");
+        for line in expected {
+            assert!(stderr.contains(line), "{optimizer}: missing '{line}' in\n{stderr}");
+        }
+    }
+}

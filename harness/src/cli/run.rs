@@ -17,8 +17,8 @@ use crate::train::runner::{describe, run_plan, run_single, RunOptions};
 #[command(after_help = "Examples:
   dmlbench run                                   # experiments/default.ron, synthetic data made on first use
   dmlbench run experiments/paper-cub.ron
-  dmlbench run experiments/paper-cub.ron --device cuda:0   # a binary built with --features cuda
-  dmlbench run --smoke --results /tmp/smoke      # one epoch, first seed: checks that everything runs
+  dmlbench run experiments/paper-cub.ron --device tch-cuda:0   # a binary built with --features tch
+  dmlbench run --smoke --results /tmp/smoke      # one epoch, first seed, into /tmp/smoke/default-smoke/
   dmlbench run experiments/paper-sop.ron --list-cells
   dmlbench run experiments/paper-sop.ron --cell cross_entropy-seed0   # one cell, e.g. a Slurm array task
 
@@ -38,7 +38,8 @@ pub struct RunArgs {
     /// List the cell ids of the experiment and exit
     #[arg(long)]
     list_cells: bool,
-    /// One epoch and the first seed only: a quick check that every cell runs
+    /// One epoch and the first seed only, a quick check that every cell runs; records go to
+    /// <RESULTS>/<experiment name>-smoke/, never over the real results
     #[arg(long)]
     smoke: bool,
     /// Train this many epochs instead of the file's
@@ -63,7 +64,8 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
     let file = args.experiment.clone().unwrap_or_else(|| root.join("experiments/default.ron"));
     let registry = host.open_registry();
-    let overrides = Overrides { epochs: if args.smoke { Some(1) } else { args.epochs }, seeds: None, device: args.device.clone() };
+    let overrides =
+        Overrides { epochs: if args.smoke { Some(1) } else { args.epochs }, seeds: None, device: args.device.clone(), smoke: args.smoke };
     let mut plan = experiment::load(&file, &root, &registry, &overrides).map_err(|e| {
         for problem in registry.problems() {
             eprintln!("warning: skipped plugin {}: {}", problem.path.display(), problem.reason);

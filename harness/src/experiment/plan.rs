@@ -5,6 +5,7 @@
 //! reported with its field path (`grid[2].miner: ...`), so a user fixes a file in one round.
 
 use std::fmt;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dmlbench_datasets::Format;
@@ -55,6 +56,8 @@ pub struct Plan {
     pub k: Vec<usize>,
     /// Every cell, in grid order then seed order.
     pub cells: Vec<Cell>,
+    /// The overrides it was made with (passed on to cell processes).
+    pub overrides: Overrides,
 }
 
 impl Plan {
@@ -121,6 +124,9 @@ pub struct Overrides {
     pub seeds: Option<Vec<u64>>,
     /// Train and evaluate on this device instead (`cpu`, `cuda:0`, ...).
     pub device: Option<String>,
+    /// A smoke run: the experiment is renamed `<name>-smoke`, so that its one-epoch records go
+    /// to a directory of their own and never replace the experiment's real results.
+    pub smoke: bool,
 }
 
 /// The resolved configuration of one cell, as stored in its record.
@@ -176,6 +182,9 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
     if let Some(device) = &overrides.device {
         spec.training.device = device.clone();
     }
+    if overrides.smoke {
+        spec.name = format!("{}-smoke", spec.name);
+    }
     let mut problems = Problems::default();
     validate(&spec, root, registry, &mut problems);
     if !problems.0.is_empty() {
@@ -183,8 +192,10 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
     }
     let dataset_root = root.join(&spec.dataset.root);
     let k = if spec.evaluation.k.is_empty() { default_k(spec.dataset.format) } else { spec.evaluation.k.clone() };
-    let mut cells = Vec::new();
-    for entry in &spec.grid {
+    let mut cells: Vec<Cell> = Vec::new();
+    // Cell ids name record and checkpoint files, so two grid entries must not share one.
+    let mut first_entry_of_id: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, entry) in spec.grid.iter().enumerate() {
         let loss = PluginChoice { id: entry.loss.clone(), config: entry.loss_config_text() };
         let miner = entry.miner.as_ref().map(|id| PluginChoice { id: id.clone(), config: entry.miner_config_text() });
         for &seed in &spec.seeds {
@@ -208,8 +219,24 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
             };
             let config = ron::ser::to_string_pretty(&config, ron::ser::PrettyConfig::new()).expect("a cell config serialises");
             let fingerprint = fingerprint(config.as_bytes());
+            let id = key.id();
+            match first_entry_of_id.get(&id) {
+                Some(&first) if first != index => {
+                    problems.add(
+                        format!("grid[{index}]"),
+                        format!("its cell id '{id}' is also grid[{first}]'s (ids keep only letters, digits, '_', '+' and '-'); give one of them another `variant`"),
+                    );
+                    break;
+                }
+                _ => {
+                    first_entry_of_id.insert(id, index);
+                }
+            }
             cells.push(Cell { key, loss: loss.clone(), miner: miner.clone(), config, fingerprint });
         }
+    }
+    if !problems.0.is_empty() {
+        return Err(fail(problems.0));
     }
     Ok(Plan {
         file: file.to_path_buf(),
@@ -219,6 +246,7 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
         k,
         cells,
         spec,
+        overrides: overrides.clone(),
     })
 }
 
@@ -294,6 +322,19 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, p: &mut Pro
     p.check(weight_decay >= 0.0 && weight_decay.is_finite(), "training.optimizer.weight_decay", || {
         format!("must be non-negative, got {weight_decay}")
     });
+    // The optimisers' own constants: a decay rate outside [0, 1) or a non-positive ε trains on
+    // without error and gives meaningless results, or fails much later with a misleading one.
+    let (rates, eps) = match tr.optimizer {
+        OptimizerSpec::AdamW { beta1, beta2, eps, .. } => (vec![("beta1", beta1), ("beta2", beta2)], Some(eps)),
+        OptimizerSpec::RmsProp { alpha, eps, .. } => (vec![("alpha", alpha)], Some(eps)),
+        OptimizerSpec::Sgd { .. } => (vec![], None),
+    };
+    for (field, value) in rates {
+        p.check((0.0..1.0).contains(&value), &format!("training.optimizer.{field}"), || format!("must be in [0, 1), got {value}"));
+    }
+    if let Some(eps) = eps {
+        p.check(positive(eps), "training.optimizer.eps", || format!("must be positive, got {eps}"));
+    }
     if let ScheduleSpec::Step { every_epochs, gamma } = tr.schedule {
         p.check(every_epochs >= 1, "training.schedule.every_epochs", || "must be at least 1".into());
         p.check(positive(gamma), "training.schedule.gamma", || format!("must be positive, got {gamma}"));

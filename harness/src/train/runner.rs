@@ -203,7 +203,11 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
 
 /// The command-line overrides a plan was made with, for its cell processes.
 fn plan_overrides(plan: &Plan) -> Vec<String> {
-    vec!["--epochs".into(), plan.spec.training.epochs.to_string(), "--device".into(), plan.spec.training.device.clone()]
+    let mut args = vec!["--epochs".into(), plan.spec.training.epochs.to_string(), "--device".into(), plan.spec.training.device.clone()];
+    if plan.overrides.smoke {
+        args.push("--smoke".into());
+    }
+    args
 }
 
 #[cfg(unix)]
