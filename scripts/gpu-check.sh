@@ -44,18 +44,17 @@ prepare() {
     # Every workspace crate, so that every plugin library is built in the release profile.
     cargo build --release --workspace --features dmlbench/tch
     cp target/release/dmlbench "$bundle/bin/"
-    cp target/release/libdmlbench_*.so "$bundle/plugins/"
+    cp target/release/libdmlbench_loss_*.so target/release/libdmlbench_miner_*.so "$bundle/plugins/"
+    # The same feature set as the build above, so that nothing is compiled twice.
     local exe
-    for target in "--test backend_parity" "--bench train_step"; do
-        # shellcheck disable=SC2086 # two words on purpose
-        exe="$(cargo test --release -p dmlbench-models --features tch $target --no-run --message-format=json \
+    for target in "test --release --test backend_parity" "bench --bench train_step"; do
+        # shellcheck disable=SC2086 # the cargo command and its target, on purpose
+        exe="$(cargo $target --workspace --features dmlbench/tch --no-run --message-format=json \
             | python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"):
-        last = m["executable"]
-print(last)')"
-        cp "$exe" "$bundle/bin/${target#--* }"
+found = [m["executable"] for m in map(json.loads, sys.stdin)
+         if m.get("reason") == "compiler-artifact" and m.get("executable")]
+print(found[-1])')"
+        cp "$exe" "$bundle/bin/${target##* }"
     done
     strip "$bundle"/bin/* "$bundle"/plugins/*
     echo "$torch" >"$bundle/torch-version"
