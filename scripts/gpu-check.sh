@@ -154,6 +154,9 @@ def criterion_throughput(log):
     value, unit = float(m.group(1)), m.group(2)
     return value * {"elem/s": 1, "Kelem/s": 1e3, "Melem/s": 1e6}.get(unit, 1)
 
+def fmt(value):
+    return f"{value:.1f}" if value is not None else "n/a"
+
 ours = criterion_throughput(os.path.join(out, "train_step.log"))
 theirs_path = os.path.join(out, "pytorch_train_step.json")
 theirs = json.load(open(theirs_path))["results"][0] if os.path.exists(theirs_path) else {}
@@ -165,14 +168,14 @@ lines = ["# GPU check", "",
          f"Parity tests on the GPU against flex: `{parity}`", "",
          "## ResNet-50 train step (batch 16, 224 px, frozen BN)", "",
          "| | images/s | peak device memory |", "|---|---|---|",
-         f"| dmlbench (tch) | {ours if ours is not None else 'n/a'} | see the runs below |",
-         f"| PyTorch eager | {torch_ips if torch_ips is not None else 'n/a'} | {torch_mib and round(torch_mib)} MiB allocated (max_memory_allocated) |"]
+         f"| dmlbench (tch) | {fmt(ours)} | see the runs below |",
+         f"| PyTorch eager | {fmt(torch_ips)} | " + (f"{torch_mib:.0f} MiB (max_memory_allocated)" if torch_mib else "n/a") + " |"]
 if ours and torch_ips:
     lines += ["", f"dmlbench / PyTorch: {ours / torch_ips:.2f}"]
 lines += ["", "## Runs (smoke size, one epoch)", "",
           "| experiment | cell | status | train images/s | peak device memory (NVML) | data wait / train time |",
           "|---|---|---|---|---|---|"]
-for name in ("default", "paper-cub-synthetic"):
+for name in ("default-smoke", "paper-cub-synthetic-smoke"):  # --smoke names them so
     for r in records(name):
         share = f"{100 * r['data_s'] / r['total_s']:.0f}%" if r["total_s"] > 0 else "n/a"
         ips = ", ".join(f"{v:.1f}" for v in r["img_s"]) or "n/a"
