@@ -376,7 +376,7 @@ mod tests {
         struct Collect(Vec<Vec<f32>>);
         impl ModuleVisitor for Collect {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                self.0.push(param.val().into_data().to_vec::<f32>().unwrap());
+                self.0.push(param.val().into_data().try_to_vec::<f32>().unwrap());
             }
         }
         let (model, _) = config.init(device, seed).unwrap();

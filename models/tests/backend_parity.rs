@@ -15,10 +15,9 @@
 
 mod common;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
-use burn::prelude::*;
 use common::{fixture, relative_errors, snapshot, values};
 use dmlbench_models::{Backbone, Backend, EmbeddingModel, ModelConfig, load_checkpoint, save_checkpoint};
 
@@ -60,32 +59,13 @@ fn assert_same_tensors(what: &str, ours: &[(String, Vec<f32>)], reference: &[(St
 
 /// (path, gradient) of every parameter that has one, in visiting order.
 fn gradients(model: &EmbeddingModel, grads: &GradientsParams) -> Vec<(String, Vec<f32>)> {
-    struct Visitor<'a> {
-        grads: &'a GradientsParams,
-        path: Vec<String>,
-        out: Vec<(String, Vec<f32>)>,
-    }
-    impl ModuleVisitor for Visitor<'_> {
-        fn enter_module(&mut self, name: &str, container: &str) {
-            if !container.starts_with("Enum:") {
-                self.path.push(name.to_string());
-            }
-        }
-        fn exit_module(&mut self, _name: &str, container: &str) {
-            if !container.starts_with("Enum:") {
-                self.path.pop();
-            }
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(grad) = self.grads.get::<D>(param.id) {
-                let values = grad.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-                self.out.push((self.path.join("."), values));
-            }
-        }
-    }
-    let mut visitor = Visitor { grads, path: Vec::new(), out: Vec::new() };
-    model.visit(&mut visitor);
-    visitor.out
+    common::parameters(model)
+        .iter()
+        .filter_map(|param| {
+            let values = common::gradient(grads, param)?;
+            Some((param.path.clone(), values.into_iter().map(|v| v as f32).collect()))
+        })
+        .collect()
 }
 
 /// What one training step produces on one backend.

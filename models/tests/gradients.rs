@@ -12,15 +12,14 @@
 
 use std::sync::{Mutex, Once};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::optim::GradientsParams;
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use dmlbench_models::{Backbone, EmbeddingModel, ModelConfig};
 
 mod common;
 
-use common::values;
+use common::{gradient, parameters, values};
 
 /// Small enough that a perturbation rarely moves a ReLU input or a max-pool choice across a
 /// kink (with 1e-5, about one entry in a hundred did), large enough that f64 rounding in S
@@ -46,37 +45,6 @@ fn surrogate(model: &EmbeddingModel, x: &Tensor<4>, r: &Tensor<2>) -> f64 {
     (model.forward(x.clone()) * r.clone())
         .sum()
         .into_scalar::<f64>()
-}
-
-/// (path, id, number of entries) of every float parameter.
-fn parameters(model: &EmbeddingModel) -> Vec<(String, ParamId, usize)> {
-    struct Visitor {
-        path: Vec<String>,
-        out: Vec<(String, ParamId, usize)>,
-    }
-    impl ModuleVisitor for Visitor {
-        fn enter_module(&mut self, name: &str, container: &str) {
-            // Enum variant names are not part of torchvision-style paths.
-            if !container.starts_with("Enum:") {
-                self.path.push(name.to_string());
-            }
-        }
-        fn exit_module(&mut self, _name: &str, container: &str) {
-            if !container.starts_with("Enum:") {
-                self.path.pop();
-            }
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let n = param.lazy_shape().num_elements();
-            self.out.push((self.path.join("."), param.id, n));
-        }
-    }
-    let mut visitor = Visitor {
-        path: Vec::new(),
-        out: Vec::new(),
-    };
-    model.visit(&mut visitor);
-    visitor.out
 }
 
 /// The model with entry `index` of parameter `id` moved by `delta`.
@@ -108,22 +76,12 @@ fn perturbed(model: &EmbeddingModel, id: ParamId, index: usize, delta: f64) -> E
     model.clone().map(&mut Perturb { id, index, delta })
 }
 
-fn analytic(grads: &GradientsParams, id: ParamId, rank: usize) -> Option<Vec<f64>> {
-    let data = match rank {
-        1 => grads.get::<1>(id).map(|g| g.into_data()),
-        2 => grads.get::<2>(id).map(|g| g.into_data()),
-        4 => grads.get::<4>(id).map(|g| g.into_data()),
-        _ => unreachable!(),
-    };
-    data.map(|d| d.convert::<f64>().try_to_vec::<f64>().unwrap())
-}
-
 /// Checks `entries` entries of each parameter whose path is in `checked`, and that parameters in
 /// `frozen` get no gradient.
 fn check(
     model: EmbeddingModel,
     input_shape: [usize; 4],
-    checked: &[(&str, usize)],
+    checked: &[&str],
     frozen: &[&str],
 ) {
     let device = device();
@@ -137,14 +95,15 @@ fn check(
     let x = Tensor::<4>::from_data(TensorData::new(images, input_shape), &device);
     let r = Tensor::<2>::from_data(TensorData::new(r_host, [batch, dim]), &device);
     let params = parameters(&model);
-    let names: Vec<&str> = params.iter().map(|(p, _, _)| p.as_str()).collect();
+    let names: Vec<&str> = params.iter().map(|p| p.path.as_str()).collect();
 
-    for &(path, rank) in checked {
-        let (_, id, count) = params
+    for &path in checked {
+        let param = params
             .iter()
-            .find(|(p, _, _)| p == path)
+            .find(|p| p.path == path)
             .unwrap_or_else(|| panic!("no parameter {path} in {names:?}"));
-        let grad = analytic(&grads, *id, rank).unwrap_or_else(|| panic!("{path}: no gradient"));
+        let (id, count) = (&param.id, param.len);
+        let grad = gradient(&grads, param).unwrap_or_else(|| panic!("{path}: no gradient"));
         // First, middle and last entries.
         for index in [0, count / 2, count - 1] {
             let plus = surrogate(&perturbed(&model, *id, index, STEP), &x, &r);
@@ -159,9 +118,9 @@ fn check(
         }
     }
     for &path in frozen {
-        let (_, id, _) = params.iter().find(|(p, _, _)| p == path).unwrap();
+        let param = params.iter().find(|p| p.path == path).unwrap();
         assert!(
-            analytic(&grads, *id, 1).is_none(),
+            gradient(&grads, param).is_none(),
             "{path} is frozen but got a gradient"
         );
     }
@@ -188,12 +147,12 @@ fn small_cnn_gradients_match_finite_differences() {
         model,
         [3, 3, 12, 12],
         &[
-            ("backbone.stages.0.conv.weight", 4),
-            ("backbone.stages.1.bn.gamma", 1),
-            ("backbone.stages.1.bn.beta", 1),
-            ("backbone.stages.2.conv.weight", 4),
-            ("head.projection.weight", 2),
-            ("head.projection.bias", 1),
+            "backbone.stages.0.conv.weight",
+            "backbone.stages.1.bn.gamma",
+            "backbone.stages.1.bn.beta",
+            "backbone.stages.2.conv.weight",
+            "head.projection.weight",
+            "head.projection.bias",
         ],
         &[],
     );
@@ -222,11 +181,11 @@ fn frozen_bn_resnet_gradients_match_finite_differences() {
         model,
         [2, 3, 32, 32],
         &[
-            ("backbone.conv1.weight", 4),
-            ("backbone.layer1.0.conv2.weight", 4),
-            ("backbone.layer2.0.downsample.conv.weight", 4),
-            ("backbone.layer4.1.conv2.weight", 4),
-            ("head.projection.weight", 2),
+            "backbone.conv1.weight",
+            "backbone.layer1.0.conv2.weight",
+            "backbone.layer2.0.downsample.conv.weight",
+            "backbone.layer4.1.conv2.weight",
+            "head.projection.weight",
         ],
         &[
             "backbone.bn1.weight",
@@ -258,9 +217,9 @@ fn resnet50_bottleneck_gradients_match_finite_differences() {
         model,
         [2, 3, 32, 32],
         &[
-            ("backbone.layer1.0.conv1.weight", 4),
-            ("backbone.layer3.2.conv3.weight", 4),
-            ("backbone.layer4.0.downsample.conv.weight", 4),
+            "backbone.layer1.0.conv1.weight",
+            "backbone.layer3.2.conv3.weight",
+            "backbone.layer4.0.downsample.conv.weight",
         ],
         &["backbone.layer4.2.bn3.weight"],
     );

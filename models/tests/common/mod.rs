@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-use burn::module::Module;
-use dmlbench_models::{Backbone, ModelConfig};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use dmlbench_models::{Backbone, EmbeddingModel, ModelConfig};
 
 /// `models/tests/fixtures/<name>`. The crate's directory is read at run time first (cargo sets
 /// `CARGO_MANIFEST_DIR` for the tests it runs), so a test binary carried to another machine
@@ -126,4 +128,60 @@ pub fn snapshot(model: &impl Module) -> Vec<(String, Vec<f32>)> {
             (name, values)
         })
         .collect()
+}
+
+/// A float parameter of a model.
+pub struct ParamInfo {
+    /// torchvision-style path, e.g. `backbone.layer1.0.conv1.weight`.
+    pub path: String,
+    pub id: ParamId,
+    pub rank: usize,
+    /// Number of entries.
+    pub len: usize,
+}
+
+/// Every float parameter of `model`, in visiting order.
+pub fn parameters(model: &EmbeddingModel) -> Vec<ParamInfo> {
+    struct Visitor {
+        path: Vec<String>,
+        out: Vec<ParamInfo>,
+    }
+    impl ModuleVisitor for Visitor {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            // Enum variant names are not part of torchvision-style paths.
+            if !container.starts_with("Enum:") {
+                self.path.push(name.to_string());
+            }
+        }
+        fn exit_module(&mut self, _name: &str, container: &str) {
+            if !container.starts_with("Enum:") {
+                self.path.pop();
+            }
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.out.push(ParamInfo {
+                path: self.path.join("."),
+                id: param.id,
+                rank: D,
+                len: param.lazy_shape().num_elements(),
+            });
+        }
+    }
+    let mut visitor = Visitor {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut visitor);
+    visitor.out
+}
+
+/// The gradient of `param` in `grads`, widened to f64; `None` when it got none.
+pub fn gradient(grads: &GradientsParams, param: &ParamInfo) -> Option<Vec<f64>> {
+    let data = match param.rank {
+        1 => grads.get::<1>(param.id).map(|g| g.into_data()),
+        2 => grads.get::<2>(param.id).map(|g| g.into_data()),
+        4 => grads.get::<4>(param.id).map(|g| g.into_data()),
+        rank => panic!("{}: no model parameter has rank {rank}", param.path),
+    };
+    data.map(|d| d.convert::<f64>().try_to_vec::<f64>().unwrap())
 }
