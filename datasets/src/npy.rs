@@ -83,8 +83,55 @@ fn unsupported(path: &Path, message: impl Into<String>) -> NpyError {
 }
 
 fn open(path: &Path) -> Result<NpyFile<BufReader<File>>, NpyError> {
+    check_element_count(path)?;
     let file = File::open(path).map_err(|e| io_error(path, e))?;
     NpyFile::new(BufReader::new(file)).map_err(|e| io_error(path, e))
+}
+
+/// The npy reader multiplies the header's dimensions as it opens a file, and an overflowing
+/// product would wrap or panic there; so the shape is read from the header text first and its
+/// element count checked. Headers this cannot read are left to the npy reader's errors.
+fn check_element_count(path: &Path) -> Result<(), NpyError> {
+    let Ok((header, _)) = read_header(path) else {
+        return Ok(());
+    };
+    let Some(dims) = header
+        .split_once("'shape'")
+        .and_then(|(_, rest)| rest.split_once('(')?.1.split_once(')'))
+        .map(|(tuple, _)| tuple.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::parse::<u64>).collect::<Result<Vec<_>, _>>())
+    else {
+        return Ok(());
+    };
+    let Ok(dims) = dims else {
+        return Ok(());
+    };
+    // Eight bytes per element at most (float64, int64).
+    let addressable = dims.iter().try_fold(8u64, |acc, &dim| acc.checked_mul(dim)).is_some_and(|b| usize::try_from(b).is_ok());
+    if !addressable {
+        return Err(unsupported(path, format!("shape {dims:?} is too large to address")));
+    }
+    Ok(())
+}
+
+/// The header text and the number of bytes after it. The preamble is the magic string, the
+/// version, and the header's length: a u16 in format 1.0, a u32 in 2.0 and 3.0.
+fn read_header(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut preamble = [0u8; 10];
+    file.read_exact(&mut preamble)?;
+    let (length, start) = match preamble[6] {
+        1 => (u64::from(u16::from_le_bytes([preamble[8], preamble[9]])), 10),
+        _ => {
+            let mut high = [0u8; 2];
+            file.read_exact(&mut high)?;
+            (u64::from(u32::from_le_bytes([preamble[8], preamble[9], high[0], high[1]])), 12)
+        }
+    };
+    let mut header = Vec::new();
+    file.by_ref().take(length.min(1 << 20)).read_to_end(&mut header)?;
+    let data = file.metadata()?.len().saturating_sub(start + length);
+    Ok((String::from_utf8_lossy(&header).into_owned(), data))
 }
 
 /// The element type of a plain dtype as (type character, size in bytes), or an error for
@@ -106,6 +153,25 @@ fn check_c_order(path: &Path, order: Order) -> Result<(), NpyError> {
     }
 }
 
+/// Checks that the header's shape fits in memory arithmetic and that the file holds that much
+/// data, before anything is allocated: a header is only a claim (`(32, 2**59)` overflows n · d;
+/// `(1, 2**40)` would ask for terabytes; a truncated file holds less than it says).
+fn check_payload(path: &Path, shape: &[u64], item_size: u64) -> Result<(), NpyError> {
+    let bytes = shape
+        .iter()
+        .try_fold(item_size, |acc, &dim| acc.checked_mul(dim))
+        .filter(|&b| usize::try_from(b).is_ok())
+        .ok_or_else(|| unsupported(path, format!("shape {shape:?} is too large to address")))?;
+    let (_, available) = read_header(path).map_err(|e| io_error(path, e))?;
+    if bytes > available {
+        return Err(unsupported(
+            path,
+            format!("shape {shape:?} needs {bytes} bytes of data, the file has {available}; it is truncated or its header is wrong"),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a 2-D float32 or float64 C-order array of finite values.
 pub fn read_embeddings(path: &Path) -> Result<Embeddings, NpyError> {
     let file = open(path)?;
@@ -119,6 +185,7 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings, NpyError> {
     check_c_order(path, file.order())?;
     let (n, d) = (shape[0] as usize, shape[1] as usize);
     let (kind, size, descr) = plain_type(path, &file.dtype())?;
+    check_payload(path, &shape, size)?;
     let data: Vec<f32> = match (kind, size) {
         (TypeChar::Float, 4) => file.into_vec::<f32>().map_err(|e| io_error(path, e))?,
         (TypeChar::Float, 8) => file
@@ -155,6 +222,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<i64>, NpyError> {
     }
     check_c_order(path, file.order())?;
     let (kind, size, descr) = plain_type(path, &file.dtype())?;
+    check_payload(path, &shape, size)?;
     match (kind, size) {
         (TypeChar::Int, 8) => file.into_vec::<i64>().map_err(|e| io_error(path, e)),
         (TypeChar::Int, 4) => Ok(file
@@ -284,6 +352,24 @@ mod tests {
         raw_npy(&p, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", &1f32.to_le_bytes());
         let m = read_labels(&p).unwrap_err().to_string();
         assert!(m.contains("int32 or int64, found dtype '<f4'"), "{m}");
+    }
+
+    /// Headers whose shape overflows n · d, or promises more data than the file holds, are
+    /// errors before any allocation (not a crash, not all-zero metrics).
+    #[test]
+    fn rejects_shapes_that_overflow_or_exceed_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.npy");
+        raw_npy(&p, "{'descr': '<f4', 'fortran_order': False, 'shape': (32, 576460752303423488), }", &[0u8; 16]);
+        let m = read_embeddings(&p).unwrap_err().to_string();
+        assert!(m.contains("too large to address") && m.contains("e.npy"), "{m}");
+        raw_npy(&p, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1099511627776), }", &[0u8; 16]);
+        let m = read_embeddings(&p).unwrap_err().to_string();
+        assert!(m.contains("needs 4398046511104 bytes of data"), "{m}");
+        let l = dir.path().join("l.npy");
+        raw_npy(&l, "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", &7i64.to_le_bytes());
+        let m = read_labels(&l).unwrap_err().to_string();
+        assert!(m.contains("needs 24 bytes of data") && m.contains("truncated"), "{m}");
     }
 
     #[test]

@@ -23,6 +23,11 @@ impl TextFile {
             let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
             DatasetError::at_line(path, line, "not valid UTF-8 text")
         })?;
+        // Editors on Windows write a byte-order mark first; it is not part of the first field.
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
         Ok(TextFile { path: path.to_path_buf(), text })
     }
 
@@ -92,5 +97,19 @@ impl<'a> Line<'a> {
             Ok(v) if v.is_finite() => Ok(v),
             _ => Err(self.error(format!("{what} '{field}' is not a finite number"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("images.txt"), "\u{feff}1 a/x.jpg\r\n2 b/y.jpg\n").unwrap();
+        let file = TextFile::read(dir.path(), "images.txt").unwrap();
+        let lines: Vec<(usize, &str)> = file.lines().map(|l| (l.number, l.text)).collect();
+        assert_eq!(lines, vec![(1, "1 a/x.jpg"), (2, "2 b/y.jpg")]);
     }
 }

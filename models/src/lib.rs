@@ -22,7 +22,6 @@
 //! use dmlbench_models::{Backend, ModelConfig};
 //!
 //! let device = Backend::Flex.training_device().unwrap();
-//! device.seed(7);
 //! let (mut model, _report) = ModelConfig::default().init(&device, 7).unwrap();
 //! let mut optimizer = SgdConfig::new().init();
 //!
