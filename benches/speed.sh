@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed comparisons of the README, side by side on one machine: dmlbench (LibTorch and flex
-# backends) against PyTorch and pytorch-metric-learning. Every figure in the README's tables
-# "Training speed" and "End to end against PyTorch + PML" comes from one run of this script.
+# backends) against PyTorch and pytorch-metric-learning. Every figure in the README section
+# "Speed against PyTorch" comes from one run of this script.
 #
 #   benches/speed.sh [--python PYTHON] [--out DIR] [--repeat N] [STEP...]
 #

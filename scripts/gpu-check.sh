@@ -8,7 +8,7 @@
 #       against PyPI's torch VERSION (default 2.9.0; use the GPU machine's version, e.g. 2.11.0,
 #       whose PyPI wheel is the same CUDA build), plus the flex/LibTorch parity test, the
 #       train-step benchmark and every plugin library, strips them, and puts them in
-#       target/gpu-check/ (about 30 MB). Copy the checkout with that folder to the GPU machine.
+#       target/gpu-check/ (about 55 MB). Copy the checkout with that folder to the GPU machine.
 #
 #   scripts/gpu-check.sh run [--python PYTHON] [--gpu N | --cpu] [--out DIR]
 #       On the GPU machine, from the checkout's root: finds LibTorch in PYTHON's torch
