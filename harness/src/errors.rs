@@ -15,9 +15,34 @@ pub fn describe(error: &anyhow::Error) -> String {
     text
 }
 
+/// The most bytes of a message from elsewhere (a plugin, a cell's log) that a record or the
+/// terminal keeps: enough for any real error, and a runaway message cannot bloat a record.
+pub const MESSAGE_LIMIT: usize = 4096;
+
+/// `text` cut to [`MESSAGE_LIMIT`] bytes at a character boundary, saying how much was cut.
+pub fn cap_message(text: &str) -> String {
+    if text.len() <= MESSAGE_LIMIT {
+        return text.to_string();
+    }
+    let mut end = MESSAGE_LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes)", &text[..end], text.len() - end)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::describe;
+    use super::{cap_message, describe, MESSAGE_LIMIT};
+
+    #[test]
+    fn long_messages_are_capped_at_a_character_boundary() {
+        assert_eq!(cap_message("short"), "short");
+        let long = "é".repeat(10_000); // 2 bytes each
+        let capped = cap_message(&long);
+        assert!(capped.ends_with("... (15904 more bytes)"), "{}", &capped[capped.len() - 40..]);
+        assert!(capped.len() < MESSAGE_LIMIT + 40);
+    }
 
     #[test]
     fn causes_are_listed_once() {

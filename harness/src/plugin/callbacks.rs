@@ -25,9 +25,10 @@ impl ByteBuffer {
         Sink { ctx: self as *mut ByteBuffer as *mut c_void, write: Some(append_bytes) }
     }
 
-    /// The bytes as text (invalid UTF-8 replaced), trimmed.
+    /// The bytes as text (invalid UTF-8 replaced), trimmed, capped at
+    /// [`crate::errors::MESSAGE_LIMIT`] bytes: a plugin's message ends up in records.
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0).trim().to_string()
+        crate::errors::cap_message(String::from_utf8_lossy(&self.0).trim())
     }
 }
 

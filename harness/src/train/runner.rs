@@ -193,7 +193,7 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
             };
             let mut r = other.unwrap_or_else(|| empty_record(plan, cell));
             r.status = CellStatus::Failed {
-                reason: format!("the cell's process {how}; last lines of {}:\n{}", log_path.display(), log_tail(&log_path, 8)),
+                reason: format!("the cell's process {how}; from {}:\n{}", log_path.display(), log_excerpt(&log_path, 8)),
             };
             r.save(&paths.record)?;
             Ok(r)
@@ -227,10 +227,34 @@ fn signal_description(_: &std::process::ExitStatus) -> String {
     "ended without an exit code".into()
 }
 
-fn log_tail(path: &Path, lines: usize) -> String {
+/// What a failed record keeps of its cell's log: the first line that reports an error or a
+/// panic (the cause, with the panic message on the line after it), then the last `lines` lines,
+/// with backtrace frames left out and the whole capped at [`MESSAGE_LIMIT`] bytes. The log
+/// itself stays complete beside the record.
+fn log_excerpt(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && !is_backtrace_line(l)).collect();
+    let cause = kept.iter().position(|l| l.contains("panicked at") || l.trim_start().starts_with("error"));
+    let tail_start = kept.len().saturating_sub(lines);
+    let mut excerpt: Vec<&str> = Vec::new();
+    if let Some(first) = cause.filter(|&i| i < tail_start) {
+        excerpt.extend(&kept[first..(first + 2).min(tail_start)]);
+        excerpt.push("...");
+    }
+    excerpt.extend(&kept[tail_start..]);
+    crate::errors::cap_message(&excerpt.join("\n"))
+}
+
+/// Lines of a Rust backtrace: its header, numbered frames, their `at file:line` lines, and the
+/// hint about `RUST_BACKTRACE`.
+fn is_backtrace_line(line: &str) -> bool {
+    let trimmed = line.trim_start();
+    let frame = trimmed.split_once(':').is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    frame
+        || trimmed.starts_with("at ")
+        || trimmed == "stack backtrace:"
+        || trimmed.starts_with("note: run with `RUST_BACKTRACE")
+        || trimmed.starts_with("note: Some details are omitted")
 }
 
 /// Runs one cell in this process, printing events as JSON lines on stdout when `json_events`
@@ -272,4 +296,45 @@ pub fn run_single(plan: &Plan, cell: &Cell, registry: &Registry, results: &Path,
     let record = run_cell(plan, cell, registry, &dir, &mut on_event)?;
     bar.finish_and_clear();
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic with `RUST_BACKTRACE=1`: the record keeps the panic and its message, and the
+    /// last lines without the frames that used to push the cause out.
+    #[test]
+    fn the_excerpt_keeps_the_cause_and_drops_backtrace_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("cell.log");
+        let mut text = String::from("epoch 1/3\nthread 'main' (7) panicked at plugins/x/src/lib.rs:10:5:\nindex out of bounds: the len is 3 but the index is 9\nstack backtrace:\n");
+        for frame in 0..30 {
+            text.push_str(&format!("  {frame}: some::function::name\n             at ./src/lib.rs:{frame}:1\n"));
+        }
+        text.push_str("note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n");
+        std::fs::write(&log, text).unwrap();
+        let excerpt = log_excerpt(&log, 8);
+        assert_eq!(
+            excerpt,
+            "epoch 1/3\nthread 'main' (7) panicked at plugins/x/src/lib.rs:10:5:\nindex out of bounds: the len is 3 but the index is 9"
+        );
+        // A long log: the cause first, then the last lines.
+        let mut text = String::from("error: cannot read images/0001.jpg\ncaused by: truncated file\n");
+        for line in 0..20 {
+            text.push_str(&format!("line {line}\n"));
+        }
+        std::fs::write(&log, text).unwrap();
+        let excerpt = log_excerpt(&log, 3);
+        assert_eq!(excerpt, "error: cannot read images/0001.jpg\ncaused by: truncated file\n...\nline 17\nline 18\nline 19");
+    }
+
+    #[test]
+    fn a_huge_log_line_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("cell.log");
+        std::fs::write(&log, "x".repeat(10 << 20)).unwrap();
+        let excerpt = log_excerpt(&log, 8);
+        assert!(excerpt.len() < crate::errors::MESSAGE_LIMIT + 40 && excerpt.ends_with("more bytes)"), "{}", excerpt.len());
+    }
 }
