@@ -367,3 +367,22 @@ fn optimiser_constants_are_validated_with_their_fields() {
         }
     }
 }
+
+/// A batch larger than the training classes × m cannot be filled, and the epoch would silently
+/// be less than one pass: the cell fails, saying so and giving the largest batch.
+#[test]
+fn a_batch_that_the_classes_cannot_fill_fails_the_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8 classes: 4 for training, 4 images of each per batch at most.
+    let file = experiment(dir.path(), "unfillable", 1, r#"(loss: "cross_entropy")"#);
+    let text = std::fs::read_to_string(&file).unwrap().replace("batch_size: 16,", "batch_size: 32,");
+    std::fs::write(&file, text).unwrap();
+    let results = dir.path().join("results");
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let failed = record(&results, "unfillable", "cross_entropy-seed0");
+    let CellStatus::Failed { reason } = &failed.status else { panic!("{:?}", failed.status) };
+    assert!(reason.contains("training.batch_size: 32 cannot be filled by MPerClass(m: 4) from 4 training classes"), "{reason}");
+    assert!(reason.contains("the largest batch is 16"), "{reason}");
+    assert!(failed.epochs.is_empty());
+}

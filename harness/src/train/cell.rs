@@ -32,7 +32,7 @@ use super::sampler::epoch_batches;
 use super::schedule::lr_factor;
 use crate::eval::{evaluate, EvalInput, EvalOptions, Metrics};
 use crate::experiment::device::parse_device;
-use crate::experiment::spec::SelectionSpec;
+use crate::experiment::spec::{SamplerSpec, SelectionSpec};
 use crate::experiment::{Cell, Plan};
 use crate::plugin::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
 use crate::report::record::{
@@ -194,6 +194,22 @@ pub fn metric_value(m: &Metrics, metric: &str) -> Option<f64> {
     }
 }
 
+/// An `MPerClass(m)` batch holds `m` images of each of `batch_size / m` classes, so with fewer
+/// training classes than that it comes out smaller and an epoch is no longer one pass over the
+/// images. The training classes are known only once the dataset is read, hence here.
+fn check_batch_fills(sampler: SamplerSpec, batch_size: usize, classes: usize) -> anyhow::Result<()> {
+    if let SamplerSpec::MPerClass { m } = sampler {
+        let largest = classes * m;
+        if batch_size > largest {
+            bail!(
+                "training.batch_size: {batch_size} cannot be filled by MPerClass(m: {m}) from {classes} training classes, \
+                 so an epoch would not be one pass over the images; the largest batch is {largest}"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn plugin_ref(info: &PluginInfo, config: &str) -> PluginRef {
     PluginRef {
         kind: info.kind.to_string(),
@@ -218,6 +234,7 @@ impl<'a> Trainer<'a> {
         let spec = &plan.spec;
         let data = data::load(&spec.dataset, &plan.dataset_root)?;
         record.dataset = DatasetInfo { root: plan.shown(&plan.dataset_root), ..data.info.clone() };
+        check_batch_fills(spec.training.sampler, spec.training.batch_size, data.train.num_classes())?;
         let backend = parse_device(&spec.training.device).map_err(anyhow::Error::msg)?;
         let device = backend.training_device().context("opening the training device")?;
         device.seed(cell.key.seed);
