@@ -12,7 +12,7 @@
 #
 #   scripts/gpu-check.sh run [--python PYTHON] [--gpu N | --cpu] [--out DIR]
 #       On the GPU machine, from the checkout's root: finds LibTorch in PYTHON's torch
-#       (default python3), then runs
+#       (default python3; the PyTorch side needs torchvision and numpy there too), then runs
 #         1. the parity tests on tch-cuda:N against flex (weights, embeddings, gradients, one
 #            SGD step, torchvision's features, checkpoints moved both ways);
 #         2. the default experiment at smoke size (`--smoke`) on tch-cuda:N;
@@ -165,7 +165,7 @@ torch_mib = theirs.get("peak_device_mib")
 
 lines = ["# GPU check", "",
          f"PyTorch on this machine: {torch_version}; dmlbench built against PyPI's torch {built_against}.", "",
-         f"Parity tests on the GPU against flex: `{parity}`", "",
+         f"Parity tests against flex: `{parity}`", "",
          "## ResNet-50 train step (batch 16, 224 px, frozen BN)", "",
          "| | images/s | peak device memory |", "|---|---|---|",
          f"| dmlbench (tch) | {fmt(ours)} | see the runs below |",
