@@ -28,7 +28,8 @@ pub fn render(board: &Leaderboard, options: TermOptions) -> String {
     let mut out = String::new();
     for table in &board.tables {
         let records: usize = table.rows.iter().map(|r| r.cells.len()).sum();
-        out.push_str(&format!("{} · {} ({} records)\n", table.dataset, table.recipe, records));
+        let title = format!("{} · {} ({} records)\n", table.dataset, table.recipe, records);
+        out.push_str(&text::escape_terminal(&title));
         out.push_str(&render_table(table, options).to_string());
         out.push_str("\n\n");
     }
@@ -55,7 +56,7 @@ pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
     t.set_header(header);
 
     for row in &table.rows {
-        let mut cells = vec![Cell::new(&row.method)];
+        let mut cells = vec![Cell::new(text::escape_terminal(&row.method))];
         for (summary, &best) in row.metrics.iter().zip(&row.best) {
             let value = summary.map(|s| text::interval(&s)).unwrap_or_else(|| text::MISSING.into());
             let cell = if best && options.tty {
@@ -67,7 +68,7 @@ pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
             };
             cells.push(cell.set_alignment(CellAlignment::Right));
         }
-        let status = Cell::new(row.status_line(Some(REASON_CHARS)));
+        let status = Cell::new(text::escape_terminal(&row.status_line(Some(REASON_CHARS))));
         let status = match (row.state(), options.tty) {
             (RowState::Failed, true) => status.fg(Color::Red),
             (RowState::Running, true) => status.fg(Color::Yellow),
@@ -114,5 +115,20 @@ mod tests {
         // A narrow terminal wraps cells rather than overflowing.
         let narrow = render(&board, TermOptions { tty: false, width: Some(90) });
         assert!(narrow.lines().all(|l| l.chars().count() <= 90), "wider than 90 columns:\n{narrow}");
+    }
+
+    /// Names and reasons come from files anyone can write; escape sequences in them must not
+    /// reach the terminal.
+    #[test]
+    fn control_characters_in_names_and_reasons_are_escaped() {
+        let (path, mut record) = completed("cub", "default", "cross_entropy", None, 0, &[0.6], 0.3);
+        record.cell.variant = "a\u{1b}[2Jb".into();
+        let board = Leaderboard::from_records(vec![
+            (path, record),
+            failed("cub", "default", "contrastive", None, 0, "bad \u{1b}]0;title\u{7} plugin"),
+        ]);
+        let out = render(&board, TermOptions { tty: false, width: Some(200) });
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+        assert!(out.contains("a\\u{1b}[2Jb") && out.contains("bad \\u{1b}]0;title\\u{7} plugin"), "{out}");
     }
 }

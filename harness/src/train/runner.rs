@@ -86,7 +86,7 @@ fn is_done(cell: &Cell, path: &Path) -> bool {
     CellRecord::load(path).is_ok_and(|r| r.status == CellStatus::Completed && r.config_fingerprint == cell.fingerprint)
 }
 
-/// One line on how a cell ended.
+/// One line on how a cell ended, safe to print on a terminal.
 pub fn describe(record: &CellRecord) -> String {
     match &record.status {
         CellStatus::Completed => {
@@ -94,7 +94,7 @@ pub fn describe(record: &CellRecord) -> String {
             let seconds = record.mean_epoch_seconds().map_or(text::MISSING.into(), text::significant);
             format!("completed, R@1 {r1}, {seconds} s/epoch")
         }
-        CellStatus::Failed { reason } => format!("FAILED: {}", reason.lines().next().unwrap_or("")),
+        CellStatus::Failed { reason } => format!("FAILED: {}", text::escape_terminal(reason.lines().next().unwrap_or(""))),
         CellStatus::Running => "interrupted".into(),
     }
 }
