@@ -121,10 +121,13 @@ fn a_killed_run_resumes_from_its_checkpoint() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill the cell once its first epoch is recorded (in the middle of a later one).
+    // Kill the cell once its first epoch is recorded and checkpointed (in the middle of a later
+    // one). The record is written before the checkpoint, so a kill between the two would find
+    // no checkpoint and rightly start over; this test is about resuming.
+    let progress = results.join("resume/checkpoints/cross_entropy-seed0/progress.ron");
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        if CellRecord::load(&record_path).is_ok_and(|r| !r.epochs.is_empty()) {
+        if CellRecord::load(&record_path).is_ok_and(|r| !r.epochs.is_empty()) && progress.is_file() {
             break;
         }
         assert!(Instant::now() < deadline, "no epoch recorded in time");

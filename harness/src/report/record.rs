@@ -320,6 +320,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Removes the temporary files [`write_atomic`] leaves beside `path` when its process is killed
+/// between writing and renaming. Call it where no other process is writing `path`.
+pub fn remove_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 impl CellRecord {
     /// Pretty RON text.
     pub fn to_ron(&self) -> String {
@@ -418,6 +432,21 @@ mod tests {
             updated_unix_s: 2,
             resumed: 0,
         }
+    }
+
+    #[test]
+    fn temporaries_of_a_killed_write_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a-seed0.ron");
+        write_atomic(&path, b"record").unwrap();
+        for name in [".a-seed0.ron.tmp-123", ".a-seed0.ron.tmp-456", ".b-seed0.ron.tmp-1", "a-seed0.ron.tmp-9"] {
+            std::fs::write(dir.path().join(name), b"half").unwrap();
+        }
+        remove_temporaries(&path);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, vec![".b-seed0.ron.tmp-1", "a-seed0.ron", "a-seed0.ron.tmp-9"]);
+        assert_eq!(std::fs::read(&path).unwrap(), b"record");
     }
 
     #[test]

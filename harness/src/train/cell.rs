@@ -36,7 +36,8 @@ use crate::experiment::spec::{SamplerSpec, SelectionSpec};
 use crate::experiment::{Cell, Plan};
 use crate::plugin::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
 use crate::report::record::{
-    CellRecord, CellStatus, DatasetInfo, EpochRecord, ExperimentRef, PluginRef, Selection, Timing, RECORD_FORMAT_VERSION,
+    remove_temporaries, CellRecord, CellStatus, DatasetInfo, EpochRecord, ExperimentRef, PluginRef, Selection, Timing,
+    RECORD_FORMAT_VERSION,
 };
 
 /// What a running cell reports, one JSON line each on the cell process's stdout.
@@ -127,6 +128,9 @@ pub fn run_cell(
     experiment_dir: &Path,
     events: &mut dyn FnMut(Event),
 ) -> anyhow::Result<CellRecord> {
+    // A process killed while writing the record leaves its temporary file; this cell's process
+    // is the one that writes this record now.
+    remove_temporaries(&CellPaths::new(experiment_dir, cell).record);
     let mut record = empty_record(plan, cell);
     let outcome = Trainer::new(plan, cell, registry, CellPaths::new(experiment_dir, cell), &mut record).and_then(|mut trainer| {
         let result = trainer.train(events);
