@@ -106,11 +106,16 @@ fn check_element_count(path: &Path) -> Result<(), NpyError> {
         return Ok(());
     };
     // Eight bytes per element at most (float64, int64).
-    let addressable = dims.iter().try_fold(8u64, |acc, &dim| acc.checked_mul(dim)).is_some_and(|b| usize::try_from(b).is_ok());
-    if !addressable {
-        return Err(unsupported(path, format!("shape {dims:?} is too large to address")));
-    }
-    Ok(())
+    payload_bytes(path, &dims, 8).map(drop)
+}
+
+/// Bytes of `shape` elements of `item_size` bytes, an error when that cannot be addressed.
+fn payload_bytes(path: &Path, shape: &[u64], item_size: u64) -> Result<u64, NpyError> {
+    shape
+        .iter()
+        .try_fold(item_size, |acc, &dim| acc.checked_mul(dim))
+        .filter(|&b| usize::try_from(b).is_ok())
+        .ok_or_else(|| unsupported(path, format!("shape {shape:?} is too large to address")))
 }
 
 /// The header text and the number of bytes after it. The preamble is the magic string, the
@@ -157,11 +162,7 @@ fn check_c_order(path: &Path, order: Order) -> Result<(), NpyError> {
 /// data, before anything is allocated: a header is only a claim (`(32, 2**59)` overflows n · d;
 /// `(1, 2**40)` would ask for terabytes; a truncated file holds less than it says).
 fn check_payload(path: &Path, shape: &[u64], item_size: u64) -> Result<(), NpyError> {
-    let bytes = shape
-        .iter()
-        .try_fold(item_size, |acc, &dim| acc.checked_mul(dim))
-        .filter(|&b| usize::try_from(b).is_ok())
-        .ok_or_else(|| unsupported(path, format!("shape {shape:?} is too large to address")))?;
+    let bytes = payload_bytes(path, shape, item_size)?;
     let (_, available) = read_header(path).map_err(|e| io_error(path, e))?;
     if bytes > available {
         return Err(unsupported(

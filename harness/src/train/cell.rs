@@ -130,7 +130,8 @@ pub fn run_cell(
 ) -> anyhow::Result<CellRecord> {
     // A process killed while writing the record leaves its temporary file; this cell's process
     // is the one that writes this record now.
-    remove_temporaries(&CellPaths::new(experiment_dir, cell).record);
+    let record_path = CellPaths::new(experiment_dir, cell).record;
+    remove_temporaries(&record_path);
     let mut record = empty_record(plan, cell);
     let outcome = Trainer::new(plan, cell, registry, CellPaths::new(experiment_dir, cell), &mut record).and_then(|mut trainer| {
         let result = trainer.train(events);
@@ -142,7 +143,7 @@ pub fn run_cell(
         record.status = CellStatus::Failed { reason: crate::errors::describe(&error) };
         record.updated_unix_s = now();
         record.peak_rss_bytes = record.peak_rss_bytes.max(environment::peak_rss_bytes());
-        record.save(&CellPaths::new(experiment_dir, cell).record)?;
+        record.save(&record_path)?;
     }
     Ok(record)
 }
