@@ -36,10 +36,13 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod conv;
 pub mod error;
 pub mod frozen_bn;
 pub mod head;
 pub mod host;
+#[cfg(feature = "tch")]
+mod libtorch_ops;
 pub mod model;
 pub mod norm;
 pub mod resnet;

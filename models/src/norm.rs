@@ -1,7 +1,8 @@
 //! The backbone's 2-d normalisation layer: frozen or trainable batch norm, one config switch.
 //!
 //! `frozen: true` gives [`FrozenBatchNorm2d`] (running statistics and affine parameters fixed,
-//! the paper's recipe for a pretrained backbone). `frozen: false` gives burn's `BatchNorm`,
+//! the paper's recipe for a pretrained backbone). `frozen: false` gives burn's `BatchNorm`
+//! (on LibTorch, with LibTorch's own batch-norm kernels in training),
 //! which on an autodiff device normalises with batch statistics, updates its running
 //! statistics (momentum 0.1, as PyTorch) and trains its affine parameters; on a plain
 //! (inference) device, or after `Module::valid`, it uses the running statistics.
@@ -43,7 +44,16 @@ impl Norm2d {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         match self {
             Self::Frozen(bn) => bn.forward(input),
-            Self::Trainable(bn) => bn.forward(input),
+            Self::Trainable(bn) => {
+                #[cfg(feature = "tch")]
+                if input.device().is_autodiff()
+                    && bn.training.is_enabled()
+                    && crate::conv::native_gradients(&input.device())
+                {
+                    return train_on_libtorch(bn, input);
+                }
+                bn.forward(input)
+            }
         }
     }
 
@@ -51,4 +61,24 @@ impl Norm2d {
     pub fn is_frozen(&self) -> bool {
         matches!(self, Self::Frozen(_))
     }
+}
+
+/// burn's `BatchNorm` training step (batch statistics, running statistics moved by `momentum`),
+/// with the normalisation and its backward pass from LibTorch's kernels (see `libtorch_ops`):
+/// burn composes batch norm from elementary operations on every backend.
+#[cfg(feature = "tch")]
+fn train_on_libtorch(bn: &BatchNorm, input: Tensor<4>) -> Tensor<4> {
+    let device = input.device();
+    let (output, mean, variance) =
+        crate::libtorch_ops::batch_norm_train(input, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let update = |running: Tensor<1>, batch: Tensor<1>| {
+        running
+            .to_device(&device)
+            .mul_scalar(1.0 - bn.momentum)
+            .add(batch.detach().mul_scalar(bn.momentum))
+            .detach()
+    };
+    bn.running_mean.update(update(bn.running_mean.value_sync(), mean));
+    bn.running_var.update(update(bn.running_var.value_sync(), variance));
+    output
 }

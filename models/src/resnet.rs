@@ -25,12 +25,13 @@
 //! gain (`std = sqrt(2 / fan_out)`), batch-norm weight 1 and bias 0, no bias on convolutions.
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use crate::conv::{self, conv};
 use crate::error::ModelError;
 use crate::norm::Norm2d;
 
@@ -169,7 +170,7 @@ impl ResNet {
     /// Maps `[batch, 3, h, w]` images to the last feature map `[batch, out_channels, h/32, w/32]`
     /// (rounded up at each stride).
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(input)));
+        let x = relu(self.bn1.forward(conv::forward(&self.conv1, input)));
         let mut x = self.maxpool.forward(x);
         for block in self
             .layer1
@@ -252,7 +253,7 @@ pub struct Downsample {
 
 impl Downsample {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(input))
+        self.bn.forward(conv::forward(&self.conv, input))
     }
 }
 
@@ -277,8 +278,8 @@ impl BasicBlock {
             Some(downsample) => downsample.forward(input.clone()),
             None => input.clone(),
         };
-        let x = relu(self.bn1.forward(self.conv1.forward(input)));
-        let x = self.bn2.forward(self.conv2.forward(x));
+        let x = relu(self.bn1.forward(conv::forward(&self.conv1, input)));
+        let x = self.bn2.forward(conv::forward(&self.conv2, x));
         relu(x + identity)
     }
 }
@@ -308,34 +309,11 @@ impl Bottleneck {
             Some(downsample) => downsample.forward(input.clone()),
             None => input.clone(),
         };
-        let x = relu(self.bn1.forward(self.conv1.forward(input)));
-        let x = relu(self.bn2.forward(self.conv2.forward(x)));
-        let x = self.bn3.forward(self.conv3.forward(x));
+        let x = relu(self.bn1.forward(conv::forward(&self.conv1, input)));
+        let x = relu(self.bn2.forward(conv::forward(&self.conv2, x)));
+        let x = self.bn3.forward(conv::forward(&self.conv3, x));
         relu(x + identity)
     }
-}
-
-/// A bias-free square convolution with torchvision's ResNet initialisation
-/// (Kaiming normal, fan-out, ReLU gain).
-pub(crate) fn conv(
-    in_channels: usize,
-    out_channels: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-    device: &Device,
-) -> Conv2d {
-    Conv2dConfig::new([in_channels, out_channels], [kernel, kernel])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(
-            padding, padding, padding, padding,
-        ))
-        .with_bias(false)
-        .with_initializer(Initializer::KaimingNormal {
-            gain: std::f64::consts::SQRT_2,
-            fan_out_only: true,
-        })
-        .init(device)
 }
 
 #[cfg(test)]

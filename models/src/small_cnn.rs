@@ -19,7 +19,7 @@ use burn::tensor::activation::relu;
 
 use crate::error::ModelError;
 use crate::norm::Norm2d;
-use crate::resnet::conv;
+use crate::conv::{self, conv};
 
 /// The default stage widths.
 pub const SMALL_CNN_CHANNELS: [usize; 4] = [32, 64, 128, 256];
@@ -121,7 +121,7 @@ impl SmallCnn {
         let last = self.stages.len().saturating_sub(1);
         let mut x = input;
         for (index, stage) in self.stages.iter().enumerate() {
-            x = relu(stage.bn.forward(stage.conv.forward(x)));
+            x = relu(stage.bn.forward(conv::forward(&stage.conv, x)));
             if index < last {
                 x = self.pool.forward(x);
             }

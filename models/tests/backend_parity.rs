@@ -182,3 +182,69 @@ fn checkpoints_move_between_backends() {
         assert_close(&what, &got, &expected);
     }
 }
+
+/// One convolution's output and its gradients for `x` and the weight, for dL/dy = `output_grad`;
+/// `reuse_input` then scales the input's tensor again after the forward pass, the pattern in
+/// which burn-tch writes into a tensor in place when it holds its only handle.
+fn conv_gradients(
+    backend: Backend,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    reuse_input: bool,
+) -> [Vec<f32>; 3] {
+    use burn::module::Param;
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Tensor, TensorData};
+    let device = backend.training_device().unwrap();
+    let mut conv = Conv2dConfig::new([3, 5], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .with_bias(false)
+        .init(&device);
+    let w_shape = [5, 3, kernel, kernel];
+    conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(values(w_shape.iter().product(), 7), w_shape), &device));
+    let x_shape = [2, 3, 9, 9];
+    let x = Tensor::<4>::from_data(TensorData::new(values(2 * 3 * 81, 5), x_shape), &device).require_grad();
+    // An intermediate (not a leaf) as the convolution's input, as inside a network.
+    let hidden = x.clone().mul_scalar(1.0);
+    let y = dmlbench_models::conv::forward(&conv, hidden.clone());
+    let mut objective = (y.clone() * Tensor::from_data(TensorData::new(values(y.shape().num_elements(), 6), y.dims()), &device)).sum();
+    if reuse_input {
+        objective = objective + hidden.mul_scalar(3.0).sum().mul_scalar(0.0);
+    }
+    let grads = objective.backward();
+    let read = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let grad_x = x.grad(&grads).expect("the input has a gradient");
+    let grad_w = GradientsParams::from_grads(grads, &conv).get::<4>(conv.weight.id).expect("the weight has a gradient");
+    [read(y), read(grad_x), read(grad_w)]
+}
+
+/// The backbones' convolution on LibTorch is differentiated by LibTorch's own kernels (a backend
+/// extension) and gives flex's gradients, for the stem's 7×7/2, a 3×3 and a strided 1×1.
+#[test]
+fn convolutions_use_libtorch_gradients_and_match_flex() {
+    let other = other_backend();
+    assert!(dmlbench_models::conv::native_gradients(&other.training_device().unwrap()));
+    assert!(dmlbench_models::conv::native_gradients(&other.device().unwrap()));
+    assert!(!dmlbench_models::conv::native_gradients(&Backend::Flex.training_device().unwrap()));
+    for (kernel, stride, padding) in [(7, 2, 3), (3, 1, 1), (1, 2, 0)] {
+        let reference = conv_gradients(Backend::Flex, kernel, stride, padding, false);
+        let ours = conv_gradients(other, kernel, stride, padding, false);
+        for (what, a, b) in [("output", &ours[0], &reference[0]), ("dL/dx", &ours[1], &reference[1]), ("dL/dw", &ours[2], &reference[2])] {
+            assert_close(&format!("{kernel}×{kernel}/{stride} conv {what}"), a, b);
+        }
+    }
+}
+
+/// LibTorch saved the convolution's input for its backward pass; burn using that tensor again
+/// after the forward pass must neither change the gradients nor trip LibTorch's in-place check.
+#[test]
+fn a_convolution_input_used_again_keeps_its_gradients() {
+    let plain = conv_gradients(other_backend(), 3, 1, 1, false);
+    let reused = conv_gradients(other_backend(), 3, 1, 1, true);
+    for (what, a, b) in [("output", &reused[0], &plain[0]), ("dL/dx", &reused[1], &plain[1]), ("dL/dw", &reused[2], &plain[2])] {
+        assert!(a == b, "{what} changed when the input was used again");
+    }
+}
