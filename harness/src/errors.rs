@@ -31,9 +31,91 @@ pub fn cap_message(text: &str) -> String {
     format!("{}... ({} more bytes)", &text[..end], text.len() - end)
 }
 
+/// The last [`MESSAGE_LIMIT`] bytes of `text`, cut at a character boundary, saying how much
+/// was left out before them: the end of a crashed process's output is where its cause is.
+pub fn cap_message_tail(text: &str) -> String {
+    if text.len() <= MESSAGE_LIMIT {
+        return text.to_string();
+    }
+    let mut start = text.len() - MESSAGE_LIMIT;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("({} earlier bytes) ...{}", start, &text[start..])
+}
+
+/// The conventional name of a Unix signal (Linux numbering; the numbers that differ on the BSDs
+/// and macOS follow those systems there).
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        7 => "SIGBUS",
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        10 => "SIGUSR1",
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        12 => "SIGUSR2",
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        10 => "SIGBUS",
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        12 => "SIGSYS",
+        _ => return None,
+    };
+    Some(name)
+}
+
+/// How a child process ended, for a message: `exited with code 3`, `crashed (signal 11,
+/// SIGSEGV)`.
+pub fn describe_exit(status: &std::process::ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with code {code}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            let name = signal_name(signal);
+            let named = name.map_or(format!("signal {signal}"), |name| format!("signal {signal}, {name}"));
+            return match name {
+                Some("SIGKILL") => format!("was killed ({named})"),
+                Some("SIGSEGV" | "SIGBUS" | "SIGILL" | "SIGFPE" | "SIGABRT") => format!("crashed ({named})"),
+                _ => format!("was stopped by a signal ({named})"),
+            };
+        }
+    }
+    "ended without an exit code".into()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{cap_message, describe, MESSAGE_LIMIT};
+    use super::{cap_message, cap_message_tail, describe, signal_name, MESSAGE_LIMIT};
+
+    #[test]
+    fn the_tail_of_long_output_is_kept() {
+        assert_eq!(cap_message_tail("short"), "short");
+        let long = format!("{}the cause", "é".repeat(10_000));
+        let tail = cap_message_tail(&long);
+        assert!(tail.starts_with("(15914 earlier bytes) ...é") && tail.ends_with("éthe cause"), "{}", &tail[..40]);
+        assert!(tail.len() <= MESSAGE_LIMIT + 40);
+    }
+
+    #[test]
+    fn signals_have_their_names() {
+        assert_eq!(signal_name(11), Some("SIGSEGV"));
+        assert_eq!(signal_name(9), Some("SIGKILL"));
+        assert_eq!(signal_name(99), None);
+    }
 
     #[test]
     fn long_messages_are_capped_at_a_character_boundary() {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod errors;
 pub mod eval;
 pub mod experiment;
+pub mod parent;
 pub mod plugin;
 pub mod report;
 pub mod train;

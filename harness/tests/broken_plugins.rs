@@ -77,3 +77,21 @@ fn duplicate_ids_are_rejected_naming_both_libraries() {
     assert!(v["plugins"].as_array().unwrap().iter().all(|p| p["id"] != "contrastive"));
     assert!(v["plugins"].as_array().unwrap().iter().any(|p| p["id"] == "batch_hard"));
 }
+
+/// A file that is not a loadable library is reported with the dynamic loader's own reason, not
+/// just "dlopen failed".
+#[test]
+fn a_library_that_cannot_be_loaded_shows_the_loaders_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join(lib_file("garbage"));
+    std::fs::write(&garbage, "not an ELF file\n".repeat(256)).unwrap();
+    let (code, stdout, _) = run(dmlbench().env("DMLBENCH_PLUGIN_PATH", dir.path()).args(["plugins", "list", "--json"]));
+    assert_eq!(code, 1);
+    let v = json(&stdout);
+    let problem = v["problems"].as_array().unwrap().iter().find(|p| p["path"] == garbage.to_str().unwrap()).expect("the garbage file is reported").clone();
+    let reason = problem["reason"].as_str().unwrap();
+    // The loader's message names the file and what is wrong with it.
+    assert!(reason.starts_with("cannot load: dlopen failed: ") && reason.contains(&lib_file("garbage")), "{reason}");
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    assert!(reason.ends_with("invalid ELF header"), "{reason}");
+}

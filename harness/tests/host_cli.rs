@@ -144,3 +144,49 @@ fn bad_inputs_are_clear_errors() {
     assert_eq!(code, 2);
     assert!(stderr.contains("no loss plugin 'batch_hard'; known losses: ") && stderr.contains("contrastive"), "{stderr}");
 }
+
+/// Labels are checked before any plugin is created: a huge label is not a reason to allocate a
+/// classifier with that many rows, and a negative one is named with its index instead of
+/// surfacing as a plugin's complaint about the class count. The command runs with its address
+/// space limited, so that a regression fails here instead of exhausting the machine.
+#[cfg(unix)]
+#[test]
+fn labels_are_checked_before_any_plugin_sees_them() {
+    // Have the plugin libraries built beforehand, outside the memory limit.
+    assert_eq!(run(dmlbench().args(["plugins", "list"])).0, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let z = random_embeddings(1, 4, 8);
+    let limited = |labels: &[i64], extra: &[&str]| {
+        let (e, l) = write_batch(dir.path(), &z, 8, labels);
+        let cmd = dmlbench();
+        let program = cmd.get_program().to_owned();
+        let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let mut shell = std::process::Command::new("sh");
+        shell.arg("-c").arg(r#"ulimit -v 8000000 && exec "$0" "$@""#).arg(program).args(args);
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(value) => shell.env(key, value),
+                None => shell.env_remove(key),
+            };
+        }
+        shell.args(["loss", "cross_entropy", "--embeddings"]).arg(&e).arg("--labels").arg(&l).args(extra);
+        run(&mut shell)
+    };
+    let (code, _, stderr) = limited(&[0, 1, 1_000_000_000_000_000, 1], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("labels.npy: label 1000000000000000 at index 2 would make 1000000000000001 classes (the largest label + 1)"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = limited(&[0, 1, 2, -1], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("labels.npy: label -1 at index 3 is negative; labels are class indices 0..C-1"), "{stderr}");
+    assert!(!stderr.contains("num_classes"), "{stderr}");
+    let (code, _, stderr) = limited(&[0, 1, 2, 7], &["--num-classes", "5"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("labels.npy: label 7 at index 3 is outside 0..5 (--num-classes 5)"), "{stderr}");
+    // Within the limit, the same command works.
+    let (code, stdout, stderr) = limited(&[0, 1, 2, 1], &["--num-classes", "5", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(json(&stdout)["loss"].as_f64().unwrap().is_finite());
+}

@@ -18,8 +18,9 @@ use crate::plugin::{CreateOptions, LossHandle, PluginKind};
   dmlbench loss triplet_margin --embeddings e.npy --labels l.npy --miner batch_hard --json
 
 With --json, one object on stdout: {\"loss\": x, \"grad\": [[...], ...], \"stats\": {...}}, plus
-\"tuples\" (as `dmlbench mine --json` prints them) when a miner ran. Labels must be 0..C-1 for
-losses with a classifier (C is taken as the largest label + 1).")]
+\"tuples\" (as `dmlbench mine --json` prints them) when a miner ran. Labels are class indices
+0..C-1, where C is --num-classes or else the largest label + 1; they are checked before any
+plugin is created.")]
 pub struct LossArgs {
     /// Loss id
     id: String,

@@ -79,6 +79,10 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Render leaderboards (terminal, Markdown, HTML, JSON) from result records.
     Leaderboard(leaderboard::LeaderboardArgs),
+    /// Run one plugin job sent on stdin (dmlbench starts this itself; see
+    /// `dmlbench::plugin::isolated`).
+    #[command(name = "plugin-job", hide = true)]
+    PluginJob,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Embed(args) => embed::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Leaderboard(args) => leaderboard::run(args),
+        Command::PluginJob => return crate::plugin::isolated::serve(),
     };
     match result {
         Ok(code) => code,

@@ -9,7 +9,8 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, ContentArrangement,
 use serde_json::json;
 
 use super::HostArgs;
-use crate::plugin::check::{check_plugin, CheckOutcome};
+use crate::plugin::check::CheckOutcome;
+use crate::plugin::isolated::{check_in_child, parse_seconds, DEFAULT_CHECK_TIMEOUT};
 use crate::plugin::scaffold::scaffold;
 use crate::plugin::{PluginInfo, PluginKind, Registry};
 
@@ -46,8 +47,9 @@ An id shared by a loss and a miner shows both; write loss:ID or miner:ID for one
   dmlbench plugins check batch_hard triplet_margin
   dmlbench plugins check --all --json
 
-Every plugin with a given id is checked (a loss and a miner may share one). The exit code
-is 1 when any check fails.")]
+Every plugin with a given id is checked (a loss and a miner may share one). Each plugin is
+checked in a process of its own: a plugin that crashes, exits or hangs fails the check it was
+running, and the other plugins are still checked. The exit code is 1 when any check fails.")]
     Check {
         /// Plugin ids (or loss:ID / miner:ID)
         #[arg(required_unless_present = "all")]
@@ -58,6 +60,10 @@ is 1 when any check fails.")]
         /// Print one JSON object: {\"passed\": bool, \"checks\": [...]}
         #[arg(long)]
         json: bool,
+        /// Seconds one check may run before its process is killed and the check fails
+        /// [default: 60]
+        #[arg(long, value_name = "SECONDS", env = "DMLBENCH_CHECK_TIMEOUT", value_parser = parse_seconds)]
+        timeout: Option<std::time::Duration>,
     },
     /// Create a new plugin crate under plugins/ that builds, is discovered and passes its tests.
     #[command(after_help = "Examples:
@@ -95,7 +101,9 @@ pub fn run(command: PluginsCommand, host: &HostArgs) -> anyhow::Result<ExitCode>
     match command {
         PluginsCommand::List { json } => list(&host.open_registry(), json),
         PluginsCommand::Show { id } => show(&host.open_registry(), &id),
-        PluginsCommand::Check { ids, all, json } => check(&host.open_registry(), &ids, all, json),
+        PluginsCommand::Check { ids, all, json, timeout } => {
+            check(&host.open_registry(), &ids, all, json, timeout.unwrap_or(DEFAULT_CHECK_TIMEOUT))
+        }
         PluginsCommand::New { name, kind } => new(host, &name, kind.into()),
     }
 }
@@ -164,7 +172,7 @@ fn show(registry: &Registry, spec: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(registry: &Registry, ids: &[String], all: bool, json: bool) -> anyhow::Result<ExitCode> {
+fn check(registry: &Registry, ids: &[String], all: bool, json: bool, timeout: std::time::Duration) -> anyhow::Result<ExitCode> {
     let targets: Vec<&PluginInfo> = if all {
         registry.plugins().iter().collect()
     } else {
@@ -183,7 +191,7 @@ fn check(registry: &Registry, ids: &[String], all: bool, json: bool) -> anyhow::
     let mut outcomes: Vec<CheckOutcome> = Vec::new();
     for info in &targets {
         progress.set_message(info.qualified_id());
-        outcomes.extend(check_plugin(info));
+        outcomes.extend(check_in_child(info, timeout));
         progress.inc(1);
     }
     progress.finish_and_clear();

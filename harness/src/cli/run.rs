@@ -11,7 +11,9 @@ use super::HostArgs;
 use crate::experiment::{self, Overrides};
 use crate::plugin::resolve_root;
 use crate::report::record::CellStatus;
-use crate::train::runner::{describe, run_plan, run_single, RunOptions};
+use crate::report::text;
+use crate::parent::follow_parent;
+use crate::train::runner::{describe, run_plan, run_single, CellOutcome, RunOptions};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -49,6 +51,10 @@ pub struct RunArgs {
     /// cuda), tch or tch-cuda:N (--features tch)
     #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
+    /// Seconds each plugin's `create` may take while the experiment is validated, in a child
+    /// process, before it is killed and the file reported invalid [default: 30]
+    #[arg(long, value_name = "SECONDS", env = "DMLBENCH_CREATE_TIMEOUT", value_parser = crate::plugin::isolated::parse_seconds)]
+    create_timeout: Option<std::time::Duration>,
     /// Progress as JSON lines on stdout (what `run` reads from its cell processes)
     #[arg(long, value_enum, hide = true)]
     events: Option<EventsFormat>,
@@ -64,8 +70,13 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
     let file = args.experiment.clone().unwrap_or_else(|| root.join("experiments/default.ron"));
     let registry = host.open_registry();
-    let overrides =
-        Overrides { epochs: if args.smoke { Some(1) } else { args.epochs }, seeds: None, device: args.device.clone(), smoke: args.smoke };
+    let overrides = Overrides {
+        epochs: if args.smoke { Some(1) } else { args.epochs },
+        seeds: None,
+        device: args.device.clone(),
+        smoke: args.smoke,
+        create_timeout: args.create_timeout,
+    };
     let mut plan = experiment::load(&file, &root, &registry, &overrides).map_err(|e| {
         for problem in registry.problems() {
             eprintln!("warning: skipped plugin {}: {}", problem.path.display(), problem.reason);
@@ -94,14 +105,25 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
 
     if !args.cells.is_empty() && (args.events.is_some() || args.cells.len() == 1) {
         // One cell (or a few) in this process: a cell process of `run`, or a cluster task.
+        if args.events.is_some() {
+            follow_parent();
+        }
         let mut all_completed = true;
         for id in &args.cells {
             let cell = plan.cell(id).expect("checked above");
-            let record = run_single(&plan, cell, &registry, &results, args.events.is_some())?;
-            if args.events.is_none() {
-                println!("{id}: {}", describe(&record));
+            match run_single(&plan, cell, &registry, &results, args.events.is_some())? {
+                CellOutcome::Record(record) => {
+                    if args.events.is_none() {
+                        println!("{id}: {}", describe(&record));
+                    }
+                    all_completed &= record.status == CellStatus::Completed;
+                }
+                CellOutcome::Busy(owner) => {
+                    if args.events.is_none() {
+                        println!("{id}: left alone, {owner} is training it");
+                    }
+                }
             }
-            all_completed &= record.status == CellStatus::Completed;
         }
         return Ok(if all_completed { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
@@ -117,6 +139,13 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
     println!("{table}");
     if summary.skipped > 0 {
         println!("{} cell(s) were already complete and skipped", summary.skipped);
+    }
+    if !summary.busy.is_empty() {
+        println!("{} cell(s) are being trained by other processes and were left to them:", summary.busy.len());
+        for (id, owner) in &summary.busy {
+            println!("  {id}: {}", text::escape_terminal(owner));
+        }
+        println!("run this command again once they finish to see them here");
     }
     println!("records in {}; render them with `dmlbench leaderboard {}`", plan.results_dir(&results).display(), results.display());
     Ok(if summary.all_completed() { ExitCode::SUCCESS } else { ExitCode::from(1) })

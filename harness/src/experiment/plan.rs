@@ -12,7 +12,8 @@ use dmlbench_datasets::Format;
 use serde::Serialize;
 
 use super::spec::{default_k, EvaluationSpec, ExperimentSpec, OptimizerSpec, SamplerSpec, ScheduleSpec, SelectionSpec};
-use crate::plugin::{CreateOptions, LossHandle, MinerHandle, PluginKind, Registry};
+use crate::plugin::isolated::{create_in_child, describe_create_error, CreateError, DEFAULT_CREATE_TIMEOUT};
+use crate::plugin::{CreateOptions, PluginInfo, PluginKind, Registry};
 use crate::report::record::{fingerprint, CellKey};
 
 /// A plugin and its configuration text.
@@ -127,6 +128,9 @@ pub struct Overrides {
     /// A smoke run: the experiment is renamed `<name>-smoke`, so that its one-epoch records go
     /// to a directory of their own and never replace the experiment's real results.
     pub smoke: bool,
+    /// How long each plugin's `create` may take while the file is validated (it runs in a
+    /// child process); `None` for [`DEFAULT_CREATE_TIMEOUT`].
+    pub create_timeout: Option<std::time::Duration>,
 }
 
 /// The resolved configuration of one cell, as stored in its record.
@@ -186,7 +190,7 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
         spec.name = format!("{}-smoke", spec.name);
     }
     let mut problems = Problems::default();
-    validate(&spec, root, registry, &mut problems);
+    validate(&spec, root, registry, overrides.create_timeout.unwrap_or(DEFAULT_CREATE_TIMEOUT), &mut problems);
     if !problems.0.is_empty() {
         return Err(fail(problems.0));
     }
@@ -254,7 +258,7 @@ fn positive(x: f64) -> bool {
     x.is_finite() && x > 0.0
 }
 
-fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, p: &mut Problems) {
+fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_timeout: std::time::Duration, p: &mut Problems) {
     p.check(
         !spec.name.is_empty()
             && spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -341,6 +345,9 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, p: &mut Pro
     }
     p.check(tr.workers >= 1, "training.workers", || "must be at least 1".into());
     p.check(tr.prefetch >= 1, "training.prefetch", || "must be at least 1".into());
+    p.check(tr.stall_timeout.is_finite() && tr.stall_timeout > 0.0, "training.stall_timeout", || {
+        format!("must be a positive number of seconds, not {}", tr.stall_timeout)
+    });
     if let Err(e) = super::device::parse_device(&tr.device) {
         p.add("training.device", e);
     }
@@ -385,9 +392,7 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, p: &mut Pro
         };
         if let Some(info) = loss {
             if embedding_dim > 0 {
-                if let Err(e) = LossHandle::create(info, &options(entry.loss_config_text())) {
-                    p.add(at("loss_config"), format!("{} ({})", e.message, dmlbench_sdk::error::status_name(e.status)));
-                }
+                try_create(info, &options(entry.loss_config_text()), create_timeout, p, (at("loss"), at("loss_config")));
             }
             match &entry.miner {
                 Some(_) if !info.capabilities.accepts_tuples() => {
@@ -400,9 +405,7 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, p: &mut Pro
         if let Some(miner) = &entry.miner {
             match registry.get(PluginKind::Miner, miner) {
                 Ok(info) if embedding_dim > 0 => {
-                    if let Err(e) = MinerHandle::create(info, &options(entry.miner_config_text())) {
-                        p.add(at("miner_config"), format!("{} ({})", e.message, dmlbench_sdk::error::status_name(e.status)));
-                    }
+                    try_create(info, &options(entry.miner_config_text()), create_timeout, p, (at("miner"), at("miner_config")));
                 }
                 Ok(_) => {}
                 Err(e) => p.add(at("miner"), e),
@@ -415,5 +418,16 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, p: &mut Pro
                 p.add(at("variant"), format!("grid[{i}] repeats grid[{j}]'s loss and miner; give one of them a distinct variant"));
             }
         }
+    }
+}
+
+/// Creates an instance of `info` in a child process, so that a plugin that crashes or hangs
+/// in `create` is a problem of the file, not the end of `dmlbench`. A refused configuration is
+/// the configuration field's problem; a failed process is the plugin field's.
+fn try_create(info: &PluginInfo, options: &CreateOptions, timeout: std::time::Duration, p: &mut Problems, (plugin_field, config_field): (String, String)) {
+    match create_in_child(info, options, timeout) {
+        Ok(()) => {}
+        Err(e @ CreateError::Refused(_)) => p.add(config_field, describe_create_error(&e)),
+        Err(e @ CreateError::Child(_)) => p.add(plugin_field, describe_create_error(&e)),
     }
 }

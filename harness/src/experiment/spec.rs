@@ -244,6 +244,12 @@ pub struct TrainingSpec {
     /// `cpu`, `cuda:N` (feature `cuda`), `tch` or `tch-cuda:N` (feature `tch`).
     #[serde(default = "default_device")]
     pub device: String,
+    /// Seconds a cell may go without finishing a batch (of training or of evaluation) before
+    /// it is stopped and recorded as failed: a plugin or a data source that hangs costs this
+    /// long, not the whole run. It does not change results, so it is left out of the cell's
+    /// configuration (and its fingerprint).
+    #[serde(default = "default_stall_timeout", skip_serializing)]
+    pub stall_timeout: f64,
 }
 
 fn default_workers() -> usize {
@@ -251,6 +257,9 @@ fn default_workers() -> usize {
 }
 fn default_prefetch() -> usize {
     4
+}
+fn default_stall_timeout() -> f64 {
+    1800.0
 }
 fn default_device() -> String {
     "cpu".into()

@@ -10,13 +10,17 @@
 //!   while the published default configuration is accepted;
 //! - a plugin with state restores it exactly: an instance loaded from another's saved state
 //!   computes the same thing and saves the same bytes.
+//!
+//! The suite calls plugin code, so `dmlbench plugins check` runs it in a child process per
+//! plugin (see [`super::isolated`]); [`run_suite`] reports each check as it starts and ends,
+//! so that a child that dies can be blamed on the check it was running.
 
 use dmlbench_abi::Status;
 use dmlbench_sdk::error::status_name;
 use dmlbench_sdk::testing::{check_gradient, random_embeddings, GradCheck};
 use dmlbench_sdk::tuples::{all_pairs, all_triplets};
 use dmlbench_sdk::{Error, Triplets, Tuples};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::handle::{CreateOptions, LossHandle, MinerHandle, PluginError};
 use super::library::{PluginInfo, PluginKind};
@@ -28,7 +32,7 @@ const D: usize = 8;
 const CLASSES: usize = 6;
 
 /// The outcome of one check.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckOutcome {
     /// `loss:ID` or `miner:ID`.
     pub plugin: String,
@@ -62,32 +66,54 @@ fn options(info: &PluginInfo, seed: u64) -> CreateOptions {
     CreateOptions { config: info.default_config.clone(), embedding_dim: D, num_classes: CLASSES, seed, base_lr: 0.1 }
 }
 
-/// Collects outcomes for one plugin.
-struct Report {
-    plugin: String,
-    outcomes: Vec<CheckOutcome>,
+/// What the suite reports while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckEvent {
+    /// A check is about to call the plugin.
+    Started(String),
+    /// A check ended.
+    Finished(CheckOutcome),
 }
 
-impl Report {
-    fn record(&mut self, check: impl Into<String>, result: Result<String, String>) {
-        let (passed, detail) = match result {
+/// Runs checks one at a time and reports each.
+struct Report<'a> {
+    plugin: String,
+    on_event: &'a mut dyn FnMut(CheckEvent),
+}
+
+impl Report<'_> {
+    fn run(&mut self, check: impl Into<String>, body: impl FnOnce() -> Result<String, String>) {
+        let check = check.into();
+        (self.on_event)(CheckEvent::Started(check.clone()));
+        let (passed, detail) = match body() {
             Ok(detail) => (true, detail),
             Err(detail) => (false, detail),
         };
-        self.outcomes.push(CheckOutcome { plugin: self.plugin.clone(), check: check.into(), passed, detail });
+        (self.on_event)(CheckEvent::Finished(CheckOutcome { plugin: self.plugin.clone(), check, passed, detail }));
     }
 }
 
-/// Runs the whole suite on one plugin.
+/// Runs the whole suite on one plugin in this process.
 pub fn check_plugin(info: &PluginInfo) -> Vec<CheckOutcome> {
-    let mut report = Report { plugin: info.qualified_id(), outcomes: Vec::new() };
-    report.record("default config is accepted", create_check(info, &info.default_config, Status::OK));
-    report.record("malformed config is rejected", create_check(info, "(this is not RON", Status::BAD_CONFIG));
+    let mut outcomes = Vec::new();
+    run_suite(info, &mut |event| {
+        if let CheckEvent::Finished(outcome) = event {
+            outcomes.push(outcome);
+        }
+    });
+    outcomes
+}
+
+/// Runs the whole suite on one plugin in this process, reporting each check as it starts and
+/// ends.
+pub fn run_suite(info: &PluginInfo, on_event: &mut dyn FnMut(CheckEvent)) {
+    let mut report = Report { plugin: info.qualified_id(), on_event };
+    report.run("default config is accepted", || create_check(info, &info.default_config, Status::OK));
+    report.run("malformed config is rejected", || create_check(info, "(this is not RON", Status::BAD_CONFIG));
     match info.kind {
         PluginKind::Loss => check_loss(info, &mut report),
         PluginKind::Miner => check_miner(info, &mut report),
     }
-    report.outcomes
 }
 
 fn create_check(info: &PluginInfo, config: &str, expected: Status) -> Result<String, String> {
@@ -159,52 +185,49 @@ fn gradient_check(info: &PluginInfo, shape: &Shape, form: Option<&str>) -> Resul
 
 fn check_loss(info: &PluginInfo, report: &mut Report) {
     for shape in shapes() {
-        report.record(format!("gradient: {}", shape.name), gradient_check(info, &shape, None));
+        report.run(format!("gradient: {}", shape.name), || gradient_check(info, &shape, None));
     }
     let caps = info.capabilities;
     if caps.accepts_tuples() {
         let shape = &shapes()[0];
         if caps.accepts_triplets {
-            report.record("gradient: with mined triplets", gradient_check(info, shape, Some("triplets")));
+            report.run("gradient: with mined triplets", || gradient_check(info, shape, Some("triplets")));
         }
         if caps.accepts_pairs {
-            report.record("gradient: with mined pairs", gradient_check(info, shape, Some("pairs")));
+            report.run("gradient: with mined pairs", || gradient_check(info, shape, Some("pairs")));
         }
     }
-    report.record("same seed, same result", loss_determinism(info));
+    report.run("same seed, same result", || loss_determinism(info));
 
     let shape = &shapes()[0];
     let (labels, n) = (&shape.labels, shape.labels.len());
     let tuples = tuples_for(info, labels, None);
     let mut z = random_embeddings(9, n, D);
     z[3 * D + 2] = f32::NAN;
-    report.record(
-        "NaN embedding is rejected",
+    report.run("NaN embedding is rejected", || {
         loss_handle(info, 0).and_then(|mut l| {
             expect_status(status_of(l.forward_backward_unchecked(n, D, &z, labels, tuples.as_ref())), Status::BAD_INPUT)
-        }),
-    );
+        })
+    });
     let z = random_embeddings(9, n, D);
-    report.record(
-        "label count mismatch is rejected",
+    report.run("label count mismatch is rejected", || {
         loss_handle(info, 0).and_then(|mut l| {
             expect_status(status_of(l.forward_backward_unchecked(n, D, &z, &labels[..n - 1], tuples.as_ref())), Status::BAD_INPUT)
-        }),
-    );
+        })
+    });
     if caps.accepts_tuples() {
         let bad = Tuples::Triplets(Triplets { a: vec![0], p: vec![4], n: vec![n as u32] });
-        report.record(
-            "out-of-range tuple index is rejected",
+        report.run("out-of-range tuple index is rejected", || {
             loss_handle(info, 0).and_then(|mut l| {
                 expect_status(status_of(l.forward_backward_unchecked(n, D, &z, labels, Some(&bad))), Status::BAD_INPUT)
-            }),
-        );
+            })
+        });
     }
     if caps.owns_parameters {
-        report.record("step updates parameters", loss_step(info));
+        report.run("step updates parameters", || loss_step(info));
     }
     if caps.supports_state {
-        report.record("state round trip", loss_state_round_trip(info));
+        report.run("state round trip", || loss_state_round_trip(info));
     }
 }
 
@@ -287,11 +310,12 @@ fn describe_tuples(t: &Tuples) -> String {
 
 fn check_miner(info: &PluginInfo, report: &mut Report) {
     for shape in shapes() {
-        let result = miner_handle(info, 0).and_then(|mut m| {
-            let z = random_embeddings(shape.seed, shape.labels.len(), D);
-            m.mine(&z, D, &shape.labels).map(|o| format!("{}, all valid", describe_tuples(&o.tuples))).map_err(|e| e.to_string())
+        report.run(format!("valid tuples: {}", shape.name), || {
+            miner_handle(info, 0).and_then(|mut m| {
+                let z = random_embeddings(shape.seed, shape.labels.len(), D);
+                m.mine(&z, D, &shape.labels).map(|o| format!("{}, all valid", describe_tuples(&o.tuples))).map_err(|e| e.to_string())
+            })
         });
-        report.record(format!("valid tuples: {}", shape.name), result);
     }
     let shape = &shapes()[1];
     let z = random_embeddings(shape.seed, shape.labels.len(), D);
@@ -299,24 +323,21 @@ fn check_miner(info: &PluginInfo, report: &mut Report) {
         let mut m = miner_handle(info, 42)?;
         m.mine(&z, D, &shape.labels).map(|o| o.tuples).map_err(|e| e.to_string())
     };
-    report.record(
-        "same seed, same result",
-        run().and_then(|a| if a == run()? { Ok("two instances with seed 42 agree".into()) } else { Err("two instances with seed 42 mine different tuples".into()) }),
-    );
+    report.run("same seed, same result", || {
+        run().and_then(|a| if a == run()? { Ok("two instances with seed 42 agree".into()) } else { Err("two instances with seed 42 mine different tuples".into()) })
+    });
     let n = shape.labels.len();
     let mut bad = z.clone();
     bad[D + 1] = f32::INFINITY;
-    report.record(
-        "non-finite embedding is rejected",
-        miner_handle(info, 0).and_then(|mut m| expect_status(status_of(m.mine_unchecked(n, D, &bad, &shape.labels)), Status::BAD_INPUT)),
-    );
-    report.record(
-        "label count mismatch is rejected",
+    report.run("non-finite embedding is rejected", || {
+        miner_handle(info, 0).and_then(|mut m| expect_status(status_of(m.mine_unchecked(n, D, &bad, &shape.labels)), Status::BAD_INPUT))
+    });
+    report.run("label count mismatch is rejected", || {
         miner_handle(info, 0)
-            .and_then(|mut m| expect_status(status_of(m.mine_unchecked(n, D, &z, &shape.labels[..n - 1])), Status::BAD_INPUT)),
-    );
+            .and_then(|mut m| expect_status(status_of(m.mine_unchecked(n, D, &z, &shape.labels[..n - 1])), Status::BAD_INPUT))
+    });
     if info.capabilities.supports_state {
-        let result = (|| {
+        report.run("state round trip", || {
             let mut a = miner_handle(info, 0)?;
             a.mine(&z, D, &shape.labels).map_err(|e| e.to_string())?;
             let bytes = a.save_state().map_err(|e| e.to_string())?;
@@ -327,7 +348,6 @@ fn check_miner(info: &PluginInfo, report: &mut Report) {
                 (Ok(x), Ok(y)) if x == y => Ok(format!("{} bytes restore exactly", bytes.len())),
                 _ => Err("an instance loaded from saved state mines differently".to_string()),
             }
-        })();
-        report.record("state round trip", result);
+        });
     }
 }

@@ -39,7 +39,7 @@ impl fmt::Display for PluginError {
 impl std::error::Error for PluginError {}
 
 /// What `create` is given besides the plugin.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CreateOptions {
     /// RON configuration text; empty for the defaults.
     pub config: String,

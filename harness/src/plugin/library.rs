@@ -5,13 +5,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use dmlbench_abi::{capability, Descriptor, Entry, EntryFn, Kind, VTable, ABI_MAJOR, ENTRY_SYMBOL};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The ABI minor version this host needs: it reads no field added after 1.0.
 const REQUIRED_MINOR: u32 = 0;
 
 /// Loss or miner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     /// A loss.
@@ -158,7 +158,10 @@ pub(crate) fn valid_id(id: &str) -> bool {
 /// should fix it rather than ship half of it.
 pub fn load(path: &Path, crate_dir: Option<&Path>) -> Result<Vec<PluginInfo>, String> {
     // SAFETY: loading a library runs its initialisers; that is the trust a plugin is given.
-    let library = unsafe { libloading::Library::new(path) }.map_err(|e| format!("cannot load: {e}"))?;
+    // libloading's error says only "dlopen failed"; the loader's own reason (dlerror: a
+    // missing dependency, a wrong architecture, not an ELF file) is its source.
+    let library = unsafe { libloading::Library::new(path) }
+        .map_err(|e| format!("cannot load: {}", crate::errors::describe(&anyhow::Error::new(e))))?;
     // The library is never unloaded: descriptors, vtables and instances point into it.
     let library: &'static libloading::Library = Box::leak(Box::new(library));
     // SAFETY: the symbol's type is fixed by the ABI's name for it.

@@ -14,12 +14,17 @@
 //! declares an invalid plugin is reported with its path and the reason, and skipped; the
 //! others load. Two plugins of the same kind with the same id are both rejected, naming both
 //! libraries.
+//!
+//! Commands that only need to know whether a plugin works (validating an experiment, the
+//! conformance suite) call it in a child process ([`isolated`]), so a plugin that crashes or
+//! hangs is reported, not fatal.
 
 mod build;
 mod callbacks;
 pub mod check;
 mod discover;
 mod handle;
+pub mod isolated;
 mod library;
 mod registry;
 pub mod scaffold;

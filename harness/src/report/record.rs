@@ -258,6 +258,22 @@ impl CellRecord {
     pub fn mean_images_per_second(&self) -> Option<f64> {
         mean(self.epochs.iter().map(|e| e.images_per_second))
     }
+
+    /// What keeps this record of a cell trained for `epochs` epochs from being a complete
+    /// result, whatever its status says: the untrained baseline, epochs 1 to `epochs` in
+    /// order, and (once completed) the final metrics. `None` when nothing is missing.
+    pub fn incompleteness(&self, epochs: usize) -> Option<String> {
+        let numbers: Vec<usize> = self.epochs.iter().map(|e| e.epoch).collect();
+        if self.initial_test.is_none() {
+            Some("the untrained network's metrics (epoch 0) are missing".into())
+        } else if numbers != (1..=epochs).collect::<Vec<_>>() {
+            Some(format!("it holds epochs {numbers:?}, not 1 to {epochs}"))
+        } else if self.status == CellStatus::Completed && self.final_metrics.is_none() {
+            Some("the final metrics are missing".into())
+        } else {
+            None
+        }
+    }
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {

@@ -6,13 +6,16 @@
 //! and dL/dZ) → backward from the embeddings with that gradient → optimiser step (base lr ×
 //! schedule factor) → the loss plugin's own `step(factor)`.
 //!
-//! After each epoch the record is written (atomically), then the checkpoint; a cell that is
-//! run again resumes from the checkpoint if its configuration is unchanged.
+//! After each epoch the checkpoint is written, with a copy of the record, then the record file
+//! (both atomically). A cell that is run again resumes from the checkpoint if its configuration
+//! is unchanged, and takes its finished epochs from the checkpoint's copy of the record; a
+//! checkpoint that cannot be restored is set aside with a warning naming it, and the cell starts
+//! over.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use dmlbench_datasets::cache::ResizeCache;
@@ -23,6 +26,7 @@ use dmlbench_models::{load_checkpoint, save_checkpoint, EmbeddingModel};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{carry_over, CheckpointDir, Progress};
+use super::stall::StallWatch;
 use super::data::{self, CellData, Evaluation};
 use super::device_memory::{self, PeakSampler};
 use super::embed::embed_split;
@@ -76,6 +80,16 @@ pub enum Event {
         /// Test Recall@1, when evaluated.
         recall_at_1: Option<f64>,
     },
+    /// Another process owns the cell (see [`crate::train::lock`]); this one leaves it alone.
+    Busy {
+        /// Who owns it.
+        owner: String,
+    },
+    /// Something the user should know that does not stop the cell.
+    Warning {
+        /// What happened and what was done about it.
+        message: String,
+    },
 }
 
 /// Where a cell's files go.
@@ -116,6 +130,8 @@ struct Trainer<'a> {
     new_best: bool,
     /// Peak GPU memory of this process, on a GPU backend with NVML.
     device_memory: Option<PeakSampler>,
+    /// Told of every finished batch; stops the process when they stop coming.
+    stall: &'a StallWatch,
 }
 
 /// Runs `cell` of `plan`, writing its record and checkpoints under `experiment_dir`, and
@@ -133,7 +149,20 @@ pub fn run_cell(
     let record_path = CellPaths::new(experiment_dir, cell).record;
     remove_temporaries(&record_path);
     let mut record = empty_record(plan, cell);
-    let outcome = Trainer::new(plan, cell, registry, CellPaths::new(experiment_dir, cell), &mut record).and_then(|mut trainer| {
+    let stall = StallWatch::start(Duration::from_secs_f64(plan.spec.training.stall_timeout), record_path.clone(), record.clone());
+    let mut trainer = Trainer::new(plan, cell, registry, CellPaths::new(experiment_dir, cell), &mut record, &stall);
+    if let Err(error) = &trainer
+        && let Some(corrupt) = error.downcast_ref::<CorruptCheckpoint>()
+    {
+        let checkpoint = CellPaths::new(experiment_dir, cell).checkpoint;
+        let kept = checkpoint.set_aside()?;
+        let message = format!("the checkpoint cannot be restored ({corrupt}); it is kept as {} and the cell starts over", kept.display());
+        eprintln!("warning: {message}");
+        events(Event::Warning { message });
+        record = empty_record(plan, cell);
+        trainer = Trainer::new(plan, cell, registry, CellPaths::new(experiment_dir, cell), &mut record, &stall);
+    }
+    let outcome = trainer.and_then(|mut trainer| {
         let result = trainer.train(events);
         trainer.note_peaks();
         record = trainer.record.clone();
@@ -234,8 +263,62 @@ fn restore_state(dir: &Path, file: &str, load: impl FnOnce(&[u8]) -> anyhow::Res
     Ok(())
 }
 
+/// A checkpoint that exists but cannot be restored: the cell starts over, saying so.
+#[derive(Debug)]
+struct CorruptCheckpoint(anyhow::Error);
+
+impl std::fmt::Display for CorruptCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for CorruptCheckpoint {}
+
+/// The checkpoint's copy of the record: the finished epochs and the untrained baseline it was
+/// written with.
+const RECORD_IN_CHECKPOINT: &str = "record.ron";
+
+/// Loads the checkpoint in `dir` (described by `saved`) into the model, optimiser, plugins and
+/// `record`.
+fn restore(
+    dir: &Path,
+    saved: &Progress,
+    model: EmbeddingModel,
+    optimizer: ModuleOptimizer,
+    loss: &mut LossHandle,
+    miner: Option<&mut MinerHandle>,
+    record: &mut CellRecord,
+) -> anyhow::Result<(EmbeddingModel, ModuleOptimizer)> {
+    let record_file = dir.join(RECORD_IN_CHECKPOINT);
+    let previous = CellRecord::load(&record_file).with_context(|| format!("the checkpoint's record {}", record_file.display()))?;
+    let numbers: Vec<usize> = previous.epochs.iter().map(|e| e.epoch).collect();
+    if previous.config_fingerprint != saved.fingerprint || numbers != (1..=saved.epochs_done).collect::<Vec<_>>() || previous.initial_test.is_none() {
+        bail!("{} does not match the checkpoint's progress ({} epochs done)", record_file.display(), saved.epochs_done);
+    }
+    let model = number_parameters(load_checkpoint(model, &dir.join("model.safetensors"))?);
+    let optimizer_file = dir.join("optimizer.bin");
+    let optimizer = if optimizer_file.is_file() {
+        let state = OptimizerRecord::load(&optimizer_file).map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_file.display()))?;
+        optimizer.load_record(state)
+    } else {
+        optimizer
+    };
+    restore_state(dir, "loss.state", |bytes| loss.load_state(bytes).map_err(Into::into))?;
+    if let Some(m) = miner {
+        restore_state(dir, "miner.state", |bytes| m.load_state(bytes).map_err(Into::into))?;
+    }
+    record.epochs = previous.epochs;
+    record.initial_test = previous.initial_test;
+    record.started_unix_s = previous.started_unix_s;
+    record.resumed = previous.resumed + 1;
+    record.peak_rss_bytes = previous.peak_rss_bytes;
+    record.peak_device_bytes = previous.peak_device_bytes;
+    Ok((model, optimizer))
+}
+
 impl<'a> Trainer<'a> {
-    fn new(plan: &'a Plan, cell: &'a Cell, registry: &Registry, paths: CellPaths, record: &mut CellRecord) -> anyhow::Result<Self> {
+    fn new(plan: &'a Plan, cell: &'a Cell, registry: &Registry, paths: CellPaths, record: &mut CellRecord, stall: &'a StallWatch) -> anyhow::Result<Self> {
         let spec = &plan.spec;
         let data = data::load(&spec.dataset, &plan.dataset_root)?;
         record.dataset = DatasetInfo { root: plan.shown(&plan.dataset_root), ..data.info.clone() };
@@ -250,7 +333,7 @@ impl<'a> Trainer<'a> {
         if let Some(report) = load_report {
             eprintln!("{report}");
         }
-        let mut model = number_parameters(model);
+        let model = number_parameters(model);
         record.environment = environment::capture(&plan.root, &backend.label(), &spec.training.device, rayon::current_num_threads());
         let device_memory = backend.gpu_index().and_then(|index| match device_memory::nvml_source(index) {
             Ok((source, gpu)) => {
@@ -282,38 +365,23 @@ impl<'a> Trainer<'a> {
             }
             None => None,
         };
-        let mut optimizer = build(&spec.training.optimizer);
+        let optimizer = build(&spec.training.optimizer);
 
-        // Resume when a checkpoint of this very configuration exists.
-        let mut progress = Progress { fingerprint: cell.fingerprint.clone(), epochs_done: 0, iterations_done: 0, best: None };
-        match paths.checkpoint.progress()? {
+        // Resume when a checkpoint of this very configuration exists. Everything a resumed cell
+        // continues from comes out of the checkpoint, the record's finished epochs included, so
+        // what the record file holds (lagging, cut short, missing) never shapes the result.
+        let fresh = Progress { fingerprint: cell.fingerprint.clone(), epochs_done: 0, iterations_done: 0, best: None };
+        let (model, optimizer, progress) = match paths.checkpoint.progress().map_err(CorruptCheckpoint)? {
             Some(saved) if saved.fingerprint == cell.fingerprint => {
-                let dir = paths.checkpoint.dir();
-                model = number_parameters(load_checkpoint(model, &dir.join("model.safetensors"))?);
-                let optimizer_file = dir.join("optimizer.bin");
-                if optimizer_file.is_file() {
-                    let state = OptimizerRecord::load(&optimizer_file).map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_file.display()))?;
-                    optimizer = optimizer.load_record(state);
-                }
-                restore_state(dir, "loss.state", |bytes| loss.load_state(bytes).map_err(Into::into))?;
-                if let Some(m) = miner.as_mut() {
-                    restore_state(dir, "miner.state", |bytes| m.load_state(bytes).map_err(Into::into))?;
-                }
-                if let Ok(previous) = CellRecord::load(&paths.record) {
-                    if previous.config_fingerprint == cell.fingerprint {
-                        record.epochs = previous.epochs;
-                        record.initial_test = previous.initial_test;
-                        record.epochs.truncate(saved.epochs_done);
-                        record.started_unix_s = previous.started_unix_s;
-                        record.resumed = previous.resumed + 1;
-                        record.peak_rss_bytes = previous.peak_rss_bytes;
-                        record.peak_device_bytes = previous.peak_device_bytes;
-                    }
-                }
-                progress = saved;
+                let (model, optimizer) = restore(paths.checkpoint.dir(), &saved, model, optimizer, &mut loss, miner.as_mut(), record)
+                    .map_err(CorruptCheckpoint)?;
+                (model, optimizer, saved)
             }
-            _ => paths.checkpoint.clear()?,
-        }
+            _ => {
+                paths.checkpoint.clear()?;
+                (model, optimizer, fresh)
+            }
+        };
         let cache = spec.training.cache_images.then(|| Arc::new(ResizeCache::in_memory(data.recipe.train.resize, 8 << 30)));
         Ok(Trainer {
             plan,
@@ -330,6 +398,7 @@ impl<'a> Trainer<'a> {
             progress,
             new_best: false,
             device_memory,
+            stall,
         })
     }
 
@@ -369,10 +438,11 @@ impl<'a> Trainer<'a> {
             }
             self.record.updated_unix_s = now();
             self.note_peaks();
-            // Record first, then checkpoint: a crash in between makes the next run redo this
-            // epoch, and the record is cut back to the checkpoint's epochs.
-            self.record.save(&self.paths.record)?;
+            // Checkpoint (which keeps its own copy of the record) first, then the record file: a
+            // crash in between leaves the record one epoch behind, and the next run rebuilds it
+            // from the checkpoint.
             self.save_checkpoint()?;
+            self.record.save(&self.paths.record)?;
         }
         if self.record.status == CellStatus::Running {
             // Every epoch was already done (the run stopped after the last checkpoint).
@@ -444,6 +514,7 @@ impl<'a> Trainer<'a> {
                 entry.0 += value;
                 entry.1 += 1;
             }
+            self.stall.progress();
             events(Event::Batch { epoch: epoch + 1, batch: steps, loss: out.loss });
         }
         if steps == 0 {
@@ -492,7 +563,7 @@ impl<'a> Trainer<'a> {
 
     fn embed(&self, split: &Arc<SplitIndex>) -> anyhow::Result<Vec<f32>> {
         let batch_size = self.plan.spec.evaluation.batch_size;
-        embed_split(self.model(), &self.device, split, &self.data.recipe.eval, batch_size, self.plan.spec.training.workers, |_, _| {})
+        embed_split(self.model(), &self.device, split, &self.data.recipe.eval, batch_size, self.plan.spec.training.workers, |_, _| self.stall.progress())
     }
 
     fn evaluate_split(&self, split: &Arc<SplitIndex>) -> anyhow::Result<Metrics> {
@@ -514,8 +585,12 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Sets the final metrics and the completed status.
+    /// Sets the final metrics and the completed status, once every epoch and the untrained
+    /// baseline are in the record.
     fn finish(&mut self) -> anyhow::Result<()> {
+        if let Some(missing) = self.record.incompleteness(self.plan.spec.training.epochs) {
+            bail!("the cell cannot be completed: {missing}");
+        }
         let chosen = match &mut self.record.selection {
             Selection::Last => self.record.epochs.last().and_then(|e| e.test.clone()),
             Selection::Best { epoch, .. } => {
@@ -547,6 +622,7 @@ impl<'a> Trainer<'a> {
         } else {
             carry_over(&self.paths.checkpoint.dir().join("best.safetensors"), &staged.join("best.safetensors"))?;
         }
+        self.record.save(&staged.join(RECORD_IN_CHECKPOINT))?;
         self.paths.checkpoint.commit(&self.progress)
     }
 }

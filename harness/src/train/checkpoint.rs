@@ -127,6 +127,20 @@ impl CheckpointDir {
         Ok(())
     }
 
+    /// Moves a checkpoint that cannot be restored out of the way, to `<dir>.corrupt` (replacing
+    /// an older one there), for inspection; returns where it went.
+    pub fn set_aside(&self) -> anyhow::Result<PathBuf> {
+        let kept = self.with_suffix(".corrupt");
+        if kept.exists() {
+            std::fs::remove_dir_all(&kept).with_context(|| format!("removing {}", kept.display()))?;
+        }
+        if self.dir.exists() {
+            std::fs::rename(&self.dir, &kept).with_context(|| format!("moving {} to {}", self.dir.display(), kept.display()))?;
+        }
+        self.clear()?;
+        Ok(kept)
+    }
+
     /// Removes every trace of the checkpoint (for a cell that starts over).
     pub fn clear(&self) -> anyhow::Result<()> {
         for d in [self.dir.clone(), self.with_suffix(".old"), self.with_suffix(".new")] {

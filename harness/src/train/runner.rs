@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use dmlbench_datasets::synth::{self, SynthOptions};
 
 use super::cell::{empty_record, run_cell, CellPaths, Event};
+use super::lock::{self, Acquired};
 use crate::experiment::{Cell, Plan};
 use crate::plugin::Registry;
 use crate::report::record::{CellRecord, CellStatus, EXPERIMENT_COPY};
@@ -40,6 +41,17 @@ pub struct RunSummary {
     pub cells: Vec<(String, Option<CellRecord>)>,
     /// Cells skipped because they were complete.
     pub skipped: usize,
+    /// (cell id, owner) of cells left alone because another process trains them.
+    pub busy: Vec<(String, String)>,
+}
+
+/// How one cell ended for this process.
+#[derive(Clone, Debug)]
+pub enum CellOutcome {
+    /// Its record: trained now, or found complete once the cell's lock was held.
+    Record(CellRecord),
+    /// Another process owns the cell (who, in words).
+    Busy(String),
 }
 
 impl RunSummary {
@@ -77,13 +89,31 @@ pub fn ensure_dataset(plan: &Plan) -> anyhow::Result<()> {
         seed: synthetic.seed,
         png: false,
     };
-    synth::generate(spec.format, &plan.dataset_root, &options)
-        .with_context(|| format!("generating the synthetic dataset at {}", plan.dataset_root.display()))?;
+    // Generated beside its place and moved in whole, so that two runs starting at once neither
+    // mix their files nor read a half-written set: the first to finish puts it in place.
+    let partial = sibling(&plan.dataset_root, &format!(".partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    synth::generate(spec.format, &partial, &options)
+        .with_context(|| format!("generating the synthetic dataset at {}", partial.display()))?;
+    if let Err(error) = std::fs::rename(&partial, &plan.dataset_root) {
+        let _ = std::fs::remove_dir_all(&partial);
+        let complete = dmlbench_datasets::expected::read_manifest(&plan.dataset_root).ok().flatten().is_some();
+        if !complete {
+            return Err(error).with_context(|| format!("moving the generated dataset to {}", plan.dataset_root.display()));
+        }
+    }
     Ok(())
 }
 
-fn is_done(cell: &Cell, path: &Path) -> bool {
-    CellRecord::load(path).is_ok_and(|r| r.status == CellStatus::Completed && r.config_fingerprint == cell.fingerprint)
+/// Whether the record at `path` is a complete result of `cell`: completed, of this very
+/// configuration, with every epoch and metric. Anything less is run again (resuming from the
+/// cell's checkpoint, which rebuilds the record).
+fn is_done(plan: &Plan, cell: &Cell, path: &Path) -> bool {
+    CellRecord::load(path).is_ok_and(|r| {
+        r.status == CellStatus::Completed
+            && r.config_fingerprint == cell.fingerprint
+            && r.incompleteness(plan.spec.training.epochs).is_none()
+    })
 }
 
 /// One line on how a cell ended, safe to print on a terminal.
@@ -104,8 +134,13 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
     ensure_dataset(plan)?;
     let dir = plan.results_dir(&options.results);
     std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
-    // The experiment file travels with its records, so the leaderboard page can show it.
-    std::fs::copy(&plan.file, dir.join(EXPERIMENT_COPY)).with_context(|| format!("copying {}", plan.file.display()))?;
+    // The experiment file travels with its records, so the leaderboard page can show it. Copied
+    // under a temporary name and renamed: another run may be reading it.
+    let copy = dir.join(EXPERIMENT_COPY);
+    let staged = sibling(&copy, &format!(".{}.tmp", std::process::id()));
+    std::fs::copy(&plan.file, &staged)
+        .and_then(|_| std::fs::rename(&staged, &copy))
+        .with_context(|| format!("copying {} to {}", plan.file.display(), copy.display()))?;
 
     let cells: Vec<&Cell> = plan.cells.iter().filter(|c| options.only.is_empty() || options.only.contains(&c.key.id())).collect();
     let bars = indicatif::MultiProgress::new();
@@ -115,9 +150,14 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
     for cell in cells {
         let id = cell.key.id();
         let paths = CellPaths::new(&dir, cell);
-        if is_done(cell, &paths.record) {
+        if is_done(plan, cell, &paths.record) {
             summary.skipped += 1;
             summary.cells.push((id, CellRecord::load(&paths.record).ok()));
+            overall.inc(1);
+            continue;
+        }
+        if let Some(owner) = lock::live_owner(&lock::lock_path(&paths.record)) {
+            summary.busy.push((id, owner.to_string()));
             overall.inc(1);
             continue;
         }
@@ -128,7 +168,15 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
         if bars.is_hidden() {
             eprintln!("running {id}");
         }
-        let record = run_child(plan, cell, options, &dir, &paths, &bar)?;
+        let record = match run_child(plan, cell, options, &dir, &paths, &bar)? {
+            CellOutcome::Record(record) => record,
+            CellOutcome::Busy(owner) => {
+                bar.finish_and_clear();
+                summary.busy.push((id, owner));
+                overall.inc(1);
+                continue;
+            }
+        };
         bar.finish_and_clear();
         if bars.is_hidden() {
             eprintln!("  {id}: {}", describe(&record));
@@ -142,11 +190,18 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
     Ok(summary)
 }
 
-fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: &CellPaths, bar: &indicatif::ProgressBar) -> anyhow::Result<CellRecord> {
+fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: &CellPaths, bar: &indicatif::ProgressBar) -> anyhow::Result<CellOutcome> {
     let exe = std::env::current_exe().context("locating the dmlbench executable")?;
     let log_path = dir.join("logs").join(format!("{}.log", cell.key.id()));
-    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let mut child = Command::new(&exe)
+    // Appended to, never truncated: another run's process may be writing this cell's log.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut command = Command::new(&exe);
+    crate::parent::make_child(&mut command);
+    let mut child = command
         .arg("--root")
         .arg(&options.root)
         .arg("--no-build")
@@ -163,6 +218,7 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
         .with_context(|| format!("starting {}", exe.display()))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut epochs = 0;
+    let mut busy = None;
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         let Ok(event) = serde_json::from_str::<Event>(&line) else { continue };
         match event {
@@ -179,12 +235,20 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
             }
             Event::Evaluating { epoch } => bar.set_message(format!("epoch {epoch}/{epochs} evaluating")),
             Event::Epoch { .. } => bar.set_position(0),
+            Event::Busy { owner } => busy = Some(owner),
+            // Printed even without a terminal, where the bar (and its println) is hidden.
+            Event::Warning { message } => {
+                bar.suspend(|| eprintln!("warning: {}: {}", cell.key.id(), crate::report::text::escape_terminal(&message)))
+            }
         }
     }
     let status = child.wait().context("waiting for the cell's process")?;
+    if let Some(owner) = busy.filter(|_| status.success()) {
+        return Ok(CellOutcome::Busy(owner));
+    }
     let record = CellRecord::load(&paths.record).ok().filter(|r| r.config_fingerprint == cell.fingerprint);
     match record {
-        Some(r) if status.success() || matches!(r.status, CellStatus::Failed { .. }) => Ok(r),
+        Some(r) if status.success() || matches!(r.status, CellStatus::Failed { .. }) => Ok(CellOutcome::Record(r)),
         other => {
             // The process died without recording why: a crash, a kill, running out of memory.
             let how = match status.code() {
@@ -196,9 +260,16 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
                 reason: format!("the cell's process {how}; from {}:\n{}", log_path.display(), log_excerpt(&log_path, 8)),
             };
             r.save(&paths.record)?;
-            Ok(r)
+            Ok(CellOutcome::Record(r))
         }
     }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
 }
 
 /// The command-line overrides a plan was made with, for its cell processes.
@@ -206,6 +277,9 @@ fn plan_overrides(plan: &Plan) -> Vec<String> {
     let mut args = vec!["--epochs".into(), plan.spec.training.epochs.to_string(), "--device".into(), plan.spec.training.device.clone()];
     if plan.overrides.smoke {
         args.push("--smoke".into());
+    }
+    if let Some(timeout) = plan.overrides.create_timeout {
+        args.extend(["--create-timeout".into(), timeout.as_secs_f64().to_string()]);
     }
     args
 }
@@ -217,7 +291,10 @@ fn signal_description(status: &std::process::ExitStatus) -> String {
         Some(9) => "was killed (signal 9, SIGKILL: killed by hand or out of memory)".into(),
         Some(11) => "crashed (signal 11, SIGSEGV: a plugin or backend read invalid memory)".into(),
         Some(6) => "aborted (signal 6, SIGABRT)".into(),
-        Some(s) => format!("was stopped by signal {s}"),
+        Some(s) => match crate::errors::signal_name(s) {
+            Some(name) => format!("was stopped by signal {s}, {name}"),
+            None => format!("was stopped by signal {s}"),
+        },
         None => "ended without an exit code".into(),
     }
 }
@@ -247,7 +324,7 @@ fn log_excerpt(path: &Path, lines: usize) -> String {
 
 /// Lines of a Rust backtrace: its header, numbered frames, their `at file:line` lines, and the
 /// hint about `RUST_BACKTRACE`.
-fn is_backtrace_line(line: &str) -> bool {
+pub(crate) fn is_backtrace_line(line: &str) -> bool {
     let trimmed = line.trim_start();
     let frame = trimmed.split_once(':').is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
     frame
@@ -258,10 +335,28 @@ fn is_backtrace_line(line: &str) -> bool {
 }
 
 /// Runs one cell in this process, printing events as JSON lines on stdout when `json_events`
-/// is set (the protocol [`run_plan`] reads), or showing a progress bar otherwise.
-pub fn run_single(plan: &Plan, cell: &Cell, registry: &Registry, results: &Path, json_events: bool) -> anyhow::Result<CellRecord> {
+/// is set (the protocol [`run_plan`] reads), or showing a progress bar otherwise. The cell's
+/// lock is held throughout; a cell another process owns is left alone.
+pub fn run_single(plan: &Plan, cell: &Cell, registry: &Registry, results: &Path, json_events: bool) -> anyhow::Result<CellOutcome> {
     ensure_dataset(plan)?;
     let dir = plan.results_dir(results);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let paths = CellPaths::new(&dir, cell);
+    let _lock = match lock::acquire(&lock::lock_path(&paths.record))? {
+        Acquired::Owned(lock) => lock,
+        Acquired::Busy(owner) => {
+            let owner = owner.to_string();
+            if json_events {
+                let event = Event::Busy { owner: owner.clone() };
+                println!("{}", serde_json::to_string(&event).expect("events serialise"));
+            }
+            return Ok(CellOutcome::Busy(owner));
+        }
+    };
+    // Another process may have finished the cell between this run's look and the lock.
+    if is_done(plan, cell, &paths.record) {
+        return Ok(CellOutcome::Record(CellRecord::load(&paths.record)?));
+    }
     let bar = indicatif::ProgressBar::new(0);
     if json_events {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -291,11 +386,14 @@ pub fn run_single(plan: &Plan, cell: &Cell, registry: &Registry, results: &Path,
                 bar.println(format!("epoch {epoch}/{epochs}{r1}"));
                 bar.set_position(0);
             }
+            // The cell's own stderr has printed it already.
+            Event::Warning { .. } => {}
+            Event::Busy { .. } => {}
         }
     };
     let record = run_cell(plan, cell, registry, &dir, &mut on_event)?;
     bar.finish_and_clear();
-    Ok(record)
+    Ok(CellOutcome::Record(record))
 }
 
 #[cfg(test)]

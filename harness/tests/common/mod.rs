@@ -71,12 +71,21 @@ pub fn json(stdout: &str) -> serde_json::Value {
 /// Compiles C sources into a shared library with the system C compiler (`CC`, else `cc`),
 /// against the ABI header.
 pub fn compile_c_plugin(sources: &[&str], out: &Path) {
+    compile_c_plugin_with(sources, &[], out);
+}
+
+/// As [`compile_c_plugin`], with preprocessor definitions (`NAME` or `NAME=VALUE`, passed as
+/// `-D...`).
+pub fn compile_c_plugin_with(sources: &[&str], defines: &[&str], out: &Path) {
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let mut cc = Command::new(&compiler);
     cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-shared", "-fPIC", "-I"])
         .arg(root().join("plugins/abi/include"))
         .arg("-o")
         .arg(out);
+    for define in defines {
+        cc.arg(format!("-D{define}"));
+    }
     for s in sources {
         cc.arg(root().join("harness/tests/c_plugin").join(s));
     }

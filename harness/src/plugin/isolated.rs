@@ -1,0 +1,532 @@
+//! Plugin calls in a child process, so that a plugin that crashes, exits or hangs fails the
+//! job it was given instead of ending the `dmlbench` process that asked.
+//!
+//! The parent runs its own program again with a hidden command (`dmlbench plugin-job`) and
+//! writes the job on the child's stdin as JSON: which library, which plugin, and what to do
+//! (create an instance with given options, or run the conformance suite). The child loads only
+//! that library, does the job, and answers on stdout, one message per line, each line starting
+//! with [`REPLY_PREFIX`]; its last message is `Done`. The parent reads the answers as they come
+//! and keeps the tail of everything else the child writes (stderr, and stdout that is not an
+//! answer), so however the child ends, it ends in a clear result:
+//!
+//! - a signal (`SIGSEGV` in a plugin), a non-zero exit code, or an exit before `Done` (a plugin
+//!   that calls `exit(0)`) is a failure that names the plugin, how its process ended and the
+//!   last lines it wrote;
+//! - a child that makes no progress for the timeout is killed, and that is a failure too: the
+//!   timeout restarts with every answer, so for the conformance suite it bounds each check;
+//! - only a child that said `Done` and exited with code 0 succeeded.
+//!
+//! Training needs none of this: every cell already runs in a process of its own
+//! ([`crate::train::runner`]).
+//!
+//! The child is the running executable itself, so only the `dmlbench` binary (whose command
+//! line has `plugin-job`) can use these functions; another program that calls them gets a
+//! failed job, since it does not answer.
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use dmlbench_abi::Status;
+use dmlbench_sdk::error::status_name;
+use serde::{Deserialize, Serialize};
+
+use super::check::{run_suite, CheckEvent, CheckOutcome};
+use super::handle::{CreateOptions, LossHandle, MinerHandle, PluginError};
+use super::library::{self, PluginInfo, PluginKind};
+
+/// The hidden command that runs a job in the child.
+pub const JOB_COMMAND: &str = "plugin-job";
+
+/// How long a plugin's `create` may take in a child before it is killed, unless
+/// `--create-timeout` or `DMLBENCH_CREATE_TIMEOUT` says otherwise. Creating an instance parses
+/// a configuration and allocates parameters: milliseconds for every plugin that ships.
+pub const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long one conformance check may take before its process is killed, unless `--timeout`
+/// or `DMLBENCH_CHECK_TIMEOUT` says otherwise. The checks use batches of at most 24 rows of 8
+/// values; the whole suite of every plugin that ships takes well under a second.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What starts every answer line of the child; anything else it writes is output to show.
+pub const REPLY_PREFIX: &str = "dmlbench-plugin-job: ";
+
+/// The most bytes of a child's other output kept while it runs: its tail explains a crash.
+const OUTPUT_KEPT: usize = 64 << 10;
+
+/// The most lines of a child's output quoted in a failure.
+const OUTPUT_LINES: usize = 12;
+
+/// An answer line longer than this is not an answer (the longest real one is a check outcome
+/// of a few KB).
+const LINE_LIMIT: u64 = 1 << 20;
+
+/// How long the parent still reads a child's pipes after it exited (something it started may
+/// hold them open).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Seconds as given on the command line or in an environment variable: a positive number,
+/// fractions allowed.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.trim().parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(seconds > 0.0) {
+        return Err(format!("the timeout must be positive, got {text}"));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' seconds is too long"))
+}
+
+/// `2 s`, `0.5 s`.
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
+}
+
+/// What the child is asked.
+#[derive(Serialize, Deserialize)]
+struct Request {
+    library: PathBuf,
+    crate_dir: Option<PathBuf>,
+    kind: PluginKind,
+    id: String,
+    job: Job,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Job {
+    /// Create an instance and destroy it.
+    Create(CreateOptions),
+    /// Run the conformance suite.
+    Check,
+}
+
+/// One answer of the child.
+#[derive(Serialize, Deserialize)]
+enum Reply {
+    /// A check is about to call the plugin.
+    Started(String),
+    /// A check ended.
+    Finished(CheckOutcome),
+    /// `create` returned an instance.
+    Created,
+    /// `create` returned this status and message.
+    Refused { status: i32, message: String },
+    /// The child could not load the library or find the plugin in it.
+    Unavailable(String),
+    /// The job is over; nothing follows.
+    Done,
+}
+
+impl Request {
+    fn new(info: &PluginInfo, job: Job) -> Self {
+        Request {
+            library: info.source.library.clone(),
+            crate_dir: info.source.crate_dir.clone(),
+            kind: info.kind,
+            id: info.id.clone(),
+            job,
+        }
+    }
+}
+
+/// A plugin job whose process failed: it crashed, exited early or timed out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildFailure {
+    /// `loss:ID` or `miner:ID`.
+    pub plugin: String,
+    /// What the child was doing (`create`, or a check's name).
+    pub operation: String,
+    /// How its process ended: `crashed (signal 11, SIGSEGV)`, `exited with code 3`, ...
+    pub how: String,
+    /// The last lines the process wrote, capped and with control characters escaped; empty
+    /// when it wrote nothing.
+    pub output: String,
+}
+
+impl fmt::Display for ChildFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: its process {}", self.plugin, self.operation, self.how)?;
+        if self.output.is_empty() {
+            write!(f, " (it wrote nothing)")
+        } else {
+            write!(f, "; its last output:\n{}", self.output)
+        }
+    }
+}
+
+impl std::error::Error for ChildFailure {}
+
+/// Why a plugin could not be created in a child.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateError {
+    /// `create` ran and returned an error status.
+    Refused(PluginError),
+    /// The child crashed, exited early, timed out or could not load the plugin.
+    Child(ChildFailure),
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::Refused(e) => e.fmt(f),
+            CreateError::Child(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for CreateError {}
+
+/// Creates (and destroys) an instance of `info` in a child process; `timeout` bounds how long
+/// that may take.
+pub fn create_in_child(info: &PluginInfo, options: &CreateOptions, timeout: Duration) -> Result<(), CreateError> {
+    let mut answer = None;
+    let ending = run_job(&Request::new(info, Job::Create(options.clone())), timeout, |reply| match reply {
+        Reply::Created | Reply::Refused { .. } | Reply::Unavailable(_) => answer = Some(reply),
+        _ => {}
+    });
+    let failure = |how: String| {
+        CreateError::Child(ChildFailure { plugin: info.qualified_id(), operation: "create".into(), how, output: ending.output.clone() })
+    };
+    match answer {
+        Some(Reply::Unavailable(reason)) => Err(failure(format!("could not load the plugin: {reason}"))),
+        // A refusal is the answer even if the process then died on its way out: the status is
+        // what a user must fix first.
+        Some(Reply::Refused { status, message }) => Err(CreateError::Refused(PluginError {
+            plugin: info.qualified_id(),
+            operation: "create",
+            status: Status(status),
+            message,
+        })),
+        Some(Reply::Created) if ending.succeeded => Ok(()),
+        _ if ending.timed_out => Err(failure(format!(
+            "{}; allow longer with --create-timeout or DMLBENCH_CREATE_TIMEOUT",
+            ending.how
+        ))),
+        _ => Err(failure(ending.how.clone())),
+    }
+}
+
+/// Runs the conformance suite on `info` in a child process and returns every outcome. When
+/// the child fails, the check it was running fails with how its process ended, and the checks
+/// after it do not run; the outcomes before it are kept. `timeout` bounds each check.
+pub fn check_in_child(info: &PluginInfo, timeout: Duration) -> Vec<CheckOutcome> {
+    let plugin = info.qualified_id();
+    let mut outcomes = Vec::new();
+    let mut running: Option<String> = None;
+    let mut unavailable = None;
+    let ending = run_job(&Request::new(info, Job::Check), timeout, |reply| match reply {
+        Reply::Started(check) => running = Some(check),
+        Reply::Finished(outcome) => {
+            running = None;
+            // The child speaks for this plugin only.
+            outcomes.push(CheckOutcome { plugin: plugin.clone(), ..outcome });
+        }
+        Reply::Unavailable(reason) => unavailable = Some(reason),
+        _ => {}
+    });
+    let fail = |check: String, detail: String| CheckOutcome { plugin: plugin.clone(), check, passed: false, detail };
+    if let Some(reason) = unavailable {
+        outcomes.push(fail("conformance suite".into(), format!("the check's process could not load the plugin: {reason}")));
+        return outcomes;
+    }
+    if ending.succeeded && running.is_none() && !outcomes.is_empty() {
+        return outcomes;
+    }
+    let (check, when) = match (running, outcomes.last()) {
+        (Some(check), _) => (check, "; the remaining checks of this plugin did not run".to_string()),
+        (None, Some(last)) => ("conformance suite".to_string(), format!(" after the check '{}'", last.check)),
+        (None, None) => ("conformance suite".to_string(), " before the first check".to_string()),
+    };
+    let how = if ending.succeeded {
+        "ended without reporting every check".to_string()
+    } else if ending.timed_out {
+        format!("{} (allow longer with --timeout or DMLBENCH_CHECK_TIMEOUT)", ending.how)
+    } else {
+        ending.how.clone()
+    };
+    let output =
+        if ending.output.is_empty() { " It wrote nothing.".to_string() } else { format!(" Its last output:\n{}", ending.output) };
+    outcomes.push(fail(check, format!("the check's process {how}{when}.{output}")));
+    outcomes
+}
+
+/// How a job's process ended.
+struct Ending {
+    /// It answered `Done` and exited with code 0.
+    succeeded: bool,
+    /// It was killed for making no progress within the timeout.
+    timed_out: bool,
+    /// How it ended when it did not succeed, e.g. `crashed (signal 11, SIGSEGV)`.
+    how: String,
+    /// The tail of its output, capped and escaped; empty when there was none.
+    output: String,
+}
+
+/// What the reader threads pass on.
+enum Event {
+    Reply(Reply),
+    Output(Vec<u8>),
+    Closed,
+}
+
+/// Runs `request` in a child, giving `on_reply` every answer but `Done` as it comes.
+fn run_job(request: &Request, timeout: Duration, mut on_reply: impl FnMut(Reply)) -> Ending {
+    let not_started = |how: String| Ending { succeeded: false, timed_out: false, how, output: String::new() };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return not_started(format!("could not be started: the dmlbench executable cannot be located: {e}")),
+    };
+    // `--no-build` comes first: a program other than dmlbench (a test harness) rejects it at
+    // once instead of doing something else with the arguments.
+    let mut command = Command::new(&exe);
+    crate::parent::make_child(&mut command);
+    let spawned = command
+        .args(["--no-build", JOB_COMMAND])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return not_started(format!("could not be started ({}): {e}", exe.display())),
+    };
+    let text = serde_json::to_string(request).expect("a job request serialises");
+    if let Some(mut stdin) = child.stdin.take() {
+        // A child that died at once cannot read it; how it ended is reported below.
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let (sender, events) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let out_sender = sender.clone();
+    std::thread::spawn(move || read_answers(stdout, &out_sender));
+    std::thread::spawn(move || read_output(stderr, &sender));
+
+    let mut output = OutputTail::default();
+    let mut done = false;
+    let mut open_pipes = 2;
+    // A timeout too long to add to the clock means no timeout.
+    let deadline_after = |timeout: Duration| Instant::now().checked_add(timeout);
+    let mut deadline = deadline_after(timeout);
+    let mut ended: Option<(Option<ExitStatus>, Instant)> = None;
+    let mut timed_out = false;
+    loop {
+        if let Some((_, at)) = ended {
+            if open_pipes == 0 || Instant::now() >= at + DRAIN_GRACE {
+                break;
+            }
+        }
+        match events.recv_timeout(Duration::from_millis(20)) {
+            Ok(Event::Reply(Reply::Done)) => done = true,
+            Ok(Event::Reply(reply)) => {
+                deadline = deadline_after(timeout);
+                on_reply(reply);
+            }
+            Ok(Event::Output(bytes)) => output.push(&bytes),
+            Ok(Event::Closed) => open_pipes -= 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => open_pipes = 0,
+        }
+        if ended.is_none() {
+            match child.try_wait() {
+                Ok(Some(status)) => ended = Some((Some(status), Instant::now())),
+                Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    let _ = child.kill();
+                    timed_out = true;
+                    ended = Some((child.wait().ok(), Instant::now()));
+                }
+                Ok(None) => {}
+                Err(_) => ended = Some((None, Instant::now())),
+            }
+        }
+    }
+    let status = ended.and_then(|(status, _)| status);
+    let succeeded = !timed_out && done && status.is_some_and(|s| s.success());
+    let how = if timed_out {
+        format!("timed out: it made no progress for {} and was killed", seconds(timeout))
+    } else {
+        match status {
+            Some(s) if s.success() && !done => {
+                "exited with code 0 before it finished (a plugin that calls exit() ends the process)".to_string()
+            }
+            Some(s) => crate::errors::describe_exit(&s),
+            None => "ended in a way that could not be determined".to_string(),
+        }
+    };
+    Ending { succeeded, timed_out, how, output: output.tail() }
+}
+
+/// Reads the child's stdout: answers, and other lines as output.
+fn read_answers(stdout: impl Read, events: &mpsc::Sender<Event>) {
+    let mut reader = BufReader::new(stdout);
+    loop {
+        let mut line = Vec::new();
+        match (&mut reader).take(LINE_LIMIT).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        // A plugin may have written to stdout without a line break just before an answer.
+        let reply = text.find(REPLY_PREFIX).and_then(|at| serde_json::from_str::<Reply>(text[at + REPLY_PREFIX.len()..].trim()).ok());
+        let event = match reply {
+            Some(reply) => Event::Reply(reply),
+            None => Event::Output(line),
+        };
+        if events.send(event).is_err() {
+            return;
+        }
+    }
+    let _ = events.send(Event::Closed);
+}
+
+/// Reads the child's stderr as output.
+fn read_output(mut stderr: impl Read, events: &mpsc::Sender<Event>) {
+    let mut buffer = [0u8; 8192];
+    loop {
+        match stderr.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if events.send(Event::Output(buffer[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = events.send(Event::Closed);
+}
+
+/// The last [`OUTPUT_KEPT`] bytes of a child's output, however much it writes.
+#[derive(Default)]
+struct OutputTail(Vec<u8>);
+
+impl OutputTail {
+    fn push(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+        if self.0.len() > 2 * OUTPUT_KEPT {
+            self.0.drain(..self.0.len() - OUTPUT_KEPT);
+        }
+    }
+
+    /// The last lines, without Rust backtrace frames (they would push a panic's message out),
+    /// capped, with control characters escaped, so that a plugin's output cannot move the
+    /// cursor or recolour a terminal when it is shown.
+    fn tail(&self) -> String {
+        let text = String::from_utf8_lossy(&self.0);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty() && !crate::train::runner::is_backtrace_line(l))
+            .collect();
+        let last = lines[lines.len().saturating_sub(OUTPUT_LINES)..].join("\n");
+        crate::report::text::escape_terminal(&crate::errors::cap_message_tail(&last))
+    }
+}
+
+/// The child's side: reads a job on stdin, does it, answers on stdout. The exit code is 0 when
+/// the job was done (whatever its result), 2 when the request could not be read.
+pub fn serve() -> ExitCode {
+    crate::parent::follow_parent();
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("error: cannot read the plugin job: {e}");
+        return ExitCode::from(2);
+    }
+    let request: Request = match serde_json::from_str(&input) {
+        Ok(request) => request,
+        Err(e) => {
+            eprintln!("error: not a plugin job ({e}); this command is run by dmlbench itself");
+            return ExitCode::from(2);
+        }
+    };
+    match library::load(&request.library, request.crate_dir.as_deref()) {
+        Err(reason) => reply(&Reply::Unavailable(format!("{}: {reason}", request.library.display()))),
+        Ok(plugins) => match plugins.iter().find(|p| p.kind == request.kind && p.id == request.id) {
+            None => reply(&Reply::Unavailable(format!(
+                "{} no longer holds the {} '{}'",
+                request.library.display(),
+                request.kind,
+                request.id
+            ))),
+            Some(info) => serve_job(info, request.job),
+        },
+    }
+    reply(&Reply::Done);
+    ExitCode::SUCCESS
+}
+
+fn serve_job(info: &PluginInfo, job: Job) {
+    match job {
+        Job::Create(options) => {
+            let created = match info.kind {
+                PluginKind::Loss => LossHandle::create(info, &options).map(drop),
+                PluginKind::Miner => MinerHandle::create(info, &options).map(drop),
+            };
+            reply(&match created {
+                Ok(()) => Reply::Created,
+                Err(e) => Reply::Refused { status: e.status.0, message: e.message },
+            });
+        }
+        Job::Check => run_suite(info, &mut |event| match event {
+            CheckEvent::Started(check) => reply(&Reply::Started(check)),
+            CheckEvent::Finished(outcome) => reply(&Reply::Finished(outcome)),
+        }),
+    }
+}
+
+/// Writes one answer line and flushes it, so the parent has it even if the next plugin call
+/// kills the process.
+fn reply(reply: &Reply) {
+    let text = serde_json::to_string(reply).expect("a reply serialises");
+    let mut out = std::io::stdout().lock();
+    // The parent may be gone; then nobody is listening and there is nothing to do.
+    let _ = writeln!(out, "{REPLY_PREFIX}{text}");
+    let _ = out.flush();
+}
+
+/// The message a validation error shows for a failed `create`.
+pub fn describe_create_error(error: &CreateError) -> String {
+    match error {
+        CreateError::Refused(e) => format!("{} ({})", e.message, status_name(e.status)),
+        CreateError::Child(failure) => failure.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_as_positive_seconds() {
+        assert_eq!(parse_seconds("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_seconds(" 0.5 "), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "NaN", "soon", "1e30"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_output_tail_is_bounded_and_escaped() {
+        let mut tail = OutputTail::default();
+        for i in 0..100_000 {
+            tail.push(format!("line {i}\n").as_bytes());
+        }
+        tail.push(b"the end \x1b[31mred\n");
+        assert!(tail.0.len() <= 2 * OUTPUT_KEPT);
+        let shown = tail.tail();
+        assert_eq!(shown.lines().count(), OUTPUT_LINES);
+        assert!(shown.ends_with("line 99999\nthe end \\u{1b}[31mred"), "{shown}");
+    }
+
+    #[test]
+    fn answers_are_found_after_stray_output() {
+        let (sender, events) = mpsc::channel();
+        let text = format!("hello\nno newline{REPLY_PREFIX}\"Done\"\n{REPLY_PREFIX}not json\n");
+        read_answers(text.as_bytes(), &sender);
+        let got: Vec<Event> = events.try_iter().collect();
+        assert!(matches!(&got[0], Event::Output(b) if b == b"hello\n"));
+        assert!(matches!(&got[1], Event::Reply(Reply::Done)));
+        assert!(matches!(&got[2], Event::Output(_)));
+        assert!(matches!(&got[3], Event::Closed));
+    }
+}
