@@ -440,6 +440,21 @@ fn a_stall_timeout_that_is_not_positive_is_rejected() {
     assert!(stderr.contains("training.stall_timeout"), "{stderr}");
 }
 
+/// Holding out validation classes until one training class is left names the setting at fault
+/// and the counts, not just "has 1".
+#[test]
+fn validation_classes_that_leave_one_training_class_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(dir.path(), "heldout", 1, r#"(loss: "cross_entropy")"#);
+    let text = std::fs::read_to_string(&file).unwrap().replace("format: cub,", "format: cub,\n        validation_classes: 0.8,");
+    std::fs::write(&file, text).unwrap();
+    let results = dir.path().join("results");
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let CellStatus::Failed { reason } = record(&results, "heldout", "cross_entropy-seed0").status else { panic!("the cell did not fail") };
+    assert!(reason.contains("4 training classes") && reason.contains("validation_classes (0.8) holds 3") && reason.contains("leaving 1"), "{reason}");
+}
+
 #[test]
 fn experiment_mistakes_are_reported_together_with_their_fields() {
     let dir = tempfile::tempdir().unwrap();

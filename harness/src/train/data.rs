@@ -108,7 +108,19 @@ pub fn load(spec: &DatasetSpec, root: &Path) -> anyhow::Result<CellData> {
     };
     let (train_images, train_classes) = (train.len(), train.num_classes());
     let (train, validation) = hold_out_classes(train, spec.validation_classes);
-    anyhow::ensure!(train.num_classes() >= 2, "training needs at least 2 classes, {} has {}", root.display(), train.num_classes());
+    if train.num_classes() < 2 {
+        match &validation {
+            Some(held_out) => anyhow::bail!(
+                "training needs at least 2 classes: {} has {train_classes} training classes, and dataset.validation_classes \
+                 ({}) holds {} of them out for validation, leaving {}; lower validation_classes",
+                root.display(),
+                spec.validation_classes,
+                held_out.num_classes(),
+                train.num_classes()
+            ),
+            None => anyhow::bail!("training needs at least 2 classes, {} has {}", root.display(), train.num_classes()),
+        }
+    }
     let sizes = RecipeSizes { resize: spec.transforms.resize, crop: spec.transforms.crop };
     Ok(CellData {
         train: Arc::new(train),
