@@ -5,7 +5,7 @@
 //! first half of the class ids (1–100 of 200) is train, the rest test.
 //! `train_test_split.txt` is the classification split and is not read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::error::DatasetError;
@@ -20,28 +20,27 @@ pub(crate) fn load(root: &Path) -> Result<Vec<SplitIndex>, DatasetError> {
     // classes.txt: `<class_id> <name>`; ids must be exactly 1..=C so that "first half"
     // means the same thing as in the literature.
     let classes_file = TextFile::read(root, "classes.txt")?;
-    let mut class_names: Vec<Option<String>> = Vec::new();
+    // Gathered by id rather than placed in a table indexed by id: an id is text from the
+    // file, and a table sized by it could be as large as the id.
+    let mut by_id: BTreeMap<i64, String> = BTreeMap::new();
     for line in classes_file.lines() {
         let (id, name) = line.id_and_rest("class_id name")?;
         if id < 1 {
             return Err(line.error(format!("class id {id} must be at least 1")));
         }
-        let slot = id as usize - 1;
-        if slot >= class_names.len() {
-            class_names.resize(slot + 1, None);
-        }
-        if class_names[slot].is_some() {
+        if by_id.insert(id, name.to_string()).is_some() {
             return Err(line.error(format!("duplicate class id {id}")));
         }
-        class_names[slot] = Some(name.to_string());
     }
-    if let Some(gap) = class_names.iter().position(Option::is_none) {
+    let last = by_id.keys().next_back().copied().unwrap_or(0);
+    if let Some(gap) = (1..).zip(by_id.keys()).find_map(|(want, &have)| (want != have).then_some(want)) {
         return Err(DatasetError::format(
             &classes_file.path,
             None,
-            format!("class id {} is missing; class ids must run from 1 to {}", gap + 1, class_names.len()),
+            format!("class id {gap} is missing; class ids must run from 1 to {last}"),
         ));
     }
+    let class_names: Vec<String> = by_id.into_values().collect();
     if class_names.is_empty() {
         return Err(DatasetError::format(&classes_file.path, None, "no classes"));
     }
@@ -112,7 +111,7 @@ pub(crate) fn load(root: &Path) -> Result<Vec<SplitIndex>, DatasetError> {
     // Labels cover the classes that have images, so a split's label space never has
     // empty classes; on the official files every class has images.
     let train_last = num_classes / 2;
-    let name = |id: i64| class_names[id as usize - 1].clone().unwrap_or_default();
+    let name = |id: i64| class_names[id as usize - 1].clone();
     let mut train = Vec::new();
     let mut test = Vec::new();
     for (((_, path, line), label), bbox) in images.into_iter().zip(labels).zip(boxes) {
@@ -125,4 +124,19 @@ pub(crate) fn load(root: &Path) -> Result<Vec<SplitIndex>, DatasetError> {
         build_split(Split::Train, root, &images_file.path, train, train_classes),
         build_split(Split::Test, root, &images_file.path, test, test_classes),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A huge class id is a missing-id error, not a table of billions of entries.
+    #[test]
+    fn a_huge_class_id_is_an_error_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("classes.txt"), "1 a\n4294967295 b\n").unwrap();
+        let message = load(dir.path()).unwrap_err().to_string();
+        let expected = "classes.txt: class id 2 is missing; class ids must run from 1 to 4294967295";
+        assert!(message.contains(expected), "{message}");
+    }
 }

@@ -91,6 +91,7 @@ impl DatasetError {
                 Some(path)
             }
             DatasetError::Npy(NpyError::Io { path, .. })
+            | DatasetError::Npy(NpyError::Malformed { path, .. })
             | DatasetError::Npy(NpyError::Unsupported { path, .. })
             | DatasetError::Npy(NpyError::NonFinite { path, .. }) => Some(path),
             DatasetError::Invalid(_) => None,

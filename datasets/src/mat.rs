@@ -59,6 +59,15 @@ const MX_OBJECT: u8 = 3;
 const MX_CHAR: u8 = 4;
 const MX_SPARSE: u8 = 5;
 
+/// How deeply arrays may nest (cells in cells, structs in fields). Annotation files nest two
+/// or three levels (a struct array of char arrays, a cell array of strings); the reader
+/// recurses once per level, so a bound keeps a crafted file from exhausting the stack.
+const MAX_DEPTH: usize = 64;
+
+/// The most elements of a struct array without fields. Such an array stores nothing per
+/// element, so its size is not bounded by the file's length; beyond this it is damage.
+const MAX_FIELDLESS_STRUCT: usize = 1 << 20;
+
 /// The class of a numeric array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NumericClass {
@@ -305,7 +314,7 @@ pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, MatValue)>, 
     }
 
     let mut vars = Vec::new();
-    let mut r = Reader { bytes, pos: 128, little, base: 0, path };
+    let mut r = Reader { bytes, pos: 128, little, base: 0, path, depth: 0 };
     while r.pos < bytes.len() {
         // Some writers pad the end of the file; stop at a trailing run of zeros.
         if bytes[r.pos..].iter().all(|&b| b == 0) {
@@ -319,7 +328,7 @@ pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, MatValue)>, 
                 ZlibDecoder::new(data)
                     .read_to_end(&mut inflated)
                     .map_err(|e| fail(start, format!("compressed variable cannot be inflated: {e}")))?;
-                let mut inner = Reader { bytes: &inflated, pos: 0, little, base: start, path };
+                let mut inner = Reader { bytes: &inflated, pos: 0, little, base: start, path, depth: 0 };
                 let (ty, data) = inner.element()?;
                 if ty != MI_MATRIX {
                     return Err(fail(start, format!("compressed element holds type {ty}, expected miMATRIX (14)")));
@@ -340,6 +349,8 @@ struct Reader<'a> {
     /// Offset of the enclosing compressed element in the file, for messages.
     base: usize,
     path: &'a Path,
+    /// How many arrays enclose the ones this reader reads.
+    depth: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -398,8 +409,24 @@ impl<'a> Reader<'a> {
             let empty = MatValue::Numeric { class: NumericClass::Double, dims: vec![0, 0], data: vec![] };
             return Ok((String::new(), empty));
         }
-        let mut sub = Reader { bytes: data, pos: 0, little: self.little, base: self.base, path: self.path };
+        if self.depth >= MAX_DEPTH {
+            return Err(self.fail(at, format!("arrays nest more than {MAX_DEPTH} levels deep")));
+        }
+        let depth = self.depth + 1;
+        let mut sub = Reader { bytes: data, pos: 0, little: self.little, base: self.base, path: self.path, depth };
         let offset = |r: &Reader| at + 8 + r.pos;
+        // Every element of a cell or struct array is a nested element with an 8-byte tag at
+        // least, so the bytes left bound how many the dimensions can truthfully claim.
+        let room = |r: &Reader, what: &str, dims: &[usize], nested: usize| {
+            let left = data.len() - r.pos;
+            if nested > left / 8 {
+                return Err(self.fail(
+                    offset(r),
+                    format!("{what} {dims:?} needs {nested} nested elements but only {left} bytes are left"),
+                ));
+            }
+            Ok(())
+        };
 
         let flags_at = offset(&sub);
         let (ty, flags) = sub.element()?;
@@ -438,6 +465,7 @@ impl<'a> Reader<'a> {
 
         let value = match class {
             MX_CELL => {
+                room(&sub, "cell array", &dims, count)?;
                 let mut elements = Vec::with_capacity(count);
                 for _ in 0..count {
                     let at = offset(&sub);
@@ -466,6 +494,13 @@ impl<'a> Reader<'a> {
                         String::from_utf8_lossy(&c[..end]).into_owned()
                     })
                     .collect();
+                if fields.is_empty() && count > MAX_FIELDLESS_STRUCT {
+                    return Err(self.fail(
+                        dims_at,
+                        format!("struct array {dims:?} has no fields and more than {MAX_FIELDLESS_STRUCT} elements"),
+                    ));
+                }
+                room(&sub, "struct array", &dims, count.saturating_mul(fields.len()))?;
                 let mut elements = Vec::with_capacity(count);
                 for _ in 0..count {
                     let mut values = Vec::with_capacity(fields.len());
@@ -707,5 +742,57 @@ fn numeric_storage(class: NumericClass, data: &[f64]) -> (u32, Vec<u8>) {
         UInt32 => (MI_UINT32, data.iter().flat_map(|&v| (v as u32).to_le_bytes()).collect()),
         Int64 => (MI_INT64, data.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect()),
         UInt64 => (MI_UINT64, data.iter().flat_map(|&v| (v as u64).to_le_bytes()).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Offset of the first array's dimensions in an uncompressed file from [`write_bytes`]:
+    /// the 128-byte header, the miMATRIX tag, the array flags (tag and 8 bytes), the
+    /// dimensions' tag.
+    const FIRST_DIMS: usize = 128 + 8 + 16 + 8;
+
+    fn with_dims(value: MatValue, dims: [i32; 2]) -> Vec<u8> {
+        let mut bytes = write_bytes(&[("v", value)], false);
+        bytes[FIRST_DIMS..FIRST_DIMS + 4].copy_from_slice(&dims[0].to_le_bytes());
+        bytes[FIRST_DIMS + 4..FIRST_DIMS + 8].copy_from_slice(&dims[1].to_le_bytes());
+        bytes
+    }
+
+    fn message(bytes: &[u8]) -> String {
+        read_bytes(bytes, Path::new("x.mat")).unwrap_err().to_string()
+    }
+
+    /// Element counts from the dimensions are checked against the bytes left before they
+    /// size a vector: these dimensions asked for exabytes (a capacity overflow) or for
+    /// hundreds of gigabytes (an aborted allocation).
+    #[test]
+    fn dimensions_beyond_the_data_are_errors() {
+        let cell = MatValue::cell_row(vec![MatValue::scalar(1.0)]);
+        let m = message(&with_dims(cell.clone(), [i32::MAX, i32::MAX]));
+        assert!(m.starts_with("x.mat: at byte") && m.contains("cell array [2147483647, 2147483647] needs"), "{m}");
+        let m = message(&with_dims(cell, [3, 0x7FFF_FFFF]));
+        assert!(m.contains("needs 6442450941 nested elements"), "{m}");
+
+        let structure = MatValue::structure(vec!["a".into()], vec![vec![MatValue::scalar(1.0)]]);
+        let m = message(&with_dims(structure, [1, i32::MAX]));
+        assert!(m.contains("struct array [1, 2147483647] needs 2147483647 nested elements"), "{m}");
+
+        let fieldless = MatValue::structure(vec![], vec![vec![]]);
+        let m = message(&with_dims(fieldless.clone(), [i32::MAX, i32::MAX]));
+        assert!(m.contains("has no fields and more than 1048576 elements"), "{m}");
+        let vars = read_bytes(&with_dims(fieldless, [2, 3]), Path::new("x.mat")).unwrap();
+        assert_eq!(vars[0].1.len(), 6);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nest = |levels: usize| (0..levels).fold(MatValue::scalar(1.0), |v, _| MatValue::cell_row(vec![v]));
+        let bytes = write_bytes(&[("deep", nest(MAX_DEPTH - 1))], true);
+        assert!(read_bytes(&bytes, Path::new("x.mat")).is_ok());
+        let m = message(&write_bytes(&[("deep", nest(MAX_DEPTH))], true));
+        assert!(m.contains("arrays nest more than 64 levels deep"), "{m}");
     }
 }

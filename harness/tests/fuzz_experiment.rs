@@ -9,9 +9,13 @@
 //! registry is empty, so every input is an error (its losses are unknown) and every check
 //! that does not need a plugin runs on it.
 //!
-//! Case count: a case takes about a millisecond (a temporary file written and parsed), so
-//! 1,024 cases run in about a second in the test profile; the inputs are drawn anew on every
-//! run, and `PROPTEST_CASES` runs more.
+//! A sweep then sets every number of every seed to every extreme value in turn, which random
+//! mutations reach only now and then.
+//!
+//! Case count: a case takes a fraction of a millisecond (a temporary file written and
+//! parsed), so the 1,024 random cases and the sweep together take about two seconds in the
+//! test profile on two cores; the inputs are drawn anew on every run, and `PROPTEST_CASES`
+//! runs more.
 
 #[path = "../../datasets/tests/fuzz_support/mod.rs"]
 mod fuzz_support;
@@ -20,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use dmlbench::experiment::{self, Overrides, PlanError};
 use dmlbench::plugin::Registry;
-use fuzz_support::{CappedAllocator, config, damaged, finishes};
+use fuzz_support::{CappedAllocator, config, damaged, every_number_replaced, finishes};
 use proptest::prelude::*;
 
 #[global_allocator]
@@ -82,14 +86,34 @@ proptest! {
 
     #[test]
     fn experiment_parser_survives_damaged_files(bytes in damaged(seeds(), 512)) {
-        let (file, result) = load(bytes);
-        let error = match result {
-            Ok(()) => return Err(TestCaseError::fail("a plan was made although no loss plugin is known")),
-            Err(error) => error,
-        };
-        prop_assert_eq!(&error.file, &file);
-        prop_assert!(!error.errors.is_empty(), "an error without problems");
-        prop_assert!(error.to_string().starts_with(&file.display().to_string()), "{}", error);
+        check(bytes)?;
+    }
+}
+
+/// Loads `bytes` and checks the error: there is one, with at least one problem, naming the
+/// file.
+fn check(bytes: Vec<u8>) -> Result<(), TestCaseError> {
+    let (file, result) = load(bytes);
+    let error = match result {
+        Ok(()) => return Err(TestCaseError::fail("a plan was made although no loss plugin is known")),
+        Err(error) => error,
+    };
+    prop_assert_eq!(&error.file, &file);
+    prop_assert!(!error.errors.is_empty(), "an error without problems");
+    prop_assert!(error.to_string().starts_with(&file.display().to_string()), "{}", error);
+    Ok(())
+}
+
+/// Every number of every seed set to every extreme value, one at a time: random mutations
+/// reach a given field only now and then, and most of them break the syntax around it too.
+#[test]
+fn every_number_set_to_every_extreme_value() {
+    for seed in seeds() {
+        for bytes in every_number_replaced(&seed) {
+            if let Err(e) = check(bytes.clone()) {
+                panic!("{e}\ninput:\n{}", String::from_utf8_lossy(&bytes));
+            }
+        }
     }
 }
 
@@ -103,7 +127,8 @@ fn every_seed_fails_only_for_what_the_project_lacks() {
         let (_, result) = load(seed);
         let error = result.unwrap_err();
         for problem in &error.errors {
-            let missing = problem.field.starts_with("grid[") || ["dataset.root", "model.weights"].contains(&problem.field.as_str());
+            let field = problem.field.as_str();
+            let missing = field.starts_with("grid[") || ["dataset.root", "model.weights"].contains(&field);
             assert!(missing, "{problem:?} in\n{text}");
         }
     }

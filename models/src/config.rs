@@ -64,6 +64,10 @@ impl Default for Backbone {
     }
 }
 
+/// The widest ResNet accepted: 16 times torchvision's, already far past what fits in memory,
+/// and small enough that every channel count derived from it fits in a `usize`.
+pub const MAX_BASE_WIDTH: usize = 1024;
+
 impl Backbone {
     /// The ResNet this names, if it is one.
     pub fn resnet(&self, frozen_bn: bool) -> Result<Option<ResNetConfig>, ModelError> {
@@ -72,10 +76,12 @@ impl Backbone {
             Self::ResNet34 => (ResNetDepth::R34, 64),
             Self::ResNet50 => (ResNetDepth::R50, 64),
             Self::ResNet { depth, base_width } => {
-                if *base_width == 0 {
+                if *base_width == 0 || *base_width > MAX_BASE_WIDTH {
                     return Err(ModelError::Config {
                         field: "backbone.base_width",
-                        message: "must be positive".into(),
+                        message: format!(
+                            "must be between 1 and {MAX_BASE_WIDTH} (torchvision's ResNets use 64), got {base_width}"
+                        ),
                     });
                 }
                 (ResNetDepth::from_number(*depth)?, *base_width)
@@ -244,6 +250,17 @@ fn materialize(model: &EmbeddingModel) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resnet_width_outside_its_bounds_is_a_config_error() {
+        for width in [0, MAX_BASE_WIDTH + 1, usize::MAX] {
+            let backbone = Backbone::ResNet { depth: 50, base_width: width };
+            let error = backbone.resnet(true).unwrap_err().to_string();
+            assert!(error.contains("backbone.base_width") && error.contains(&width.to_string()), "{error}");
+        }
+        let widest = Backbone::ResNet { depth: 50, base_width: MAX_BASE_WIDTH };
+        assert_eq!(widest.resnet(true).unwrap().unwrap().out_channels(), 8 * MAX_BASE_WIDTH * 4);
+    }
 
     #[test]
     fn experiment_files_read_every_backbone() {

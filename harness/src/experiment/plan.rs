@@ -431,3 +431,32 @@ fn try_create(info: &PluginInfo, options: &CreateOptions, timeout: std::time::Du
         Err(e @ CreateError::Child(_)) => p.add(plugin_field, describe_create_error(&e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<FieldError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("e.ron");
+        std::fs::write(&file, text).unwrap();
+        load(&file, dir.path(), &Registry::default(), &Overrides::default()).unwrap_err().errors
+    }
+
+    /// A ResNet width past the bound is a field error; it overflowed the channel arithmetic.
+    #[test]
+    fn a_huge_resnet_width_is_a_field_error() {
+        let text = |width: &str| {
+            format!(
+                r#"(name: "w", dataset: (format: cub, root: "x", synthetic: Some((classes: 8, per_class: 4, size: 32))),
+                   model: (backbone: ResNet(depth: 50, base_width: {width})),
+                   training: (epochs: 1, batch_size: 8, optimizer: Sgd(lr: 0.1)), grid: [(loss: "x")])"#
+            )
+        };
+        let errors = problems(&text("18446744073709551615"));
+        let width = errors.iter().find(|e| e.field == "model").expect("a width error");
+        assert!(width.message.contains("backbone.base_width") && width.message.contains("between 1 and 1024"), "{width:?}");
+        let errors = problems(&text("64"));
+        assert!(errors.iter().all(|e| e.field.starts_with("grid[")), "{errors:?}");
+    }
+}
