@@ -7,7 +7,8 @@
 #
 # STEP is any of (default: all of them, in this order):
 #   step     one training step, cases in turn: `cargo bench --bench train_step` on flex and
-#            LibTorch, then benches/pytorch/train_step.py (small CNN, ResNet-18, ResNet-50)
+#            LibTorch, then benches/pytorch/train_step.py (small CNN, ResNet-18, ResNet-50;
+#            median of 50 steps for the small CNN, 10 for the ResNets)
 #   run      a whole `dmlbench run experiments/speed-resnet18.ron --device tch` (ResNet-18,
 #            224 px): the record's training images/s against the bare step above
 #   default  the contrastive + batch-hard cell of experiments/default.ron, whole process,
@@ -63,7 +64,10 @@ for step in "${steps[@]}"; do
                 cargo bench "${features[@]}" --bench train_step -- "$backend/$case" 2>&1 \
                     | tee -a "$out/train_step_rust.log"
             done
-            "$python" benches/pytorch/train_step.py --case "$case" --threads "$threads" \
+            # The small CNN's step takes tens of milliseconds: 50 of them for a stable median.
+            steps=10
+            [ "$case" = small_cnn ] && steps=50
+            "$python" benches/pytorch/train_step.py --case "$case" --threads "$threads" --steps "$steps" \
                 --json "$out/train_step_pytorch_$case.json" | tee -a "$out/train_step_pytorch.log"
         done
         ;;

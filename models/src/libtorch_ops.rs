@@ -208,13 +208,22 @@ struct RecordedGraph<const N: usize> {
 
 impl<const N: usize> RecordedGraph<N> {
     /// The graph, and the output detached for burn.
-    fn new(output: tch::Tensor, leaves: [tch::Tensor; N], inputs: [TchTensor; N]) -> (TchTensor, Self) {
+    ///
+    /// The root keeps its autograd node but lets go of its values (`set_data` to an empty
+    /// tensor): LibTorch's backward of both operations needs only the inputs, and holding every
+    /// output until the backward pass would keep each layer's activations twice as long as
+    /// PyTorch does (for a ResNet-50 at batch 128, 12 GB of peak memory instead of 6.5).
+    fn new(mut output: tch::Tensor, leaves: [tch::Tensor; N], inputs: [TchTensor; N]) -> (TchTensor, Self) {
         let detached = TchTensor::new(output.detach());
+        output.set_data(&tch::Tensor::empty([0], (output.kind(), output.device())));
         (detached, Self { output, leaves, burn_handles: inputs })
     }
 
     /// The gradients of `Σ output ⊙ output_grad` for the leaves `wanted` marks, in leaf order.
-    fn gradients(self, output_grad: &TchTensor, wanted: [bool; N]) -> [Option<TchTensor>; N] {
+    /// The root's values only have to have the output's shape: the gradient of that sum with
+    /// respect to it is `output_grad` whatever they are.
+    fn gradients(mut self, output_grad: &TchTensor, wanted: [bool; N]) -> [Option<TchTensor>; N] {
+        self.output.set_data(&output_grad.tensor);
         let objective = (&self.output * &output_grad.tensor).sum(None::<tch::Kind>);
         let inputs: Vec<&tch::Tensor> = self
             .leaves

@@ -76,6 +76,7 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         device: args.device.clone(),
         smoke: args.smoke,
         create_timeout: args.create_timeout,
+        skip_plugin_creation: args.events.is_some(),
     };
     let mut plan = experiment::load(&file, &root, &registry, &overrides).map_err(|e| {
         for problem in registry.problems() {

@@ -12,7 +12,7 @@ use dmlbench_datasets::Format;
 use serde::Serialize;
 
 use super::spec::{default_k, EvaluationSpec, ExperimentSpec, OptimizerSpec, SamplerSpec, ScheduleSpec, SelectionSpec};
-use crate::plugin::isolated::{create_in_child, describe_create_error, CreateError, DEFAULT_CREATE_TIMEOUT};
+use crate::plugin::isolated::{create_all_in_child, describe_create_error, CreateError, DEFAULT_CREATE_TIMEOUT};
 use crate::plugin::{CreateOptions, PluginInfo, PluginKind, Registry};
 use crate::report::record::{fingerprint, CellKey};
 
@@ -131,6 +131,9 @@ pub struct Overrides {
     /// How long each plugin's `create` may take while the file is validated (it runs in a
     /// child process); `None` for [`DEFAULT_CREATE_TIMEOUT`].
     pub create_timeout: Option<std::time::Duration>,
+    /// Leave out the `create` calls of validation: a cell process of `dmlbench run`, whose
+    /// parent validated the same file just before (each call is a process of its own).
+    pub skip_plugin_creation: bool,
 }
 
 /// The resolved configuration of one cell, as stored in its record.
@@ -190,7 +193,8 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
         spec.name = format!("{}-smoke", spec.name);
     }
     let mut problems = Problems::default();
-    validate(&spec, root, registry, overrides.create_timeout.unwrap_or(DEFAULT_CREATE_TIMEOUT), &mut problems);
+    let create_timeout = (!overrides.skip_plugin_creation).then(|| overrides.create_timeout.unwrap_or(DEFAULT_CREATE_TIMEOUT));
+    validate(&spec, root, registry, create_timeout, &mut problems);
     if !problems.0.is_empty() {
         return Err(fail(problems.0));
     }
@@ -258,7 +262,9 @@ fn positive(x: f64) -> bool {
     x.is_finite() && x > 0.0
 }
 
-fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_timeout: std::time::Duration, p: &mut Problems) {
+/// Checks `spec`, creating each plugin with its configuration (in a child process, within
+/// `create_timeout`) unless that is `None`.
+fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_timeout: Option<std::time::Duration>, p: &mut Problems) {
     p.check(
         !spec.name.is_empty()
             && spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -378,6 +384,8 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_time
 
     p.check(!spec.grid.is_empty(), "grid", || "give at least one (loss, miner) entry".into());
     let embedding_dim = spec.model.embedding_size().unwrap_or(0);
+    // Every plugin of the grid with its configuration, created together once the grid is read.
+    let mut creations: Vec<Creation> = Vec::new();
     for (i, entry) in spec.grid.iter().enumerate() {
         let at = |field: &str| format!("grid[{i}].{field}");
         // Plan-time instances only check the configuration; the real class count comes from
@@ -391,9 +399,7 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_time
             }
         };
         if let Some(info) = loss {
-            if embedding_dim > 0 {
-                try_create(info, &options(entry.loss_config_text()), create_timeout, p, (at("loss"), at("loss_config")));
-            }
+            creations.push(Creation { info, options: options(entry.loss_config_text()), fields: (at("loss"), at("loss_config")) });
             match &entry.miner {
                 Some(_) if !info.capabilities.accepts_tuples() => {
                     p.add(at("miner"), format!("loss '{}' does not use mined tuples; remove the miner", info.id));
@@ -404,10 +410,9 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_time
         }
         if let Some(miner) = &entry.miner {
             match registry.get(PluginKind::Miner, miner) {
-                Ok(info) if embedding_dim > 0 => {
-                    try_create(info, &options(entry.miner_config_text()), create_timeout, p, (at("miner"), at("miner_config")));
+                Ok(info) => {
+                    creations.push(Creation { info, options: options(entry.miner_config_text()), fields: (at("miner"), at("miner_config")) })
                 }
-                Ok(_) => {}
                 Err(e) => p.add(at("miner"), e),
             }
         } else if entry.miner_config.is_some() {
@@ -419,16 +424,31 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_time
             }
         }
     }
+    if let Some(timeout) = create_timeout.filter(|_| embedding_dim > 0) {
+        create_all(&creations, timeout, p);
+    }
 }
 
-/// Creates an instance of `info` in a child process, so that a plugin that crashes or hangs
-/// in `create` is a problem of the file, not the end of `dmlbench`. A refused configuration is
-/// the configuration field's problem; a failed process is the plugin field's.
-fn try_create(info: &PluginInfo, options: &CreateOptions, timeout: std::time::Duration, p: &mut Problems, (plugin_field, config_field): (String, String)) {
-    match create_in_child(info, options, timeout) {
-        Ok(()) => {}
-        Err(e @ CreateError::Refused(_)) => p.add(config_field, describe_create_error(&e)),
-        Err(e @ CreateError::Child(_)) => p.add(plugin_field, describe_create_error(&e)),
+/// A plugin of the grid to create during validation, and the fields its problems belong to:
+/// (the plugin's, its configuration's).
+struct Creation<'r> {
+    info: &'r PluginInfo,
+    options: CreateOptions,
+    fields: (String, String),
+}
+
+/// Creates an instance of each plugin in child processes, so that a plugin that crashes or
+/// hangs in `create` is a problem of the file, not the end of `dmlbench`. A refused
+/// configuration is the configuration field's problem; a failed process is the plugin field's.
+fn create_all(creations: &[Creation], timeout: std::time::Duration, p: &mut Problems) {
+    let jobs: Vec<_> = creations.iter().map(|c| (c.info, c.options.clone())).collect();
+    for (creation, result) in creations.iter().zip(create_all_in_child(&jobs, timeout)) {
+        let (plugin_field, config_field) = creation.fields.clone();
+        match result {
+            Ok(()) => {}
+            Err(e @ CreateError::Refused(_)) => p.add(config_field, describe_create_error(&e)),
+            Err(e @ CreateError::Child(_)) => p.add(plugin_field, describe_create_error(&e)),
+        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! job it was given instead of ending the `dmlbench` process that asked.
 //!
 //! The parent runs its own program again with a hidden command (`dmlbench plugin-job`) and
-//! writes the job on the child's stdin as JSON: which library, which plugin, and what to do
-//! (create an instance with given options, or run the conformance suite). The child loads only
-//! that library, does the job, and answers on stdout, one message per line, each line starting
+//! writes the job on the child's stdin as JSON: tasks, each naming a library, a plugin, and what
+//! to do (create an instance with given options, or run the conformance suite). The child loads
+//! only those libraries, does the tasks in order, and answers on stdout, one message per line, each line starting
 //! with [`REPLY_PREFIX`]; its last message is `Done`. The parent reads the answers as they come
 //! and keeps the tail of everything else the child writes (stderr, and stdout that is not an
 //! answer), so however the child ends, it ends in a clear result:
@@ -83,9 +83,15 @@ fn seconds(duration: Duration) -> String {
     format!("{} s", duration.as_secs_f64())
 }
 
-/// What the child is asked.
+/// What the child is asked: tasks, done in order.
 #[derive(Serialize, Deserialize)]
 struct Request {
+    tasks: Vec<Task>,
+}
+
+/// One job on one plugin.
+#[derive(Serialize, Deserialize)]
+struct Task {
     library: PathBuf,
     crate_dir: Option<PathBuf>,
     kind: PluginKind,
@@ -114,13 +120,13 @@ enum Reply {
     Refused { status: i32, message: String },
     /// The child could not load the library or find the plugin in it.
     Unavailable(String),
-    /// The job is over; nothing follows.
+    /// Every task is over; nothing follows.
     Done,
 }
 
-impl Request {
+impl Task {
     fn new(info: &PluginInfo, job: Job) -> Self {
-        Request {
+        Task {
             library: info.source.library.clone(),
             crate_dir: info.source.crate_dir.clone(),
             kind: info.kind,
@@ -177,34 +183,65 @@ impl fmt::Display for CreateError {
 
 impl std::error::Error for CreateError {}
 
-/// Creates (and destroys) an instance of `info` in a child process; `timeout` bounds how long
-/// that may take.
-pub fn create_in_child(info: &PluginInfo, options: &CreateOptions, timeout: Duration) -> Result<(), CreateError> {
-    let mut answer = None;
-    let ending = run_job(&Request::new(info, Job::Create(options.clone())), timeout, |reply| match reply {
-        Reply::Created | Reply::Refused { .. } | Reply::Unavailable(_) => answer = Some(reply),
-        _ => {}
-    });
-    let failure = |how: String| {
-        CreateError::Child(ChildFailure { plugin: info.qualified_id(), operation: "create".into(), how, output: ending.output.clone() })
-    };
-    match answer {
-        Some(Reply::Unavailable(reason)) => Err(failure(format!("could not load the plugin: {reason}"))),
-        // A refusal is the answer even if the process then died on its way out: the status is
-        // what a user must fix first.
-        Some(Reply::Refused { status, message }) => Err(CreateError::Refused(PluginError {
-            plugin: info.qualified_id(),
-            operation: "create",
-            status: Status(status),
-            message,
-        })),
-        Some(Reply::Created) if ending.succeeded => Ok(()),
-        _ if ending.timed_out => Err(failure(format!(
-            "{}; allow longer with --create-timeout or DMLBENCH_CREATE_TIMEOUT",
-            ending.how
-        ))),
-        _ => Err(failure(ending.how.clone())),
+/// Creates (and destroys) an instance of each plugin with its options, in order, in as few
+/// child processes as it takes: one, unless a plugin's `create` ends its process, which then
+/// fails that plugin and the rest go on in a new one. (The `dmlbench` binary takes a while to
+/// start, most of all when it links LibTorch, so validation does not start one per plugin.)
+/// `timeout` bounds each `create`.
+pub fn create_all_in_child(jobs: &[(&PluginInfo, CreateOptions)], timeout: Duration) -> Vec<Result<(), CreateError>> {
+    let mut results = Vec::with_capacity(jobs.len());
+    while results.len() < jobs.len() {
+        let remaining = &jobs[results.len()..];
+        let request = Request { tasks: remaining.iter().map(|(info, options)| Task::new(info, Job::Create(options.clone()))).collect() };
+        let mut answers = Vec::new();
+        let ending = run_job(&request, timeout, |reply| match reply {
+            Reply::Created | Reply::Refused { .. } | Reply::Unavailable(_) => answers.push(reply),
+            _ => {}
+        });
+        let answered = answers.len();
+        for (answer, (info, _)) in answers.into_iter().zip(remaining) {
+            results.push(match answer {
+                Reply::Unavailable(reason) => Err(child_failure(info, format!("could not load the plugin: {reason}"), &ending.output)),
+                Reply::Refused { status, message } => Err(CreateError::Refused(PluginError {
+                    plugin: info.qualified_id(),
+                    operation: "create",
+                    status: Status(status),
+                    message,
+                })),
+                _ => Ok(()),
+            });
+        }
+        if ending.succeeded {
+            if answered < remaining.len() {
+                // A child that exits cleanly answers every task; one that does not is broken.
+                let how = "ended without answering".to_string();
+                results.extend(remaining[answered..].iter().map(|(info, _)| Err(child_failure(info, how.clone(), &ending.output))));
+            }
+            continue;
+        }
+        let how = if ending.timed_out {
+            format!("{}; allow longer with --create-timeout or DMLBENCH_CREATE_TIMEOUT", ending.how)
+        } else {
+            ending.how.clone()
+        };
+        match remaining.get(answered) {
+            // The plugin being created when the process ended is the one at fault.
+            Some((info, _)) => results.push(Err(child_failure(info, how, &ending.output))),
+            // Every plugin answered, then the process failed on its way out (unloading): the
+            // last one created is blamed, as the one that ran last.
+            None => {
+                let last = results.last_mut().expect("a task was answered");
+                if last.is_ok() {
+                    *last = Err(child_failure(remaining[answered - 1].0, how, &ending.output));
+                }
+            }
+        }
     }
+    results
+}
+
+fn child_failure(info: &PluginInfo, how: String, output: &str) -> CreateError {
+    CreateError::Child(ChildFailure { plugin: info.qualified_id(), operation: "create".into(), how, output: output.to_string() })
 }
 
 /// Runs the conformance suite on `info` in a child process and returns every outcome. When
@@ -215,7 +252,7 @@ pub fn check_in_child(info: &PluginInfo, timeout: Duration) -> Vec<CheckOutcome>
     let mut outcomes = Vec::new();
     let mut running: Option<String> = None;
     let mut unavailable = None;
-    let ending = run_job(&Request::new(info, Job::Check), timeout, |reply| match reply {
+    let ending = run_job(&Request { tasks: vec![Task::new(info, Job::Check)] }, timeout, |reply| match reply {
         Reply::Started(check) => running = Some(check),
         Reply::Finished(outcome) => {
             running = None;
@@ -439,17 +476,19 @@ pub fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match library::load(&request.library, request.crate_dir.as_deref()) {
-        Err(reason) => reply(&Reply::Unavailable(format!("{}: {reason}", request.library.display()))),
-        Ok(plugins) => match plugins.iter().find(|p| p.kind == request.kind && p.id == request.id) {
-            None => reply(&Reply::Unavailable(format!(
-                "{} no longer holds the {} '{}'",
-                request.library.display(),
-                request.kind,
-                request.id
-            ))),
-            Some(info) => serve_job(info, request.job),
-        },
+    for task in request.tasks {
+        match library::load(&task.library, task.crate_dir.as_deref()) {
+            Err(reason) => reply(&Reply::Unavailable(format!("{}: {reason}", task.library.display()))),
+            Ok(plugins) => match plugins.iter().find(|p| p.kind == task.kind && p.id == task.id) {
+                None => reply(&Reply::Unavailable(format!(
+                    "{} no longer holds the {} '{}'",
+                    task.library.display(),
+                    task.kind,
+                    task.id
+                ))),
+                Some(info) => serve_job(info, task.job),
+            },
+        }
     }
     reply(&Reply::Done);
     ExitCode::SUCCESS
