@@ -25,6 +25,7 @@ before each clock reading and the peak allocated memory is reported.
 """
 
 import argparse
+import copy
 import json
 import platform
 import resource
@@ -119,8 +120,14 @@ def run_case(case, args, device):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    # Every timed step starts from the same weights, as in `cargo bench --bench train_step`:
+    # many steps along one fixed gradient would drive the weights where gradients underflow
+    # into subnormal numbers, which slows each framework down differently.
+    initial = copy.deepcopy(model.state_dict())
     seconds = []
     for _ in range(args.steps):
+        model.load_state_dict(initial)
+        synchronize(device)
         start = time.perf_counter()
         step()
         synchronize(device)

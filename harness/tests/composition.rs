@@ -36,7 +36,7 @@ fn is_empty(tuples: &Tuples) -> bool {
 #[test]
 fn every_miner_feeds_every_tuple_consuming_loss() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let registry = Registry::open(&HostOptions { root: Some(root), build: true, plugin_path: Vec::new() });
+    let registry = Registry::open(&HostOptions { root: Some(root), build: true, plugin_path: Vec::new(), ..HostOptions::default() });
     let miners: Vec<&PluginInfo> = registry.plugins().iter().filter(|p| p.kind == PluginKind::Miner).collect();
     let losses: Vec<&PluginInfo> =
         registry.plugins().iter().filter(|p| p.kind == PluginKind::Loss && p.capabilities.accepts_tuples()).collect();

@@ -218,3 +218,32 @@ fn a_create_that_crashes_or_hangs_makes_the_experiment_invalid() {
     assert!(started.elapsed().as_secs() < 60, "the hanging create was not cut short: {:?}", started.elapsed());
     assert_eq!(CellRecord::load(&record_path).unwrap(), before, "the completed cell's record changed");
 }
+
+/// A library that crashes while it is being loaded (in its entry function) is skipped with how
+/// its test process ended, and the `dmlbench` that looked for plugins lives on and lists the
+/// others. A library that loaded is remembered, so it is not loaded in a child again.
+#[test]
+fn a_library_that_crashes_while_loading_is_skipped() {
+    let plugins = misbehaving(&[("c_crash_entry", "CRASH_IN_ENTRY"), ("c_fine", "WELL_BEHAVED")]);
+    let cache = tempfile::tempdir().unwrap();
+    for round in ["first", "second"] {
+        let mut command = dmlbench();
+        command
+            .env("DMLBENCH_PLUGIN_PATH", plugins.path())
+            .env("XDG_CACHE_HOME", cache.path())
+            .args(["plugins", "list", "--json"]);
+        let (code, stdout, stderr) = run(&mut command);
+        assert_eq!(code, 1, "{round}: a skipped library makes the exit code 1\n{stdout}\n{stderr}");
+        let listing = json(&stdout);
+        let ids: Vec<&str> = listing["plugins"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+        assert!(ids.contains(&"c_fine") && !ids.contains(&"c_crash_entry"), "{round}: {ids:?}");
+        let problems = listing["problems"].to_string();
+        assert!(
+            problems.contains("c_crash_entry") && problems.contains("SIGSEGV") && problems.contains("giving up in its entry function"),
+            "{round}: {problems}"
+        );
+    }
+    let remembered = std::fs::read_dir(cache.path().join("dmlbench/loaded-plugins")).unwrap().count();
+    assert!(remembered >= 1, "the library that loaded is remembered");
+}
+

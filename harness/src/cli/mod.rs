@@ -55,7 +55,12 @@ pub struct HostArgs {
 impl HostArgs {
     /// Finds, builds and loads the plugins.
     pub fn open_registry(&self) -> Registry {
-        Registry::open(&HostOptions { root: self.root.clone(), build: !self.no_build, plugin_path: plugin_path_dirs() })
+        Registry::open(&HostOptions {
+            root: self.root.clone(),
+            build: !self.no_build,
+            plugin_path: plugin_path_dirs(),
+            load_in_child_first: true,
+        })
     }
 }
 

@@ -89,8 +89,8 @@ struct Request {
     tasks: Vec<Task>,
 }
 
-/// One job on one plugin.
-#[derive(Serialize, Deserialize)]
+/// One job on one plugin (for [`Job::Load`], on one library: `kind` and `id` are not used).
+#[derive(Clone, Serialize, Deserialize)]
 struct Task {
     library: PathBuf,
     crate_dir: Option<PathBuf>,
@@ -99,8 +99,10 @@ struct Task {
     job: Job,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 enum Job {
+    /// Load the library and read its descriptors.
+    Load,
     /// Create an instance and destroy it.
     Create(CreateOptions),
     /// Run the conformance suite.
@@ -114,6 +116,8 @@ enum Reply {
     Started(String),
     /// A check ended.
     Finished(CheckOutcome),
+    /// The library loaded and its descriptors were read.
+    Loaded,
     /// `create` returned an instance.
     Created,
     /// `create` returned this status and message.
@@ -184,64 +188,109 @@ impl fmt::Display for CreateError {
 impl std::error::Error for CreateError {}
 
 /// Creates (and destroys) an instance of each plugin with its options, in order, in as few
-/// child processes as it takes: one, unless a plugin's `create` ends its process, which then
-/// fails that plugin and the rest go on in a new one. (The `dmlbench` binary takes a while to
-/// start, most of all when it links LibTorch, so validation does not start one per plugin.)
-/// `timeout` bounds each `create`.
+/// child processes as it takes (see [`run_in_order`]). `timeout` bounds each `create`.
 pub fn create_all_in_child(jobs: &[(&PluginInfo, CreateOptions)], timeout: Duration) -> Vec<Result<(), CreateError>> {
-    let mut results = Vec::with_capacity(jobs.len());
-    while results.len() < jobs.len() {
-        let remaining = &jobs[results.len()..];
-        let request = Request { tasks: remaining.iter().map(|(info, options)| Task::new(info, Job::Create(options.clone()))).collect() };
+    let tasks: Vec<Task> = jobs.iter().map(|(info, options)| Task::new(info, Job::Create(options.clone()))).collect();
+    let ends = run_in_order(&tasks, timeout, |reply| matches!(reply, Reply::Created | Reply::Refused { .. } | Reply::Unavailable(_)));
+    ends.into_iter()
+        .zip(jobs)
+        .map(|(end, (info, _))| match end {
+            TaskEnd::Answered(Reply::Unavailable(reason)) => {
+                Err(child_failure(info, format!("could not load the plugin: {reason}"), String::new()))
+            }
+            TaskEnd::Answered(Reply::Refused { status, message }) => Err(CreateError::Refused(PluginError {
+                plugin: info.qualified_id(),
+                operation: "create",
+                status: Status(status),
+                message,
+            })),
+            TaskEnd::Answered(_) => Ok(()),
+            TaskEnd::Failed(ending) => {
+                let how = if ending.timed_out {
+                    format!("{}; allow longer with --create-timeout or DMLBENCH_CREATE_TIMEOUT", ending.how)
+                } else {
+                    ending.how
+                };
+                Err(child_failure(info, how, ending.output))
+            }
+        })
+        .collect()
+}
+
+/// Loads each library in a child process first, in order: `None` for a library whose loading
+/// ended normally (loaded, or refused with a reason the process could report), or how its
+/// process ended when loading it crashed, exited or hung. Only the `dmlbench` binary can run
+/// this (see the module documentation).
+pub fn load_all_in_child(libraries: &[(PathBuf, Option<PathBuf>)], timeout: Duration) -> Vec<Option<String>> {
+    let tasks: Vec<Task> = libraries
+        .iter()
+        .map(|(library, crate_dir)| Task {
+            library: library.clone(),
+            crate_dir: crate_dir.clone(),
+            kind: PluginKind::Loss,
+            id: String::new(),
+            job: Job::Load,
+        })
+        .collect();
+    run_in_order(&tasks, timeout, |reply| matches!(reply, Reply::Loaded | Reply::Unavailable(_)))
+        .into_iter()
+        .map(|end| match end {
+            TaskEnd::Answered(_) => None,
+            TaskEnd::Failed(ending) if ending.output.is_empty() => Some(format!("loading it in a test process: the process {}", ending.how)),
+            TaskEnd::Failed(ending) => {
+                Some(format!("loading it in a test process: the process {}; its last output:\n{}", ending.how, ending.output))
+            }
+        })
+        .collect()
+}
+
+/// How one of several tasks ended.
+enum TaskEnd {
+    /// Its answer.
+    Answered(Reply),
+    /// Its process ended (crashed, exited, timed out) before answering.
+    Failed(Ending),
+}
+
+/// Runs `tasks` in order in as few child processes as it takes: one, unless a task ends its
+/// process, which then fails that task, and the tasks after it go on in a new process. (The
+/// `dmlbench` binary takes a while to start, most of all when it links LibTorch, so a batch
+/// of plugins does not start one process each.) `is_answer` says which reply concludes a task;
+/// `timeout` bounds each.
+fn run_in_order(tasks: &[Task], timeout: Duration, is_answer: fn(&Reply) -> bool) -> Vec<TaskEnd> {
+    let mut ends = Vec::with_capacity(tasks.len());
+    while ends.len() < tasks.len() {
+        let remaining = &tasks[ends.len()..];
         let mut answers = Vec::new();
-        let ending = run_job(&request, timeout, |reply| match reply {
-            Reply::Created | Reply::Refused { .. } | Reply::Unavailable(_) => answers.push(reply),
-            _ => {}
+        let ending = run_job(&Request { tasks: remaining.to_vec() }, timeout, |reply| {
+            if is_answer(&reply) {
+                answers.push(reply);
+            }
         });
         let answered = answers.len();
-        for (answer, (info, _)) in answers.into_iter().zip(remaining) {
-            results.push(match answer {
-                Reply::Unavailable(reason) => Err(child_failure(info, format!("could not load the plugin: {reason}"), &ending.output)),
-                Reply::Refused { status, message } => Err(CreateError::Refused(PluginError {
-                    plugin: info.qualified_id(),
-                    operation: "create",
-                    status: Status(status),
-                    message,
-                })),
-                _ => Ok(()),
-            });
-        }
+        ends.extend(answers.into_iter().map(TaskEnd::Answered));
         if ending.succeeded {
-            if answered < remaining.len() {
-                // A child that exits cleanly answers every task; one that does not is broken.
+            // A child that exits cleanly has answered every task; one that did not is broken.
+            while ends.len() < tasks.len() {
                 let how = "ended without answering".to_string();
-                results.extend(remaining[answered..].iter().map(|(info, _)| Err(child_failure(info, how.clone(), &ending.output))));
+                ends.push(TaskEnd::Failed(Ending { succeeded: false, timed_out: false, how, output: ending.output.clone() }));
             }
-            continue;
-        }
-        let how = if ending.timed_out {
-            format!("{}; allow longer with --create-timeout or DMLBENCH_CREATE_TIMEOUT", ending.how)
-        } else {
-            ending.how.clone()
-        };
-        match remaining.get(answered) {
-            // The plugin being created when the process ended is the one at fault.
-            Some((info, _)) => results.push(Err(child_failure(info, how, &ending.output))),
-            // Every plugin answered, then the process failed on its way out (unloading): the
-            // last one created is blamed, as the one that ran last.
-            None => {
-                let last = results.last_mut().expect("a task was answered");
-                if last.is_ok() {
-                    *last = Err(child_failure(remaining[answered - 1].0, how, &ending.output));
-                }
+        } else if answered < remaining.len() {
+            // The task under way when the process ended is the one at fault.
+            ends.push(TaskEnd::Failed(ending));
+        } else if let Some(last) = ends.last_mut() {
+            // Every task answered, then the process failed on its way out (unloading): the last
+            // one is blamed, as the one that ran last, unless its answer was already a refusal.
+            if !matches!(last, TaskEnd::Answered(Reply::Refused { .. } | Reply::Unavailable(_))) {
+                *last = TaskEnd::Failed(ending);
             }
         }
     }
-    results
+    ends
 }
 
-fn child_failure(info: &PluginInfo, how: String, output: &str) -> CreateError {
-    CreateError::Child(ChildFailure { plugin: info.qualified_id(), operation: "create".into(), how, output: output.to_string() })
+fn child_failure(info: &PluginInfo, how: String, output: String) -> CreateError {
+    CreateError::Child(ChildFailure { plugin: info.qualified_id(), operation: "create".into(), how, output })
 }
 
 /// Runs the conformance suite on `info` in a child process and returns every outcome. When
@@ -477,6 +526,13 @@ pub fn serve() -> ExitCode {
         }
     };
     for task in request.tasks {
+        if let Job::Load = task.job {
+            reply(&match library::load(&task.library, task.crate_dir.as_deref()) {
+                Ok(_) => Reply::Loaded,
+                Err(reason) => Reply::Unavailable(reason),
+            });
+            continue;
+        }
         match library::load(&task.library, task.crate_dir.as_deref()) {
             Err(reason) => reply(&Reply::Unavailable(format!("{}: {reason}", task.library.display()))),
             Ok(plugins) => match plugins.iter().find(|p| p.kind == task.kind && p.id == task.id) {
@@ -506,6 +562,7 @@ fn serve_job(info: &PluginInfo, job: Job) {
                 Err(e) => Reply::Refused { status: e.status.0, message: e.message },
             });
         }
+        Job::Load => reply(&Reply::Loaded),
         Job::Check => run_suite(info, &mut |event| match event {
             CheckEvent::Started(check) => reply(&Reply::Started(check)),
             CheckEvent::Finished(outcome) => reply(&Reply::Finished(outcome)),

@@ -26,6 +26,7 @@ mod discover;
 mod handle;
 pub mod isolated;
 mod library;
+mod probe;
 mod registry;
 pub mod scaffold;
 

@@ -18,11 +18,15 @@ pub struct HostOptions {
     pub build: bool,
     /// Directories of prebuilt libraries (by default, `DMLBENCH_PLUGIN_PATH`).
     pub plugin_path: Vec<PathBuf>,
+    /// Load each library in a child process first, so that one that crashes or hangs while
+    /// loading is skipped rather than ending this process ([`super::probe`]). Only the
+    /// `dmlbench` binary can (it runs itself as the child); off by default.
+    pub load_in_child_first: bool,
 }
 
 impl Default for HostOptions {
     fn default() -> Self {
-        HostOptions { root: None, build: true, plugin_path: plugin_path_dirs() }
+        HostOptions { root: None, build: true, plugin_path: plugin_path_dirs(), load_in_child_first: false }
     }
 }
 
@@ -76,7 +80,12 @@ impl Registry {
                 }),
             }
         }
-        for (path, crate_dir) in candidates {
+        let verdicts = if options.load_in_child_first { super::probe::vet(&candidates) } else { vec![None; candidates.len()] };
+        for ((path, crate_dir), verdict) in candidates.into_iter().zip(verdicts) {
+            if let Some(reason) = verdict {
+                registry.problems.push(Problem { path, reason });
+                continue;
+            }
             match library::load(&path, crate_dir.as_deref()) {
                 Ok(plugins) => registry.plugins.extend(plugins),
                 Err(reason) => registry.problems.push(Problem { path, reason }),

@@ -3,8 +3,10 @@
  * survives such plugins. Compiled once per behaviour, with
  *
  *     -DPLUGIN_ID='"c_some_id"'   the plugin's id, and one of
+ *     -DCRASH_IN_ENTRY    (while the library is being loaded)
  *     -DCRASH_IN_CREATE   -DHANG_IN_CREATE
  *     -DCRASH_IN_FORWARD  -DEXIT_IN_FORWARD  -DHANG_IN_FORWARD
+ *     -DWELL_BEHAVED      (none of the above)
  *
  * Before it misbehaves it writes a line to stderr, with a terminal escape sequence in it, so
  * that the tests can see that the host quotes the last output of the process, escaped.
@@ -27,7 +29,8 @@
    below is a real invalid write (SIGSEGV), not a trap instruction. */
 static int *volatile nowhere = NULL;
 
-static void misbehave(const char *where, int crash, int leave, int hang) {
+/* Unused in the well-behaved build. */
+__attribute__((unused)) static void misbehave(const char *where, int crash, int leave, int hang) {
     fprintf(stderr, "%s: giving up in %s \x1b[31mnow\x1b[0m\n", PLUGIN_ID, where);
     fflush(stderr);
     if (crash) *nowhere = 1;
@@ -140,4 +143,9 @@ static const dmlbench_entry ENTRY = {
     plugin_count, plugin_descriptor,
 };
 
-const dmlbench_entry *dmlbench_plugin_entry_v1(void) { return &ENTRY; }
+const dmlbench_entry *dmlbench_plugin_entry_v1(void) {
+#ifdef CRASH_IN_ENTRY
+    misbehave("its entry function", 1, 0, 0);
+#endif
+    return &ENTRY;
+}
