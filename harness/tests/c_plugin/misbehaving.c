@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "dmlbench.h"
+#include "plugin_support.h"
 
 #ifndef PLUGIN_ID
 #error "define PLUGIN_ID"
@@ -41,24 +42,6 @@ __attribute__((unused)) static void misbehave(const char *where, int crash, int 
             nanosleep(&second, NULL);
         }
     }
-}
-
-static void report(const dmlbench_sink *error, const char *message) {
-    if (error != NULL && error->write != NULL) {
-        error->write(error->ctx, (const uint8_t *)message, strlen(message));
-    }
-}
-
-static int is_blank_or_unit(const uint8_t *text, size_t len) {
-    char compact[8];
-    size_t k = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r') continue;
-        if (k >= sizeof compact - 1) return 0;
-        compact[k++] = (char)text[i];
-    }
-    compact[k] = '\0';
-    return k == 0 || strcmp(compact, "()") == 0;
 }
 
 static dmlbench_status create(const dmlbench_create_params *params, void **instance_out,
