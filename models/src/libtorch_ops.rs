@@ -1,4 +1,4 @@
-//! The backbone's convolution and training-mode batch norm on LibTorch, differentiated by
+//! The backbone's convolution, training-mode batch norm and ReLU on LibTorch, differentiated by
 //! LibTorch's own backward kernels.
 //!
 //! burn's autodiff differentiates both operations with backend-generic formulas (see
@@ -19,7 +19,10 @@
 //! its inputs until the backward pass: burn-tch writes into a tensor in place only when it holds
 //! the sole handle, and must not overwrite what LibTorch saved.
 //!
-//! `models/tests/backend_parity.rs` checks both against flex, which keeps burn's formulas.
+//! ReLU needs no graph: its backward is one LibTorch kernel (`threshold_backward`) called
+//! directly on the saved output.
+//!
+//! `models/tests/backend_parity.rs` checks all three against flex, which keeps burn's formulas.
 
 #![allow(deprecated)] // burn 0.22 marks LibTorch deprecated; it is our checkable GPU route.
 
@@ -30,7 +33,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::libtorch::TchTensor;
-use burn::backend::ops::{ConvOptions, ModuleOps};
+use burn::backend::ops::{ActivationOps, ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Dispatch, DispatchDevice, LibTorch, backend_extension};
 use burn::prelude::*;
@@ -45,6 +48,9 @@ pub trait LibTorchOps: burn::backend::Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self>;
 
+    /// ReLU, whose backward is LibTorch's `threshold_backward` on the saved output.
+    fn native_relu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// Batch norm with the batch's own statistics: the output, the per-channel mean and the
     /// biased variance (what burn's `batch_norm_train` returns).
     fn native_batch_norm_train(
@@ -56,6 +62,10 @@ pub trait LibTorchOps: burn::backend::Backend {
 }
 
 impl LibTorchOps for LibTorch {
+    fn native_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <LibTorch as ActivationOps<LibTorch>>::relu(x)
+    }
+
     fn native_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -77,6 +87,17 @@ impl LibTorchOps for LibTorch {
 }
 
 impl<C: CheckpointStrategy> LibTorchOps for Autodiff<LibTorch, C> {
+    fn native_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match ReluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let output = LibTorch::native_relu(x.into_primitive());
+                // The state is a burn handle on the output, so burn never overwrites it in place.
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(LibTorch::native_relu(x.into_primitive())),
+        }
+    }
+
     fn native_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -151,6 +172,11 @@ pub(crate) fn conv2d(
         options,
     );
     Tensor::from_dispatch(output)
+}
+
+/// ReLU through [`LibTorchOps`].
+pub(crate) fn relu<const D: usize>(input: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as LibTorchOps>::native_relu(input.into_dispatch()))
 }
 
 /// Training-mode batch norm through [`LibTorchOps`]: the output, the batch mean and the biased
@@ -274,6 +300,25 @@ impl<const N: usize> Backward<LibTorch, N> for RecordedBackward {
             if let (Some(node), Some(grad)) = (node, grad) {
                 grads.register::<LibTorch>(node.id, grad);
             }
+        }
+    }
+}
+
+/// ReLU's backward: the output gradient where the output is positive, LibTorch's one
+/// vectorised kernel (burn's generic formula builds a mask and fills it, two passes and a
+/// slow fill).
+#[derive(Debug)]
+struct ReluBackward;
+
+impl Backward<LibTorch, 1> for ReluBackward {
+    type State = TchTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let output_grad = grads.consume::<LibTorch>(&ops.node);
+        if let Some(node) = node {
+            let grad = ops.state.tensor.threshold_backward(&output_grad.tensor, 0.0);
+            grads.register::<LibTorch>(node.id, TchTensor::new(grad));
         }
     }
 }

@@ -29,7 +29,6 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 use crate::conv::{self, conv};
 use crate::error::ModelError;
@@ -170,7 +169,7 @@ impl ResNet {
     /// Maps `[batch, 3, h, w]` images to the last feature map `[batch, out_channels, h/32, w/32]`
     /// (rounded up at each stride).
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(conv::forward(&self.conv1, input)));
+        let x = conv::relu(self.bn1.forward(conv::forward(&self.conv1, input)));
         let mut x = self.maxpool.forward(x);
         for block in self
             .layer1
@@ -278,9 +277,9 @@ impl BasicBlock {
             Some(downsample) => downsample.forward(input.clone()),
             None => input.clone(),
         };
-        let x = relu(self.bn1.forward(conv::forward(&self.conv1, input)));
+        let x = conv::relu(self.bn1.forward(conv::forward(&self.conv1, input)));
         let x = self.bn2.forward(conv::forward(&self.conv2, x));
-        relu(x + identity)
+        conv::relu(x + identity)
     }
 }
 
@@ -309,10 +308,10 @@ impl Bottleneck {
             Some(downsample) => downsample.forward(input.clone()),
             None => input.clone(),
         };
-        let x = relu(self.bn1.forward(conv::forward(&self.conv1, input)));
-        let x = relu(self.bn2.forward(conv::forward(&self.conv2, x)));
+        let x = conv::relu(self.bn1.forward(conv::forward(&self.conv1, input)));
+        let x = conv::relu(self.bn2.forward(conv::forward(&self.conv2, x)));
         let x = self.bn3.forward(conv::forward(&self.conv3, x));
-        relu(x + identity)
+        conv::relu(x + identity)
     }
 }
 

@@ -15,7 +15,6 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 use crate::error::ModelError;
 use crate::norm::Norm2d;
@@ -121,7 +120,7 @@ impl SmallCnn {
         let last = self.stages.len().saturating_sub(1);
         let mut x = input;
         for (index, stage) in self.stages.iter().enumerate() {
-            x = relu(stage.bn.forward(conv::forward(&stage.conv, x)));
+            x = conv::relu(stage.bn.forward(conv::forward(&stage.conv, x)));
             if index < last {
                 x = self.pool.forward(x);
             }
