@@ -16,10 +16,12 @@
 //! The sampling and the peak are independent of NVML ([`MemorySource`]), and tested with a
 //! scripted source.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::periodic::Periodic;
 
 /// How often the device memory is read.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -33,9 +35,7 @@ pub trait MemorySource: Send {
 /// Samples a [`MemorySource`] on its own thread and keeps the peak. Stops when dropped.
 pub struct PeakSampler {
     peak: Arc<AtomicU64>,
-    /// Dropping it wakes the thread and ends it.
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _sampling: Periodic,
 }
 
 /// Marks "no successful reading yet" in the shared peak.
@@ -54,31 +54,17 @@ impl PeakSampler {
     pub fn start(mut source: Box<dyn MemorySource>, interval: Duration) -> Self {
         let peak = Arc::new(AtomicU64::new(NONE));
         record(&peak, source.as_mut());
-        let (stop, stopped) = mpsc::channel::<()>();
         let shared = peak.clone();
-        let thread = std::thread::Builder::new()
-            .name("device-memory".into())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                    record(&shared, source.as_mut());
-                }
-            })
-            .ok();
-        PeakSampler { peak, stop: Some(stop), thread }
+        let sampling = Periodic::start("device-memory", interval, move || {
+            record(&shared, source.as_mut());
+            ControlFlow::Continue(())
+        });
+        PeakSampler { peak, _sampling: sampling }
     }
 
     /// The largest reading so far, `None` if every reading failed.
     pub fn peak(&self) -> Option<u64> {
         Some(self.peak.load(Ordering::Relaxed)).filter(|&bytes| bytes != NONE)
-    }
-}
-
-impl Drop for PeakSampler {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -16,13 +16,13 @@
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::ops::ControlFlow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+
+use super::periodic::Periodic;
 
 /// How often the owner renews its lock.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -68,8 +68,7 @@ pub enum Acquired {
 pub struct CellLock {
     path: PathBuf,
     owner: Owner,
-    stop: Arc<AtomicBool>,
-    heartbeat: Option<JoinHandle<()>>,
+    heartbeat: Option<Periodic>,
 }
 
 impl CellLock {
@@ -81,11 +80,8 @@ impl CellLock {
 
 impl Drop for CellLock {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.heartbeat.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
-        }
+        // The heartbeat ends first, so that it cannot write the lock again after its removal.
+        drop(self.heartbeat.take());
         // Remove it only if it is still ours: a process that was suspended past the stale
         // time may have been taken over.
         if read_owner(&self.path).is_some_and(|o| o.pid == self.owner.pid && o.host == self.owner.host) {
@@ -170,23 +166,14 @@ fn create_exclusive(path: &Path, owner: &Owner) -> anyhow::Result<bool> {
 
 /// Starts renewing the lock at `path` every [`HEARTBEAT`].
 fn hold(path: PathBuf, owner: Owner) -> CellLock {
-    let stop = Arc::new(AtomicBool::new(false));
     let heartbeat = {
-        let (path, owner, stop) = (path.clone(), owner.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("cell-lock".into())
-            .spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    std::thread::park_timeout(HEARTBEAT);
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    renew(&path, &owner);
-                }
-            })
-            .ok()
+        let (path, owner) = (path.clone(), owner.clone());
+        Periodic::start("cell-lock", HEARTBEAT, move || {
+            renew(&path, &owner);
+            ControlFlow::Continue(())
+        })
     };
-    CellLock { path, owner, stop, heartbeat }
+    CellLock { path, owner, heartbeat: Some(heartbeat) }
 }
 
 /// Rewrites the heartbeat (by rename, so readers never see half a file), unless the lock

@@ -9,6 +9,7 @@ pub mod embed;
 pub mod environment;
 pub mod lock;
 pub mod optimizer;
+pub mod periodic;
 pub mod runner;
 pub mod sampler;
 pub mod schedule;

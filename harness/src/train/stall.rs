@@ -8,12 +8,13 @@
 //! from another thread, so ending the process is the only way out, and the cell's process is
 //! its own precisely so that this costs one cell.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::periodic::Periodic;
 use crate::report::record::{CellRecord, CellStatus};
 
 /// The exit code of a cell process stopped for making no progress.
@@ -25,8 +26,7 @@ pub struct StallWatch {
     /// Milliseconds after `start` of the last progress.
     last: Arc<AtomicU64>,
     start: Instant,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _watch: Periodic,
 }
 
 impl StallWatch {
@@ -50,45 +50,30 @@ impl StallWatch {
     fn start_with(timeout: Duration, on_stall: impl FnOnce(String) + Send + 'static) -> Self {
         let start = Instant::now();
         let last = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (last, stop) = (last.clone(), stop.clone());
-            // Checked often enough that a stall is caught within a tenth of the timeout.
-            let tick = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(10));
-            std::thread::Builder::new()
-                .name("stall-watch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        std::thread::park_timeout(tick);
-                        let since = start.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::SeqCst)));
-                        if !stop.load(Ordering::SeqCst) && since >= timeout {
-                            on_stall(format!(
-                                "the cell made no progress (no finished batch) for {:.0} s, the limit set by \
-                                 training.stall_timeout; a plugin or the data loading may hang",
-                                since.as_secs_f64()
-                            ));
-                            return;
-                        }
-                    }
-                })
-                .ok()
-        };
-        StallWatch { last, start, stop, thread }
+        let shared = last.clone();
+        let mut on_stall = Some(on_stall);
+        // Checked often enough that a stall is caught within a tenth of the timeout.
+        let tick = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(10));
+        let watch = Periodic::start("stall-watch", tick, move || {
+            let since = start.elapsed().saturating_sub(Duration::from_millis(shared.load(Ordering::SeqCst)));
+            if since < timeout {
+                return ControlFlow::Continue(());
+            }
+            if let Some(on_stall) = on_stall.take() {
+                on_stall(format!(
+                    "the cell made no progress (no finished batch) for {:.0} s, the limit set by \
+                     training.stall_timeout; a plugin or the data loading may hang",
+                    since.as_secs_f64()
+                ));
+            }
+            ControlFlow::Break(())
+        });
+        StallWatch { last, start, _watch: watch }
     }
 
     /// Notes progress: a batch finished.
     pub fn progress(&self) {
         self.last.store(self.start.elapsed().as_millis() as u64, Ordering::SeqCst);
-    }
-}
-
-impl Drop for StallWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
-        }
     }
 }
 
