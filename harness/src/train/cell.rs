@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{carry_over, CheckpointDir, Progress};
 use super::stall::StallWatch;
+use super::unix_seconds;
 use super::data::{self, CellData, Evaluation};
 use super::device_memory::{self, PeakSampler};
 use super::embed::embed_split;
@@ -93,19 +94,24 @@ pub enum Event {
 }
 
 /// Where a cell's files go.
+#[derive(Clone, Debug)]
 pub struct CellPaths {
     /// The record.
     pub record: PathBuf,
     /// The checkpoint directory.
     pub checkpoint: CheckpointDir,
+    /// The lock of the process that trains the cell ([`super::lock`]).
+    pub lock: PathBuf,
 }
 
 impl CellPaths {
     /// The files of `cell` under `experiment_dir` (`results/<experiment>`).
     pub fn new(experiment_dir: &Path, cell: &Cell) -> Self {
         let id = cell.key.id();
+        let record = experiment_dir.join(format!("{id}.ron"));
         CellPaths {
-            record: experiment_dir.join(format!("{id}.ron")),
+            lock: super::lock::lock_path(&record),
+            record,
             checkpoint: CheckpointDir::new(experiment_dir.join("checkpoints").join(id)),
         }
     }
@@ -146,21 +152,20 @@ pub fn run_cell(
 ) -> anyhow::Result<CellRecord> {
     // A process killed while writing the record leaves its temporary file; this cell's process
     // is the one that writes this record now.
-    let record_path = CellPaths::new(experiment_dir, cell).record;
-    remove_temporaries(&record_path);
+    let paths = CellPaths::new(experiment_dir, cell);
+    remove_temporaries(&paths.record);
     let mut record = empty_record(plan, cell);
-    let stall = StallWatch::start(Duration::from_secs_f64(plan.spec.training.stall_timeout), record_path.clone(), record.clone());
-    let mut trainer = Trainer::new(plan, cell, registry, CellPaths::new(experiment_dir, cell), &mut record, &stall);
+    let stall = StallWatch::start(Duration::from_secs_f64(plan.spec.training.stall_timeout), paths.record.clone(), record.clone());
+    let mut trainer = Trainer::new(plan, cell, registry, paths.clone(), &mut record, &stall);
     if let Err(error) = &trainer
         && let Some(corrupt) = error.downcast_ref::<CorruptCheckpoint>()
     {
-        let checkpoint = CellPaths::new(experiment_dir, cell).checkpoint;
-        let kept = checkpoint.set_aside()?;
+        let kept = paths.checkpoint.set_aside()?;
         let message = format!("the checkpoint cannot be restored ({corrupt}); it is kept as {} and the cell starts over", kept.display());
         eprintln!("warning: {message}");
         events(Event::Warning { message });
         record = empty_record(plan, cell);
-        trainer = Trainer::new(plan, cell, registry, CellPaths::new(experiment_dir, cell), &mut record, &stall);
+        trainer = Trainer::new(plan, cell, registry, paths.clone(), &mut record, &stall);
     }
     let outcome = trainer.and_then(|mut trainer| {
         let result = trainer.train(events);
@@ -170,15 +175,11 @@ pub fn run_cell(
     });
     if let Err(error) = outcome {
         record.status = CellStatus::Failed { reason: crate::errors::describe(&error) };
-        record.updated_unix_s = now();
+        record.updated_unix_s = unix_seconds();
         record.peak_rss_bytes = record.peak_rss_bytes.max(environment::peak_rss_bytes());
-        record.save(&record_path)?;
+        record.save(&paths.record)?;
     }
     Ok(record)
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A record of `cell` with no epoch yet, status `Running`.
@@ -207,8 +208,8 @@ pub fn empty_record(plan: &Plan, cell: &Cell) -> CellRecord {
         peak_rss_bytes: 0,
         peak_device_bytes: None,
         environment: Default::default(),
-        started_unix_s: now(),
-        updated_unix_s: now(),
+        started_unix_s: unix_seconds(),
+        updated_unix_s: unix_seconds(),
         resumed: 0,
     }
 }
@@ -436,7 +437,7 @@ impl<'a> Trainer<'a> {
             if epoch + 1 == training.epochs {
                 self.finish()?;
             }
-            self.record.updated_unix_s = now();
+            self.record.updated_unix_s = unix_seconds();
             self.note_peaks();
             // Checkpoint (which keeps its own copy of the record) first, then the record file: a
             // crash in between leaves the record one epoch behind, and the next run rebuilds it

@@ -45,9 +45,7 @@ impl CheckpointDir {
     }
 
     fn with_suffix(&self, suffix: &str) -> PathBuf {
-        let mut name = self.dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-        name.push(suffix);
-        self.dir.with_file_name(name)
+        super::with_suffix(&self.dir, suffix)
     }
 
     /// Finishes a swap that a crash cut short, so that `dir` is the newest complete

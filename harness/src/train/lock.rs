@@ -15,14 +15,16 @@
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use super::environment::host_name;
 use super::periodic::Periodic;
+use super::{unix_seconds, with_suffix};
 
 /// How often the owner renews its lock.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -49,7 +51,7 @@ pub struct Owner {
 
 impl std::fmt::Display for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let age = now().saturating_sub(self.heartbeat_unix_s);
+        let age = unix_seconds().saturating_sub(self.heartbeat_unix_s);
         write!(f, "process {} on {} (last heartbeat {age} s ago)", self.pid, self.host)
     }
 }
@@ -92,9 +94,7 @@ impl Drop for CellLock {
 
 /// The lock file of the record at `record`: the same name with `.lock` appended.
 pub fn lock_path(record: &Path) -> PathBuf {
-    let mut name = record.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".lock");
-    record.with_file_name(name)
+    with_suffix(record, ".lock")
 }
 
 /// The live owner of the lock at `path`, if any (a stale or missing lock has none).
@@ -104,7 +104,7 @@ pub fn live_owner(path: &Path) -> Option<Owner> {
 
 /// Takes the lock at `path` for this process, unless a live owner holds it.
 pub fn acquire(path: &Path) -> anyhow::Result<Acquired> {
-    let me = Owner { host: host_name(), pid: std::process::id(), started_unix_s: now(), heartbeat_unix_s: now() };
+    let me = Owner { host: host_name(), pid: std::process::id(), started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() };
     // Two rounds: the second follows the removal of a stale lock.
     for _ in 0..2 {
         if create_exclusive(path, &me)? {
@@ -128,7 +128,7 @@ pub fn acquire(path: &Path) -> anyhow::Result<Acquired> {
 /// file meanwhile. `false` when another process is taking it over or renewed it.
 fn take_over(path: &Path, seen: Option<&Owner>) -> anyhow::Result<bool> {
     let guard = with_suffix(path, ".takeover");
-    let placeholder = Owner { host: host_name(), pid: std::process::id(), started_unix_s: now(), heartbeat_unix_s: now() };
+    let placeholder = Owner { host: host_name(), pid: std::process::id(), started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() };
     if !create_exclusive(&guard, &placeholder)? {
         // A taker that died mid-way leaves its guard; after the stale time it is cleared.
         if file_is_stale(&guard) {
@@ -183,7 +183,7 @@ fn renew(path: &Path, owner: &Owner) {
         eprintln!("warning: the lock {} is no longer this process's; another process may train this cell", path.display());
         return;
     }
-    let fresh = Owner { heartbeat_unix_s: now(), ..owner.clone() };
+    let fresh = Owner { heartbeat_unix_s: unix_seconds(), ..owner.clone() };
     let temporary = with_suffix(path, &format!(".{}.tmp", std::process::id()));
     let written = std::fs::write(&temporary, serde_json::to_vec(&fresh).expect("an owner serialises"))
         .and_then(|()| std::fs::rename(&temporary, path));
@@ -202,7 +202,7 @@ fn is_stale(owner: &Owner) -> bool {
     if owner.host == host_name() && !process_alive(owner.pid) {
         return true;
     }
-    now().saturating_sub(owner.heartbeat_unix_s) as f64 > stale_after().as_secs_f64()
+    unix_seconds().saturating_sub(owner.heartbeat_unix_s) as f64 > stale_after().as_secs_f64()
 }
 
 /// Whether the file at `path` was last written longer ago than the stale time.
@@ -248,20 +248,6 @@ fn process_alive(_pid: u32) -> bool {
     true
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
-fn host_name() -> String {
-    super::environment::host_name()
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +280,7 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        write_owner(&path, &Owner { host: host_name(), pid, started_unix_s: now(), heartbeat_unix_s: now() });
+        write_owner(&path, &Owner { host: host_name(), pid, started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() });
         let Acquired::Owned(lock) = acquire(&path).unwrap() else { panic!("a dead owner's lock is taken over") };
         assert_eq!(lock.owner().pid, std::process::id());
         assert!(!with_suffix(&path, ".takeover").exists());
@@ -307,7 +293,7 @@ mod tests {
         let path = dir.path().join("cell.ron.lock");
         let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
         let pid = child.id();
-        write_owner(&path, &Owner { host: host_name(), pid, started_unix_s: now(), heartbeat_unix_s: now() });
+        write_owner(&path, &Owner { host: host_name(), pid, started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() });
         assert!(matches!(acquire(&path).unwrap(), Acquired::Busy(_)), "a running owner keeps its lock");
         child.kill().unwrap();
         // Not waited for yet: a zombie, as a cell whose run was killed becomes.
@@ -324,7 +310,7 @@ mod tests {
     fn a_silent_lock_of_another_host_is_taken_over_only_after_the_stale_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cell.ron.lock");
-        let recent = Owner { host: "elsewhere".into(), pid: 1, started_unix_s: now(), heartbeat_unix_s: now() - 60 };
+        let recent = Owner { host: "elsewhere".into(), pid: 1, started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() - 60 };
         write_owner(&path, &recent);
         match acquire(&path).unwrap() {
             Acquired::Busy(owner) => {
@@ -333,7 +319,7 @@ mod tests {
             }
             Acquired::Owned(_) => panic!("a live owner on another host was overridden"),
         }
-        let silent = Owner { heartbeat_unix_s: now() - 3600, ..recent };
+        let silent = Owner { heartbeat_unix_s: unix_seconds() - 3600, ..recent };
         write_owner(&path, &silent);
         assert!(matches!(acquire(&path).unwrap(), Acquired::Owned(_)), "an hour of silence is stale");
     }

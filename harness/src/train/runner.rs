@@ -18,6 +18,7 @@ use dmlbench_datasets::synth::{self, SynthOptions};
 
 use super::cell::{empty_record, run_cell, CellPaths, Event};
 use super::lock::{self, Acquired};
+use super::with_suffix;
 use crate::experiment::{Cell, Plan};
 use crate::plugin::Registry;
 use crate::report::record::{CellRecord, CellStatus, EXPERIMENT_COPY};
@@ -91,7 +92,7 @@ pub fn ensure_dataset(plan: &Plan) -> anyhow::Result<()> {
     };
     // Generated beside its place and moved in whole, so that two runs starting at once neither
     // mix their files nor read a half-written set: the first to finish puts it in place.
-    let partial = sibling(&plan.dataset_root, &format!(".partial-{}", std::process::id()));
+    let partial = with_suffix(&plan.dataset_root, &format!(".partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&partial);
     synth::generate(spec.format, &partial, &options)
         .with_context(|| format!("generating the synthetic dataset at {}", partial.display()))?;
@@ -137,7 +138,7 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
     // The experiment file travels with its records, so the leaderboard page can show it. Copied
     // under a temporary name and renamed: another run may be reading it.
     let copy = dir.join(EXPERIMENT_COPY);
-    let staged = sibling(&copy, &format!(".{}.tmp", std::process::id()));
+    let staged = with_suffix(&copy, &format!(".{}.tmp", std::process::id()));
     std::fs::copy(&plan.file, &staged)
         .and_then(|_| std::fs::rename(&staged, &copy))
         .with_context(|| format!("copying {} to {}", plan.file.display(), copy.display()))?;
@@ -156,7 +157,7 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
             overall.inc(1);
             continue;
         }
-        if let Some(owner) = lock::live_owner(&lock::lock_path(&paths.record)) {
+        if let Some(owner) = lock::live_owner(&paths.lock) {
             summary.busy.push((id, owner.to_string()));
             overall.inc(1);
             continue;
@@ -265,13 +266,6 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
     }
 }
 
-/// `path` with `suffix` appended to its file name.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
 /// The command-line overrides a plan was made with, for its cell processes.
 fn plan_overrides(plan: &Plan) -> Vec<String> {
     let mut args = vec!["--epochs".into(), plan.spec.training.epochs.to_string(), "--device".into(), plan.spec.training.device.clone()];
@@ -342,7 +336,7 @@ pub fn run_single(plan: &Plan, cell: &Cell, registry: &Registry, results: &Path,
     let dir = plan.results_dir(results);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let paths = CellPaths::new(&dir, cell);
-    let _lock = match lock::acquire(&lock::lock_path(&paths.record))? {
+    let _lock = match lock::acquire(&paths.lock)? {
         Acquired::Owned(lock) => lock,
         Acquired::Busy(owner) => {
             let owner = owner.to_string();
