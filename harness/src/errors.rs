@@ -88,7 +88,8 @@ pub fn describe_exit(status: &std::process::ExitStatus) -> String {
             let name = signal_name(signal);
             let named = name.map_or(format!("signal {signal}"), |name| format!("signal {signal}, {name}"));
             return match name {
-                Some("SIGKILL") => format!("was killed ({named})"),
+                // What sends SIGKILL: a person, a scheduler at its time limit, the kernel out of memory.
+                Some("SIGKILL") => format!("was killed ({named}: by hand, by a scheduler, or for lack of memory)"),
                 Some("SIGSEGV" | "SIGBUS" | "SIGILL" | "SIGFPE" | "SIGABRT") => format!("crashed ({named})"),
                 _ => format!("was stopped by a signal ({named})"),
             };
@@ -108,6 +109,17 @@ mod tests {
         let tail = cap_message_tail(&long);
         assert!(tail.starts_with("(15914 earlier bytes) ...é") && tail.ends_with("éthe cause"), "{}", &tail[..40]);
         assert!(tail.len() <= MESSAGE_LIMIT + 40);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn exits_are_described_with_their_cause() {
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::ExitStatus;
+        assert_eq!(super::describe_exit(&ExitStatus::from_raw(3 << 8)), "exited with code 3");
+        assert_eq!(super::describe_exit(&ExitStatus::from_raw(11)), "crashed (signal 11, SIGSEGV)");
+        let killed = super::describe_exit(&ExitStatus::from_raw(9));
+        assert!(killed.starts_with("was killed (signal 9, SIGKILL") && killed.contains("lack of memory"), "{killed}");
     }
 
     #[test]

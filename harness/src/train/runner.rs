@@ -252,10 +252,7 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
         Some(r) if status.success() || matches!(r.status, CellStatus::Failed { .. }) => Ok(CellOutcome::Record(r)),
         other => {
             // The process died without recording why: a crash, a kill, running out of memory.
-            let how = match status.code() {
-                Some(code) => format!("exited with code {code}"),
-                None => signal_description(&status),
-            };
+            let how = crate::errors::describe_exit(&status);
             let mut r = other.unwrap_or_else(|| empty_record(plan, cell));
             r.status = CellStatus::Failed {
                 reason: format!("the cell's process {how}; from {}:\n{}", log_path.display(), log_excerpt(&log_path, 8)),
@@ -276,26 +273,6 @@ fn plan_overrides(plan: &Plan) -> Vec<String> {
         args.extend(["--create-timeout".into(), timeout.as_secs_f64().to_string()]);
     }
     args
-}
-
-#[cfg(unix)]
-fn signal_description(status: &std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match status.signal() {
-        Some(9) => "was killed (signal 9, SIGKILL: killed by hand or out of memory)".into(),
-        Some(11) => "crashed (signal 11, SIGSEGV: a plugin or backend read invalid memory)".into(),
-        Some(6) => "aborted (signal 6, SIGABRT)".into(),
-        Some(s) => match crate::errors::signal_name(s) {
-            Some(name) => format!("was stopped by signal {s}, {name}"),
-            None => format!("was stopped by signal {s}"),
-        },
-        None => "ended without an exit code".into(),
-    }
-}
-
-#[cfg(not(unix))]
-fn signal_description(_: &std::process::ExitStatus) -> String {
-    "ended without an exit code".into()
 }
 
 /// What a failed record keeps of its cell's log: the first line that reports an error or a
