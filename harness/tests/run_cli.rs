@@ -66,6 +66,21 @@ fn run_to_the_end(file: &Path, results: &Path) -> (String, String) {
     (stdout, stderr)
 }
 
+/// Changes the experiment file: `anchor` becomes `replacement`.
+fn edit(file: &Path, anchor: &str, replacement: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(anchor), "{} has no '{anchor}'", file.display());
+    std::fs::write(file, text.replace(anchor, replacement)).unwrap();
+}
+
+/// Why a cell failed, from its record; panics when it did not fail.
+fn failure_reason(record: &CellRecord) -> String {
+    match &record.status {
+        CellStatus::Failed { reason } => reason.clone(),
+        other => panic!("the cell did not fail: {other:?}"),
+    }
+}
+
 fn record(results: &Path, experiment: &str, cell: &str) -> CellRecord {
     let path = results.join(experiment).join(format!("{cell}.ron"));
     CellRecord::load(&path).unwrap_or_else(|e| panic!("{e}"))
@@ -397,7 +412,7 @@ fn a_crashing_plugin_costs_one_cell() {
     assert_eq!(code, 1, "a failed cell makes the exit code 1");
     assert!(stdout.contains("FAILED"), "{stdout}");
     let failed = record(&results, "crash", "panicking-seed0");
-    let CellStatus::Failed { reason } = &failed.status else { panic!("{:?}", failed.status) };
+    let reason = failure_reason(&failed);
     assert!(reason.contains("panicked") && reason.contains("deliberate"), "{reason}");
     assert_eq!(record(&results, "crash", "contrastive-seed0").status, CellStatus::Completed);
 }
@@ -415,15 +430,14 @@ fn a_hanging_plugin_is_stopped_after_the_stall_timeout() {
         &plugins.join(format!("{DLL_PREFIX}c_hang{DLL_SUFFIX}")),
     );
     let file = experiment(dir.path(), "stall", 1, r#"(loss: "c_hang"), (loss: "contrastive")"#);
-    let text = std::fs::read_to_string(&file).unwrap().replace("workers: 1,", "workers: 1,\n        stall_timeout: 2.0,");
-    std::fs::write(&file, text).unwrap();
+    edit(&file, "workers: 1,", "workers: 1,\n        stall_timeout: 2.0,");
     let results = dir.path().join("results");
     let started = Instant::now();
     let (code, stdout, stderr) = run(dmlbench().env("DMLBENCH_PLUGIN_PATH", &plugins).arg("run").arg(&file).arg("--results").arg(&results));
     assert_eq!(code, 1, "a failed cell makes the exit code 1\n{stdout}\n{stderr}");
     assert!(started.elapsed() < Duration::from_secs(120), "the hang was not cut short");
     let stalled = record(&results, "stall", "c_hang-seed0");
-    let CellStatus::Failed { reason } = &stalled.status else { panic!("{:?}", stalled.status) };
+    let reason = failure_reason(&stalled);
     assert!(reason.contains("no progress") && reason.contains("training.stall_timeout"), "{reason}");
     assert_eq!(record(&results, "stall", "contrastive-seed0").status, CellStatus::Completed);
 }
@@ -433,8 +447,7 @@ fn a_hanging_plugin_is_stopped_after_the_stall_timeout() {
 fn a_stall_timeout_that_is_not_positive_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let file = experiment(dir.path(), "badstall", 1, r#"(loss: "contrastive")"#);
-    let text = std::fs::read_to_string(&file).unwrap().replace("workers: 1,", "workers: 1,\n        stall_timeout: 0.0,");
-    std::fs::write(&file, text).unwrap();
+    edit(&file, "workers: 1,", "workers: 1,\n        stall_timeout: 0.0,");
     let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(dir.path().join("results")));
     assert_ne!(code, 0, "{stdout}");
     assert!(stderr.contains("training.stall_timeout"), "{stderr}");
@@ -446,12 +459,11 @@ fn a_stall_timeout_that_is_not_positive_is_rejected() {
 fn validation_classes_that_leave_one_training_class_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let file = experiment(dir.path(), "heldout", 1, r#"(loss: "cross_entropy")"#);
-    let text = std::fs::read_to_string(&file).unwrap().replace("format: cub,", "format: cub,\n        validation_classes: 0.8,");
-    std::fs::write(&file, text).unwrap();
+    edit(&file, "format: cub,", "format: cub,\n        validation_classes: 0.8,");
     let results = dir.path().join("results");
     let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
     assert_eq!(code, 1, "{stdout}\n{stderr}");
-    let CellStatus::Failed { reason } = record(&results, "heldout", "cross_entropy-seed0").status else { panic!("the cell did not fail") };
+    let reason = failure_reason(&record(&results, "heldout", "cross_entropy-seed0"));
     assert!(reason.contains("4 training classes") && reason.contains("validation_classes (0.8) holds 3") && reason.contains("leaving 1"), "{reason}");
 }
 
@@ -637,9 +649,7 @@ fn optimiser_constants_are_validated_with_their_fields() {
         ("RmsProp(lr: 0.01, alpha: NaN)", vec!["training.optimizer.alpha: must be in [0, 1), got NaN"]),
     ] {
         let file = experiment(dir.path(), "optimiser", 1, r#"(loss: "cross_entropy")"#);
-        let text = std::fs::read_to_string(&file).unwrap().replace("Sgd(lr: 0.05, momentum: 0.9, nesterov: true)", optimizer);
-        assert!(text.contains(optimizer));
-        std::fs::write(&file, text).unwrap();
+        edit(&file, "Sgd(lr: 0.05, momentum: 0.9, nesterov: true)", optimizer);
         let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(dir.path().join("results")));
         assert_eq!(code, 2, "{optimizer}: {stdout}\n{stderr}");
         for line in expected {
@@ -655,13 +665,12 @@ fn a_batch_that_the_classes_cannot_fill_fails_the_cell() {
     let dir = tempfile::tempdir().unwrap();
     // 8 classes: 4 for training, 4 images of each per batch at most.
     let file = experiment(dir.path(), "unfillable", 1, r#"(loss: "cross_entropy")"#);
-    let text = std::fs::read_to_string(&file).unwrap().replace("batch_size: 16,", "batch_size: 32,");
-    std::fs::write(&file, text).unwrap();
+    edit(&file, "batch_size: 16,", "batch_size: 32,");
     let results = dir.path().join("results");
     let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let failed = record(&results, "unfillable", "cross_entropy-seed0");
-    let CellStatus::Failed { reason } = &failed.status else { panic!("{:?}", failed.status) };
+    let reason = failure_reason(&failed);
     assert!(reason.contains("training.batch_size: 32 cannot be filled by MPerClass(m: 4) from 4 training classes"), "{reason}");
     assert!(reason.contains("the largest batch is 16"), "{reason}");
     assert!(failed.epochs.is_empty());

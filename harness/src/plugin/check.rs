@@ -93,17 +93,6 @@ impl Report<'_> {
     }
 }
 
-/// Runs the whole suite on one plugin in this process.
-pub fn check_plugin(info: &PluginInfo) -> Vec<CheckOutcome> {
-    let mut outcomes = Vec::new();
-    run_suite(info, &mut |event| {
-        if let CheckEvent::Finished(outcome) = event {
-            outcomes.push(outcome);
-        }
-    });
-    outcomes
-}
-
 /// Runs the whole suite on one plugin in this process, reporting each check as it starts and
 /// ends.
 pub fn run_suite(info: &PluginInfo, on_event: &mut dyn FnMut(CheckEvent)) {
