@@ -174,20 +174,23 @@ fn read_header(path: &Path) -> Result<Header, NpyError> {
     // The npy library multiplies the dimensions in several orders (the element count, the
     // strides), and a zero dimension does not stop the partial products of the others from
     // overflowing: every nonzero dimension together must fit, with room for 8-byte elements.
-    let fits = shape.iter().filter(|&&d| d > 0).try_fold(8u64, |acc, &d| acc.checked_mul(d));
-    if fits.and_then(|b| usize::try_from(b).ok()).is_none() {
+    if addressable_bytes(shape.iter().filter(|&&d| d > 0), 8).is_none() {
         return Err(unsupported(path, format!("shape {shape:?} is too large to address")));
     }
     Ok(Header { shape, data_len: available - length })
 }
 
-/// Bytes of `shape` elements of `item_size` bytes, an error when that cannot be addressed.
-fn payload_bytes(path: &Path, shape: &[u64], item_size: u64) -> Result<u64, NpyError> {
-    shape
-        .iter()
+/// Bytes of an array of these dimensions and `item_size`-byte elements, `None` when that
+/// overflows or exceeds this machine's address space.
+fn addressable_bytes<'a>(dims: impl IntoIterator<Item = &'a u64>, item_size: u64) -> Option<u64> {
+    dims.into_iter()
         .try_fold(item_size, |acc, &dim| acc.checked_mul(dim))
         .filter(|&b| usize::try_from(b).is_ok())
-        .ok_or_else(|| unsupported(path, format!("shape {shape:?} is too large to address")))
+}
+
+/// Bytes of `shape` elements of `item_size` bytes, an error when that cannot be addressed.
+fn payload_bytes(path: &Path, shape: &[u64], item_size: u64) -> Result<u64, NpyError> {
+    addressable_bytes(shape, item_size).ok_or_else(|| unsupported(path, format!("shape {shape:?} is too large to address")))
 }
 
 /// Parses the header dictionary, `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }`
