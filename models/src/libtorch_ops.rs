@@ -1,32 +1,28 @@
 //! The backbone's convolution, training-mode batch norm and ReLU on LibTorch, differentiated by
 //! LibTorch's own backward kernels.
 //!
-//! burn's autodiff differentiates both operations with backend-generic formulas (see
+//! burn's autodiff differentiates these operations with backend-generic formulas (see
 //! [`crate::conv`] and [`crate::norm`]), which burn's LibTorch backend has no override for. This
 //! module adds them as a burn backend extension ([`LibTorchOps`]) whose autodiff implementation
-//! keeps a small LibTorch autograd graph per operation instead:
+//! saves what LibTorch's backward needs in the forward pass and, in the backward pass, calls the
+//! kernels PyTorch's own autograd calls for these operations:
 //!
-//! - forward: the inputs that may need gradients are aliased as LibTorch leaves that require
-//!   them, and the operation runs with LibTorch's autograd recording it (its node saves what
-//!   LibTorch's backward needs: for a convolution `x` and `w`, as burn's own op would). burn
-//!   receives the output detached, as an ordinary tensor;
-//! - backward: given burn's output gradient `g`, LibTorch's autograd differentiates the scalar
-//!   `Σ y ⊙ g`, whose gradient with respect to `y` is `g`, for the leaves burn asks about: the
-//!   chain rule then gives their gradients from LibTorch's convolution and batch-norm backward
-//!   (oneDNN on the CPU, cuDNN on CUDA), computing only those asked for.
+//! - convolution: saves `x` and `w`; backward is `at::convolution_backward` (oneDNN on the CPU,
+//!   cuDNN on CUDA), computing only the gradients burn asks for;
+//! - batch norm over the batch: saves `x`, `γ` and the batch mean and inverse standard deviation
+//!   the forward kernel returned; backward is `at::native_batch_norm_backward`;
+//! - ReLU: saves the output; backward is `threshold_backward`.
 //!
-//! The leaves share storage with burn's tensors, so each operation also holds burn's handles to
-//! its inputs until the backward pass: burn-tch writes into a tensor in place only when it holds
-//! the sole handle, and must not overwrite what LibTorch saved.
-//!
-//! ReLU needs no graph: its backward is one LibTorch kernel (`threshold_backward`) called
-//! directly on the saved output.
+//! tch binds neither of the first two kernels, so `src/libtorch_backward.cpp` (compiled by the
+//! build script against the same LibTorch) calls them for us. What is saved is held as burn's
+//! handles (or tensors burn never sees): burn-tch writes into a tensor in place only when it
+//! holds the sole handle, and must not overwrite what the backward pass reads.
 //!
 //! `models/tests/backend_parity.rs` checks all three against flex, which keeps burn's formulas.
 
 #![allow(deprecated)] // burn 0.22 marks LibTorch deprecated; it is our checkable GPU route.
 
-use std::fmt;
+use std::ffi::{CStr, c_char};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -80,8 +76,16 @@ impl LibTorchOps for LibTorch {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (output, mean, variance) =
-            batch_norm_statistics(&x.tensor, &gamma.tensor, &beta.tensor, epsilon);
+        let (output, mean, inv_std) = x.tensor.native_batch_norm(
+            Some(&gamma.tensor),
+            Some(&beta.tensor),
+            None::<&tch::Tensor>,
+            None::<&tch::Tensor>,
+            true,
+            0.0,
+            epsilon,
+        );
+        let variance = variance_of(&inv_std, epsilon);
         (TchTensor::new(output), TchTensor::new(mean), TchTensor::new(variance))
     }
 }
@@ -104,20 +108,11 @@ impl<C: CheckpointStrategy> LibTorchOps for Autodiff<LibTorch, C> {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         let nodes = [x.node(), weight.node()];
-        match RecordedBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        match ConvBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let inputs = [x.into_primitive(), weight.into_primitive()];
-                let leaves = leaves(&inputs);
-                let output = leaves[0].conv2d(
-                    &leaves[1],
-                    None::<&tch::Tensor>,
-                    to_i64(options.stride),
-                    to_i64(options.padding_begin()),
-                    to_i64(options.dilation),
-                    options.groups as i64,
-                );
-                let (output, graph) = RecordedGraph::new(output, leaves, inputs);
-                prep.finish(graph, output)
+                let saved = SavedConv { input: x.primitive().clone(), weight: weight.primitive().clone(), options: options.clone() };
+                let output = LibTorch::native_conv2d(x.into_primitive(), weight.into_primitive(), options);
+                prep.finish(saved, output)
             }
             OpsKind::UnTracked(prep) => prep.finish(LibTorch::native_conv2d(
                 x.into_primitive(),
@@ -134,24 +129,28 @@ impl<C: CheckpointStrategy> LibTorchOps for Autodiff<LibTorch, C> {
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let nodes = [x.node(), gamma.node(), beta.node()];
-        let inputs = [x.into_primitive(), gamma.into_primitive(), beta.into_primitive()];
-        // The statistics are not differentiated (burn's batch norm detaches them too), and are
-        // copies: LibTorch's backward keeps the mean, which burn may overwrite in place.
-        let statistic = |tensor: tch::Tensor| <FloatTensor<Self>>::new(TchTensor::new(tensor.detach().copy()));
-        match RecordedBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        let [x, gamma, beta] = [x.into_primitive(), gamma.into_primitive(), beta.into_primitive()];
+        let (output, mean, inv_std) = x.tensor.native_batch_norm(
+            Some(&gamma.tensor),
+            Some(&beta.tensor),
+            None::<&tch::Tensor>,
+            None::<&tch::Tensor>,
+            true,
+            0.0,
+            epsilon,
+        );
+        let variance = variance_of(&inv_std, epsilon);
+        // burn gets a copy of the mean: the backward pass reads the kernel's own, and burn may
+        // overwrite a tensor it holds the only handle to.
+        let mean_for_burn = <FloatTensor<Self>>::new(TchTensor::new(mean.copy()));
+        let variance = <FloatTensor<Self>>::new(TchTensor::new(variance));
+        let output = TchTensor::new(output);
+        match BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let leaves = leaves(&inputs);
-                let (output, mean, variance) =
-                    batch_norm_statistics(&leaves[0], &leaves[1], &leaves[2], epsilon);
-                let (output, graph) = RecordedGraph::new(output, leaves, inputs);
-                (prep.finish(graph, output), statistic(mean), statistic(variance))
+                let saved = SavedBatchNorm { input: x, gamma, mean, inv_std, epsilon };
+                (prep.finish(saved, output), mean_for_burn, variance)
             }
-            OpsKind::UnTracked(prep) => {
-                let [x, gamma, beta] = inputs;
-                let (output, mean, variance) =
-                    LibTorch::native_batch_norm_train(x, gamma, beta, epsilon);
-                (prep.finish(output), statistic(mean.tensor), statistic(variance.tensor))
-            }
+            OpsKind::UnTracked(prep) => (prep.finish(output), mean_for_burn, variance),
         }
     }
 }
@@ -201,106 +200,192 @@ pub(crate) fn on_libtorch(device: &Device) -> bool {
     matches!(device.as_dispatch().clone().inner(), DispatchDevice::LibTorch(_))
 }
 
-/// LibTorch's batch norm over the batch: output, mean and biased variance. LibTorch returns the
-/// inverse standard deviation `1/√(var + ε)`; the variance follows from it.
-fn batch_norm_statistics(
-    x: &tch::Tensor,
-    gamma: &tch::Tensor,
-    beta: &tch::Tensor,
-    epsilon: f64,
-) -> (tch::Tensor, tch::Tensor, tch::Tensor) {
-    let (output, mean, inv_std) =
-        x.native_batch_norm(Some(gamma), Some(beta), None, None, true, 0.0, epsilon);
-    let variance = (&inv_std * &inv_std).reciprocal() - epsilon;
-    (output, mean, variance)
+/// The biased variance from the inverse standard deviation `1/√(var + ε)` LibTorch's batch norm
+/// returns.
+fn variance_of(inv_std: &tch::Tensor, epsilon: f64) -> tch::Tensor {
+    (inv_std * inv_std).reciprocal() - epsilon
 }
 
 fn to_i64(values: [usize; 2]) -> [i64; 2] {
     values.map(|value| value as i64)
 }
 
-/// LibTorch leaves aliasing `inputs`, each requiring a gradient.
-fn leaves<const N: usize>(inputs: &[TchTensor; N]) -> [tch::Tensor; N] {
-    inputs.each_ref().map(|input| input.tensor.detach().set_requires_grad(true))
+/// What a convolution's backward pass reads: burn's handles on its input and weight.
+#[derive(Debug, Clone)]
+struct SavedConv {
+    input: TchTensor,
+    weight: TchTensor,
+    options: ConvOptions<2>,
 }
 
-/// One recorded LibTorch operation: its output (the root of the graph), its leaves, and burn's
-/// handles on the storage the leaves alias (see the module documentation).
-struct RecordedGraph<const N: usize> {
-    output: tch::Tensor,
-    leaves: [tch::Tensor; N],
-    burn_handles: [TchTensor; N],
-}
-
-impl<const N: usize> RecordedGraph<N> {
-    /// The graph, and the output detached for burn.
-    ///
-    /// The root keeps its autograd node but lets go of its values (`set_data` to an empty
-    /// tensor): LibTorch's backward of both operations needs only the inputs, and holding every
-    /// output until the backward pass would keep each layer's activations twice as long as
-    /// PyTorch does (for a ResNet-50 at batch 128, 12 GB of peak memory instead of 6.5).
-    fn new(mut output: tch::Tensor, leaves: [tch::Tensor; N], inputs: [TchTensor; N]) -> (TchTensor, Self) {
-        let detached = TchTensor::new(output.detach());
-        output.set_data(&tch::Tensor::empty([0], (output.kind(), output.device())));
-        (detached, Self { output, leaves, burn_handles: inputs })
-    }
-
-    /// The gradients of `Σ output ⊙ output_grad` for the leaves `wanted` marks, in leaf order.
-    /// The root's values only have to have the output's shape: the gradient of that sum with
-    /// respect to it is `output_grad` whatever they are.
-    fn gradients(mut self, output_grad: &TchTensor, wanted: [bool; N]) -> [Option<TchTensor>; N] {
-        self.output.set_data(&output_grad.tensor);
-        let objective = (&self.output * &output_grad.tensor).sum(None::<tch::Kind>);
-        let inputs: Vec<&tch::Tensor> = self
-            .leaves
-            .iter()
-            .zip(wanted)
-            .filter_map(|(leaf, wanted)| wanted.then_some(leaf))
-            .collect();
-        let mut gradients = tch::Tensor::run_backward(&[objective], &inputs, false, false)
-            .into_iter()
-            .map(TchTensor::new);
-        drop(self.burn_handles);
-        wanted.map(|wanted| if wanted { gradients.next() } else { None })
-    }
-}
-
-impl<const N: usize> Clone for RecordedGraph<N> {
-    fn clone(&self) -> Self {
-        Self {
-            output: self.output.shallow_clone(),
-            leaves: self.leaves.each_ref().map(tch::Tensor::shallow_clone),
-            burn_handles: self.burn_handles.clone(),
-        }
-    }
-}
-
-impl<const N: usize> fmt::Debug for RecordedGraph<N> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let leaves: Vec<_> = self.leaves.iter().map(tch::Tensor::size).collect();
-        f.debug_struct("RecordedGraph")
-            .field("leaves", &leaves)
-            .field("output", &self.output.size())
-            .finish()
-    }
-}
-
-/// The burn autodiff step that hands the output gradient to a [`RecordedGraph`].
+/// The burn autodiff step of a convolution: `at::convolution_backward`.
 #[derive(Debug)]
-struct RecordedBackward;
+struct ConvBackward;
 
-impl<const N: usize> Backward<LibTorch, N> for RecordedBackward {
-    type State = RecordedGraph<N>;
+impl Backward<LibTorch, 2> for ConvBackward {
+    type State = SavedConv;
 
-    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let output_grad = grads.consume::<LibTorch>(&ops.node);
         let wanted = ops.parents.each_ref().map(Option::is_some);
-        let gradients = ops.state.gradients(&output_grad, wanted);
+        let saved = ops.state;
+        let gradients = conv2d_backward(&output_grad.tensor, &saved.input.tensor, &saved.weight.tensor, &saved.options, wanted);
         for (node, grad) in ops.parents.into_iter().zip(gradients) {
             if let (Some(node), Some(grad)) = (node, grad) {
                 grads.register::<LibTorch>(node.id, grad);
             }
         }
+    }
+}
+
+/// dL/dx and dL/dw of a convolution (those `[want_input, want_weight]` asks for) from dL/dy.
+fn conv2d_backward(
+    output_grad: &tch::Tensor,
+    input: &tch::Tensor,
+    weight: &tch::Tensor,
+    options: &ConvOptions<2>,
+    [want_input, want_weight]: [bool; 2],
+) -> [Option<TchTensor>; 2] {
+    let (stride, padding, dilation) =
+        (to_i64(options.stride), to_i64(options.padding_begin()), to_i64(options.dilation));
+    let mut outputs = [std::ptr::null_mut(); 2];
+    let [grad_input, grad_weight] = &mut outputs;
+    // SAFETY: every tensor pointer is a live tch tensor for the duration of the call, the
+    // arrays hold two values each, and the kernel's outputs become owned tensors below.
+    let message = unsafe {
+        ffi::dmlbench_conv2d_backward(
+            output_grad.as_ptr(),
+            input.as_ptr(),
+            weight.as_ptr(),
+            stride.as_ptr(),
+            padding.as_ptr(),
+            dilation.as_ptr(),
+            options.groups as i64,
+            want_input,
+            want_weight,
+            grad_input,
+            grad_weight,
+        )
+    };
+    take_outputs(message, outputs, "convolution")
+}
+
+/// What a batch norm's backward pass reads: burn's handles on its input and scale, and the batch
+/// mean and inverse standard deviation as the forward kernel returned them.
+#[derive(Debug)]
+struct SavedBatchNorm {
+    input: TchTensor,
+    gamma: TchTensor,
+    mean: tch::Tensor,
+    inv_std: tch::Tensor,
+    epsilon: f64,
+}
+
+impl Clone for SavedBatchNorm {
+    fn clone(&self) -> Self {
+        Self {
+            input: self.input.clone(),
+            gamma: self.gamma.clone(),
+            mean: self.mean.shallow_clone(),
+            inv_std: self.inv_std.shallow_clone(),
+            epsilon: self.epsilon,
+        }
+    }
+}
+
+/// The burn autodiff step of batch norm over the batch: `at::native_batch_norm_backward`.
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl Backward<LibTorch, 3> for BatchNormBackward {
+    type State = SavedBatchNorm;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let output_grad = grads.consume::<LibTorch>(&ops.node);
+        let [want_input, want_gamma, want_beta] = ops.parents.each_ref().map(Option::is_some);
+        let saved = ops.state;
+        let mut outputs = [std::ptr::null_mut(); 3];
+        let [grad_input, grad_gamma, grad_beta] = &mut outputs;
+        // SAFETY: as for the convolution.
+        let message = unsafe {
+            ffi::dmlbench_batch_norm_backward(
+                output_grad.tensor.as_ptr(),
+                saved.input.tensor.as_ptr(),
+                saved.gamma.tensor.as_ptr(),
+                saved.mean.as_ptr(),
+                saved.inv_std.as_ptr(),
+                saved.epsilon,
+                want_input,
+                want_gamma,
+                want_beta,
+                grad_input,
+                grad_gamma,
+                grad_beta,
+            )
+        };
+        let gradients = take_outputs(message, outputs, "batch norm");
+        for (node, grad) in ops.parents.into_iter().zip(gradients) {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<LibTorch>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// The gradients a backward kernel returned, owned; panics with LibTorch's message if it failed
+/// (as tch does for every failing LibTorch call).
+fn take_outputs<const N: usize>(
+    message: *mut c_char,
+    outputs: [*mut torch_sys::C_tensor; N],
+    operation: &str,
+) -> [Option<TchTensor>; N] {
+    if !message.is_null() {
+        // SAFETY: a non-null message is a C string from the shim, freed once, by the shim.
+        let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+        unsafe { ffi::dmlbench_free_message(message) };
+        panic!("LibTorch's {operation} backward failed: {text}");
+    }
+    // SAFETY: a non-null output is a heap tensor the shim handed over to us.
+    outputs.map(|tensor| (!tensor.is_null()).then(|| TchTensor::new(unsafe { tch::Tensor::from_ptr(tensor) })))
+}
+
+/// The C functions of `src/libtorch_backward.cpp`.
+mod ffi {
+    use std::ffi::c_char;
+
+    use torch_sys::C_tensor;
+
+    unsafe extern "C" {
+        pub fn dmlbench_free_message(message: *mut c_char);
+
+        pub fn dmlbench_conv2d_backward(
+            grad_output: *const C_tensor,
+            input: *const C_tensor,
+            weight: *const C_tensor,
+            stride: *const i64,
+            padding: *const i64,
+            dilation: *const i64,
+            groups: i64,
+            want_input: bool,
+            want_weight: bool,
+            grad_input: *mut *mut C_tensor,
+            grad_weight: *mut *mut C_tensor,
+        ) -> *mut c_char;
+
+        pub fn dmlbench_batch_norm_backward(
+            grad_output: *const C_tensor,
+            input: *const C_tensor,
+            gamma: *const C_tensor,
+            saved_mean: *const C_tensor,
+            saved_inv_std: *const C_tensor,
+            epsilon: f64,
+            want_input: bool,
+            want_gamma: bool,
+            want_beta: bool,
+            grad_input: *mut *mut C_tensor,
+            grad_gamma: *mut *mut C_tensor,
+            grad_beta: *mut *mut C_tensor,
+        ) -> *mut c_char;
     }
 }
 
@@ -320,5 +405,46 @@ impl Backward<LibTorch, 1> for ReluBackward {
             let grad = ops.state.tensor.threshold_backward(&output_grad.tensor, 0.0);
             grads.register::<LibTorch>(node.id, TchTensor::new(grad));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A LibTorch error inside a backward kernel reaches Rust as a panic that names the
+    /// operation and gives LibTorch's reason (as tch does for its own calls), never as a C++
+    /// exception unwinding through Rust.
+    #[test]
+    fn a_failing_backward_kernel_panics_with_libtorch_reason() {
+        let options = (tch::Kind::Float, tch::Device::Cpu);
+        let output_grad = tch::Tensor::ones([1, 2, 3, 3], options);
+        // Five input channels for a weight that takes three: LibTorch refuses.
+        let input = tch::Tensor::ones([1, 5, 3, 3], options);
+        let weight = tch::Tensor::ones([2, 3, 1, 1], options);
+        let conv = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+        let panic = std::panic::catch_unwind(|| {
+            conv2d_backward(&output_grad, &input, &weight, &conv, [true, true])
+        })
+        .expect_err("mismatched channels cannot be differentiated");
+        let message = panic.downcast_ref::<String>().expect("a formatted panic message");
+        assert!(message.starts_with("LibTorch's convolution backward failed: "), "{message}");
+        assert!(message.len() > "LibTorch's convolution backward failed: ".len() + 10, "{message}");
+    }
+
+    /// Only the gradients asked for are computed; the others come back as `None`.
+    #[test]
+    fn backward_kernels_compute_only_what_is_asked() {
+        let options = (tch::Kind::Float, tch::Device::Cpu);
+        let output_grad = tch::Tensor::ones([1, 2, 3, 3], options);
+        let input = tch::Tensor::ones([1, 3, 3, 3], options);
+        let weight = tch::Tensor::ones([2, 3, 1, 1], options);
+        let conv = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+        let [grad_input, grad_weight] = conv2d_backward(&output_grad, &input, &weight, &conv, [false, true]);
+        assert!(grad_input.is_none());
+        // dL/dw[o, c] = Σ over the 3×3 positions of dL/dy · x = 9 for all-ones tensors.
+        let grad_weight = grad_weight.expect("the weight's gradient was asked for").tensor;
+        assert_eq!(grad_weight.size(), [2, 3, 1, 1]);
+        assert_eq!(Vec::<f32>::try_from(grad_weight.flatten(0, -1)).unwrap(), vec![9.0; 6]);
     }
 }
