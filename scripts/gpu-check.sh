@@ -43,7 +43,7 @@ prepare() {
     mkdir -p "$bundle/bin" "$bundle/plugins"
     # Every workspace crate, so that every plugin library is built in the release profile.
     cargo build --release --workspace --features dmlbench/tch
-    cp target/release/dmlbench "$bundle/bin/"
+    cp target/release/dmlbench target/release/dmlbench-plugin-job "$bundle/bin/"
     cp target/release/libdmlbench_loss_*.so target/release/libdmlbench_miner_*.so "$bundle/plugins/"
     # The same feature set as the build above, so that nothing is compiled twice.
     local exe
@@ -90,7 +90,7 @@ run() {
     mkdir -p target/release
     cp "$bundle"/plugins/*.so target/release/
     touch target/release/*.so
-    cp "$bundle/bin/dmlbench" target/release/dmlbench
+    cp "$bundle/bin/dmlbench" "$bundle/bin/dmlbench-plugin-job" target/release/
     local dmlbench="$root/target/release/dmlbench"
     local status=0
 

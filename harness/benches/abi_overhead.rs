@@ -9,7 +9,7 @@
 //! The README quotes `through_abi / direct`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dmlbench::plugin::{CreateOptions, HostOptions, LossHandle, PluginKind, Registry};
+use dmlbench_host::{CreateOptions, HostOptions, LossHandle, PluginKind, Registry};
 use dmlbench_loss_contrastive::{Config, Contrastive};
 use dmlbench_sdk::instance::RawBatch;
 use dmlbench_sdk::matrix::MatRef;

@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dmlbench::plugin::{CreateOptions, HostOptions, LossHandle, PluginKind, Registry};
+use dmlbench_host::{CreateOptions, HostOptions, LossHandle, PluginKind, Registry};
 use dmlbench_sdk::testing::random_embeddings;
 
 const N: usize = 256;

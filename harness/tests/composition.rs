@@ -3,7 +3,7 @@
 //! triplets), the loss runs on exactly those tuples, and its gradient is exact. Every plugin
 //! found is included, so a new miner or loss is covered without editing this file.
 
-use dmlbench::plugin::{CreateOptions, HostOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
+use dmlbench_host::{CreateOptions, HostOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
 use dmlbench_sdk::testing::{check_gradient, random_embeddings, GradCheck};
 use dmlbench_sdk::{Error, Tuples};
 

@@ -23,7 +23,7 @@ mod fuzz_support;
 use std::path::{Path, PathBuf};
 
 use dmlbench::experiment::{self, Overrides, PlanError};
-use dmlbench::plugin::Registry;
+use dmlbench_host::Registry;
 use fuzz_support::{CappedAllocator, config, damaged, every_number_replaced, finishes};
 use proptest::prelude::*;
 

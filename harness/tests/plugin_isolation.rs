@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{compile_c_plugin_with, dmlbench, json};
+use common::{compile_c_plugin_with, dmlbench, dmlbench_program, json, root};
 use dmlbench::report::record::{CellRecord, CellStatus};
 
 /// A directory holding `misbehaving.c` compiled once per (id, behaviour).
@@ -57,7 +57,11 @@ fn run(command: &mut Command) -> (i32, String, String) {
 
 /// `plugins check ARGS --json` with `dir` on the plugin path: (exit code, the JSON, stderr).
 fn check(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, serde_json::Value, String) {
-    let mut command = dmlbench();
+    check_with(dmlbench(), dir, args, env)
+}
+
+/// [`check`] with another `dmlbench` command.
+fn check_with(mut command: Command, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, serde_json::Value, String) {
     command.env("DMLBENCH_PLUGIN_PATH", dir).env_remove("DMLBENCH_CHECK_TIMEOUT").args(["plugins", "check"]).args(args).arg("--json");
     for (key, value) in env {
         command.env(key, value);
@@ -104,6 +108,46 @@ fn a_plugin_that_segfaults_in_forward_backward_fails_its_check() {
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(v["passed"], false);
     assert_died_in_the_first_gradient_check(&v, "loss:c_crash_forward", &["crashed (signal 11, SIGSEGV)"]);
+}
+
+/// The job program installed beside `dmlbench` (which starts without LibTorch) comes from the
+/// same sources as the host this test links, so `dmlbench` uses it.
+#[test]
+fn the_job_program_beside_dmlbench_reports_its_sources() {
+    let program = env!("CARGO_BIN_EXE_dmlbench-plugin-job");
+    let (code, stdout, stderr) = run(Command::new(program).arg(dmlbench_host::isolated::SOURCES_QUERY));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), dmlbench_host::isolated::BUILD_SOURCES);
+}
+
+/// A `dmlbench` on its own, or beside a job program from another build, runs plugin jobs
+/// through its own hidden command: a crash is reported just the same, and the stale program
+/// is asked for its sources and nothing else.
+#[cfg(unix)]
+#[test]
+fn plugin_jobs_run_without_the_job_program_or_beside_a_stale_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let plugins = misbehaving(&[("c_crash_forward", "CRASH_IN_FORWARD")]);
+    let bin = tempfile::tempdir().unwrap();
+    let exe = bin.path().join("dmlbench");
+    // A hard link where the file system allows it: the test binary is hundreds of MB.
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_dmlbench"), &exe).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_dmlbench"), &exe).unwrap();
+    }
+    let calls = bin.path().join("calls");
+    let stale = bin.path().join("dmlbench-plugin-job");
+    for with_stale_program in [false, true] {
+        if with_stale_program {
+            let script = format!("#!/bin/sh\necho \"$*\" >> '{}'\necho 0123456789abcdef\nexit 3\n", calls.display());
+            std::fs::write(&stale, script).unwrap();
+            std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let (code, v, stderr) = check_with(dmlbench_program(&exe, &root()), plugins.path(), &["c_crash_forward"], &[]);
+        assert_eq!(code, 1, "{stderr}");
+        assert_died_in_the_first_gradient_check(&v, "loss:c_crash_forward", &["crashed (signal 11, SIGSEGV)"]);
+    }
+    let asked = std::fs::read_to_string(&calls).expect("the stale program was asked for its sources");
+    assert!(asked.lines().all(|line| line == dmlbench_host::isolated::SOURCES_QUERY), "{asked}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::batch_input::BatchFiles;
 use super::mine::{run_miner, tuples_json, tuples_summary};
 use super::HostArgs;
-use crate::plugin::{CreateOptions, LossHandle, PluginKind};
+use dmlbench_host::{CreateOptions, LossHandle, PluginKind};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:

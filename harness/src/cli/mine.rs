@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::batch_input::{BatchFiles, LoadedBatch};
 use super::HostArgs;
-use crate::plugin::{CreateOptions, MinerHandle, MinerOutput, PluginKind, Registry};
+use dmlbench_host::{CreateOptions, MinerHandle, MinerOutput, PluginKind, Registry};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:

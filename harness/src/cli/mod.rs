@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::plugin::{plugin_path_dirs, HostOptions, Registry};
+use dmlbench_host::{plugin_path_dirs, HostOptions, Registry};
 
 mod batch_input;
 mod data;
@@ -85,7 +85,7 @@ enum Command {
     /// Render leaderboards (terminal, Markdown, HTML, JSON) from result records.
     Leaderboard(leaderboard::LeaderboardArgs),
     /// Run one plugin job sent on stdin (dmlbench starts this itself; see
-    /// `dmlbench::plugin::isolated`).
+    /// `dmlbench_host::isolated`).
     #[command(name = "plugin-job", hide = true)]
     PluginJob,
 }
@@ -102,12 +102,12 @@ pub fn main() -> ExitCode {
         Command::Embed(args) => embed::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Leaderboard(args) => leaderboard::run(args),
-        Command::PluginJob => return crate::plugin::isolated::serve(),
+        Command::PluginJob => return dmlbench_host::isolated::serve(),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", crate::errors::describe(&error));
+            eprintln!("error: {}", dmlbench_host::errors::describe(&error));
             ExitCode::from(2)
         }
     }

@@ -9,10 +9,10 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, ContentArrangement,
 use serde_json::json;
 
 use super::HostArgs;
-use crate::plugin::check::CheckOutcome;
-use crate::plugin::isolated::{check_in_child, parse_seconds, DEFAULT_CHECK_TIMEOUT};
-use crate::plugin::scaffold::scaffold;
-use crate::plugin::{PluginInfo, PluginKind, Registry};
+use dmlbench_host::check::CheckOutcome;
+use dmlbench_host::isolated::{check_in_child, parse_seconds, DEFAULT_CHECK_TIMEOUT};
+use dmlbench_host::scaffold::scaffold;
+use dmlbench_host::{PluginInfo, PluginKind, Registry};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -213,7 +213,7 @@ fn check(registry: &Registry, ids: &[String], all: bool, json: bool, timeout: st
 }
 
 fn new(host: &HostArgs, name: &str, kind: PluginKind) -> anyhow::Result<ExitCode> {
-    let root = crate::plugin::resolve_root(host.root.as_deref())
+    let root = dmlbench_host::resolve_root(host.root.as_deref())
         .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
     let made = scaffold(&root, name, kind).map_err(anyhow::Error::msg)?;
     println!("created {} ({})", made.dir.display(), made.package);

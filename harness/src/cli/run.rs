@@ -9,10 +9,9 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 
 use super::HostArgs;
 use crate::experiment::{self, Overrides};
-use crate::plugin::resolve_root;
+use dmlbench_host::resolve_root;
 use crate::report::record::CellStatus;
-use crate::report::text;
-use crate::parent::follow_parent;
+use dmlbench_host::parent::follow_parent;
 use crate::train::runner::{describe, run_plan, run_single, CellOutcome, RunOptions};
 
 #[derive(Debug, Args)]
@@ -53,7 +52,7 @@ pub struct RunArgs {
     device: Option<String>,
     /// Seconds each plugin's `create` may take while the experiment is validated, in a child
     /// process, before it is killed and the file reported invalid [default: 30]
-    #[arg(long, value_name = "SECONDS", env = "DMLBENCH_CREATE_TIMEOUT", value_parser = crate::plugin::isolated::parse_seconds)]
+    #[arg(long, value_name = "SECONDS", env = "DMLBENCH_CREATE_TIMEOUT", value_parser = dmlbench_host::isolated::parse_seconds)]
     create_timeout: Option<std::time::Duration>,
     /// Progress as JSON lines on stdout (what `run` reads from its cell processes)
     #[arg(long, value_enum, hide = true)]
@@ -144,7 +143,7 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
     if !summary.busy.is_empty() {
         println!("{} cell(s) are being trained by other processes and were left to them:", summary.busy.len());
         for (id, owner) in &summary.busy {
-            println!("  {id}: {}", text::escape_terminal(owner));
+            println!("  {id}: {}", dmlbench_host::errors::escape_terminal(owner));
         }
         println!("run this command again once they finish to see them here");
     }

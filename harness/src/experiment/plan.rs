@@ -12,8 +12,8 @@ use dmlbench_datasets::Format;
 use serde::Serialize;
 
 use super::spec::{default_k, EvaluationSpec, ExperimentSpec, OptimizerSpec, SamplerSpec, ScheduleSpec, SelectionSpec};
-use crate::plugin::isolated::{create_all_in_child, describe_create_error, CreateError, DEFAULT_CREATE_TIMEOUT};
-use crate::plugin::{CreateOptions, PluginInfo, PluginKind, Registry};
+use dmlbench_host::isolated::{create_all_in_child, describe_create_error, CreateError, DEFAULT_CREATE_TIMEOUT};
+use dmlbench_host::{CreateOptions, PluginInfo, PluginKind, Registry};
 use crate::report::record::{fingerprint, CellKey};
 
 /// A plugin and its configuration text.

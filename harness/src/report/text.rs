@@ -90,21 +90,6 @@ pub fn backends(row: &Row) -> String {
     if row.backends.is_empty() { MISSING.into() } else { row.backends.join(", ") }
 }
 
-/// Text from records (method names, failure reasons) made safe for a terminal: control
-/// characters, which could move the cursor or recolour the screen, are shown as escapes
-/// (`\u{1b}`); everything else, line breaks included, is kept.
-pub fn escape_terminal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() && c != '\n' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Escapes text for HTML and SVG, in element content and in quoted attributes alike.
 pub fn escape_xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -213,12 +198,6 @@ fn percent_encode(segment: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_terminal_never_receives_control_characters() {
-        assert_eq!(super::escape_terminal("a\u{1b}[31mred\tb\nc"), "a\\u{1b}[31mred\\tb\nc");
-        assert_eq!(super::escape_terminal("cross_entropy[β]"), "cross_entropy[β]");
-    }
-
     use super::*;
 
     #[test]

@@ -39,7 +39,7 @@ use crate::eval::{evaluate, EvalInput, EvalOptions, Metrics};
 use crate::experiment::device::parse_device;
 use crate::experiment::spec::{SamplerSpec, SelectionSpec};
 use crate::experiment::{Cell, Plan};
-use crate::plugin::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
+use dmlbench_host::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
 use crate::report::record::{
     remove_temporaries, CellRecord, CellStatus, DatasetInfo, EpochRecord, ExperimentRef, PluginRef, Selection, Timing,
     RECORD_FORMAT_VERSION,
@@ -174,7 +174,7 @@ pub fn run_cell(
         result
     });
     if let Err(error) = outcome {
-        record.status = CellStatus::Failed { reason: crate::errors::describe(&error) };
+        record.status = CellStatus::Failed { reason: dmlbench_host::errors::describe(&error) };
         record.updated_unix_s = unix_seconds();
         record.peak_rss_bytes = record.peak_rss_bytes.max(environment::peak_rss_bytes());
         record.save(&paths.record)?;

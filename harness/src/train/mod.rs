@@ -1,6 +1,7 @@
 //! Training cells: samplers, schedules, the optimiser, the loop, checkpoints, and the runner
 //! that gives each cell its own process.
 
+pub mod allocator;
 pub mod cell;
 pub mod checkpoint;
 pub mod data;

@@ -20,7 +20,7 @@ use super::cell::{empty_record, run_cell, CellPaths, Event};
 use super::lock::{self, Acquired};
 use super::with_suffix;
 use crate::experiment::{Cell, Plan};
-use crate::plugin::Registry;
+use dmlbench_host::Registry;
 use crate::report::record::{CellRecord, CellStatus, EXPERIMENT_COPY};
 use crate::report::text;
 
@@ -125,7 +125,7 @@ pub fn describe(record: &CellRecord) -> String {
             let seconds = record.mean_epoch_seconds().map_or(text::MISSING.into(), text::significant);
             format!("completed, R@1 {r1}, {seconds} s/epoch")
         }
-        CellStatus::Failed { reason } => format!("FAILED: {}", text::escape_terminal(reason.lines().next().unwrap_or(""))),
+        CellStatus::Failed { reason } => format!("FAILED: {}", dmlbench_host::errors::escape_terminal(reason.lines().next().unwrap_or(""))),
         CellStatus::Running => "interrupted".into(),
     }
 }
@@ -201,7 +201,7 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let mut command = Command::new(&exe);
-    crate::parent::make_child(&mut command);
+    dmlbench_host::parent::make_child(&mut command);
     let mut child = command
         .arg("--root")
         .arg(&options.root)
@@ -239,7 +239,7 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
             Event::Busy { owner } => busy = Some(owner),
             // Printed even without a terminal, where the bar (and its println) is hidden.
             Event::Warning { message } => {
-                bar.suspend(|| eprintln!("warning: {}: {}", cell.key.id(), crate::report::text::escape_terminal(&message)))
+                bar.suspend(|| eprintln!("warning: {}: {}", cell.key.id(), dmlbench_host::errors::escape_terminal(&message)))
             }
         }
     }
@@ -252,7 +252,7 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
         Some(r) if status.success() || matches!(r.status, CellStatus::Failed { .. }) => Ok(CellOutcome::Record(r)),
         other => {
             // The process died without recording why: a crash, a kill, running out of memory.
-            let how = crate::errors::describe_exit(&status);
+            let how = dmlbench_host::errors::describe_exit(&status);
             let mut r = other.unwrap_or_else(|| empty_record(plan, cell));
             r.status = CellStatus::Failed {
                 reason: format!("the cell's process {how}; from {}:\n{}", log_path.display(), log_excerpt(&log_path, 8)),
@@ -281,7 +281,7 @@ fn plan_overrides(plan: &Plan) -> Vec<String> {
 /// itself stays complete beside the record.
 fn log_excerpt(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && !is_backtrace_line(l)).collect();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && !dmlbench_host::errors::is_backtrace_line(l)).collect();
     let cause = kept.iter().position(|l| l.contains("panicked at") || l.trim_start().starts_with("error"));
     let tail_start = kept.len().saturating_sub(lines);
     let mut excerpt: Vec<&str> = Vec::new();
@@ -290,25 +290,14 @@ fn log_excerpt(path: &Path, lines: usize) -> String {
         excerpt.push("...");
     }
     excerpt.extend(&kept[tail_start..]);
-    crate::errors::cap_message(&excerpt.join("\n"))
-}
-
-/// Lines of a Rust backtrace: its header, numbered frames, their `at file:line` lines, and the
-/// hint about `RUST_BACKTRACE`.
-pub(crate) fn is_backtrace_line(line: &str) -> bool {
-    let trimmed = line.trim_start();
-    let frame = trimmed.split_once(':').is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-    frame
-        || trimmed.starts_with("at ")
-        || trimmed == "stack backtrace:"
-        || trimmed.starts_with("note: run with `RUST_BACKTRACE")
-        || trimmed.starts_with("note: Some details are omitted")
+    dmlbench_host::errors::cap_message(&excerpt.join("\n"))
 }
 
 /// Runs one cell in this process, printing events as JSON lines on stdout when `json_events`
 /// is set (the protocol [`run_plan`] reads), or showing a progress bar otherwise. The cell's
 /// lock is held throughout; a cell another process owns is left alone.
 pub fn run_single(plan: &Plan, cell: &Cell, registry: &Registry, results: &Path, json_events: bool) -> anyhow::Result<CellOutcome> {
+    super::allocator::keep_freed_memory_for_reuse();
     ensure_dataset(plan)?;
     let dir = plan.results_dir(results);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -404,6 +393,6 @@ mod tests {
         let log = dir.path().join("cell.log");
         std::fs::write(&log, "x".repeat(10 << 20)).unwrap();
         let excerpt = log_excerpt(&log, 8);
-        assert!(excerpt.len() < crate::errors::MESSAGE_LIMIT + 40 && excerpt.ends_with("more bytes)"), "{}", excerpt.len());
+        assert!(excerpt.len() < dmlbench_host::errors::MESSAGE_LIMIT + 40 && excerpt.ends_with("more bytes)"), "{}", excerpt.len());
     }
 }

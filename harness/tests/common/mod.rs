@@ -24,7 +24,13 @@ pub fn dmlbench() -> Command {
 
 /// `dmlbench` on the project at `project_root`, otherwise as [`dmlbench`].
 pub fn dmlbench_at(project_root: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dmlbench"));
+    dmlbench_program(Path::new(env!("CARGO_BIN_EXE_dmlbench")), project_root)
+}
+
+/// The `dmlbench` program at `exe` (a copy of the one under test) on the project at
+/// `project_root`, otherwise as [`dmlbench`].
+pub fn dmlbench_program(exe: &Path, project_root: &Path) -> Command {
+    let mut command = Command::new(exe);
     command
         .arg("--root")
         .arg(project_root)

@@ -98,9 +98,42 @@ pub fn describe_exit(status: &std::process::ExitStatus) -> String {
     "ended without an exit code".into()
 }
 
+/// Lines of a Rust backtrace: its header, numbered frames, their `at file:line` lines, and the
+/// hint about `RUST_BACKTRACE`.
+pub fn is_backtrace_line(line: &str) -> bool {
+    let trimmed = line.trim_start();
+    let frame = trimmed.split_once(':').is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    frame
+        || trimmed.starts_with("at ")
+        || trimmed == "stack backtrace:"
+        || trimmed.starts_with("note: run with `RUST_BACKTRACE")
+        || trimmed.starts_with("note: Some details are omitted")
+}
+
+/// Text from records (method names, failure reasons) made safe for a terminal: control
+/// characters, which could move the cursor or recolour the screen, are shown as escapes
+/// (`\u{1b}`); everything else, line breaks included, is kept.
+pub fn escape_terminal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{cap_message, cap_message_tail, describe, signal_name, MESSAGE_LIMIT};
+    use super::{cap_message, cap_message_tail, describe, escape_terminal, signal_name, MESSAGE_LIMIT};
+
+    #[test]
+    fn a_terminal_never_receives_control_characters() {
+        assert_eq!(escape_terminal("a\u{1b}[31mred\tb\nc"), "a\\u{1b}[31mred\\tb\nc");
+        assert_eq!(escape_terminal("cross_entropy[β]"), "cross_entropy[β]");
+    }
 
     #[test]
     fn the_tail_of_long_output_is_kept() {

@@ -1,8 +1,10 @@
 //! Plugin calls in a child process, so that a plugin that crashes, exits or hangs fails the
 //! job it was given instead of ending the `dmlbench` process that asked.
 //!
-//! The parent runs its own program again with a hidden command (`dmlbench plugin-job`) and
-//! writes the job on the child's stdin as JSON: tasks, each naming a library, a plugin, and what
+//! The parent runs `dmlbench-plugin-job`, the program installed beside `dmlbench`, when it was
+//! built from the same sources (it starts without LibTorch, which a `tch` build of `dmlbench`
+//! loads when it starts), or else its own program again with a hidden command
+//! (`dmlbench plugin-job`), and writes the job on the child's stdin as JSON: tasks, each naming a library, a plugin, and what
 //! to do (create an instance with given options, or run the conformance suite). The child loads
 //! only those libraries, does the tasks in order, and answers on stdout, one message per line, each line starting
 //! with [`REPLY_PREFIX`]; its last message is `Done`. The parent reads the answers as they come
@@ -16,18 +18,16 @@
 //!   timeout restarts with every answer, so for the conformance suite it bounds each check;
 //! - only a child that said `Done` and exited with code 0 succeeded.
 //!
-//! Training needs none of this: every cell already runs in a process of its own
-//! ([`crate::train::runner`]).
+//! Training needs none of this: every cell already runs in a process of its own.
 //!
-//! The child is the running executable itself, so only the `dmlbench` binary (whose command
-//! line has `plugin-job`) can use these functions; another program that calls them gets a
-//! failed job, since it does not answer.
+//! The child is found from the running executable, so only the `dmlbench` binary can use these
+//! functions; another program that calls them gets a failed job, since nothing answers.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use dmlbench_abi::Status;
@@ -38,8 +38,18 @@ use super::check::{run_suite, CheckEvent, CheckOutcome};
 use super::handle::{CreateOptions, LossHandle, MinerHandle, PluginError};
 use super::library::{self, PluginInfo, PluginKind};
 
-/// The hidden command that runs a job in the child.
+/// The hidden command of `dmlbench` that runs a job in the child.
 pub const JOB_COMMAND: &str = "plugin-job";
+
+/// The program of its own that runs jobs, installed beside `dmlbench`.
+pub const JOB_PROGRAM: &str = "dmlbench-plugin-job";
+
+/// The argument that asks [`JOB_PROGRAM`] for [`BUILD_SOURCES`] instead of a job.
+pub const SOURCES_QUERY: &str = "--sources";
+
+/// An identity of the sources this host was built from (see `build.rs`): `dmlbench` and a
+/// [`JOB_PROGRAM`] that report the same one run the same plugin-job code.
+pub const BUILD_SOURCES: &str = env!("DMLBENCH_HOST_SOURCES");
 
 /// How long a plugin's `create` may take in a child before it is killed, unless
 /// `--create-timeout` or `DMLBENCH_CREATE_TIMEOUT` says otherwise. Creating an instance parses
@@ -356,6 +366,32 @@ enum Event {
     Closed,
 }
 
+/// The program a job runs in, and its arguments.
+struct JobProgram {
+    path: PathBuf,
+    args: &'static [&'static str],
+}
+
+/// `dmlbench-plugin-job` beside `exe` when it was built from the same sources
+/// ([`SOURCES_QUERY`]), since it starts without the deep learning engine `dmlbench` links;
+/// otherwise `exe` itself with the hidden command. The answer is the same for the whole process.
+fn job_program(exe: &Path) -> JobProgram {
+    static SIBLING: OnceLock<Option<PathBuf>> = OnceLock::new();
+    match SIBLING.get_or_init(|| matching_job_program(exe)) {
+        Some(path) => JobProgram { path: path.clone(), args: &[] },
+        // `--no-build` comes first: a program other than dmlbench (a test harness) rejects it
+        // at once instead of doing something else with the arguments.
+        None => JobProgram { path: exe.to_path_buf(), args: &["--no-build", JOB_COMMAND] },
+    }
+}
+
+/// [`JOB_PROGRAM`] in the directory of `exe`, if it is there and reports this build's sources.
+fn matching_job_program(exe: &Path) -> Option<PathBuf> {
+    let path = exe.with_file_name(format!("{JOB_PROGRAM}{}", std::env::consts::EXE_SUFFIX));
+    let output = Command::new(&path).arg(SOURCES_QUERY).stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+    (output.status.success() && output.stdout.trim_ascii() == BUILD_SOURCES.as_bytes()).then_some(path)
+}
+
 /// Runs `request` in a child, giving `on_reply` every answer but `Done` as it comes.
 fn run_job(request: &Request, timeout: Duration, mut on_reply: impl FnMut(Reply)) -> Ending {
     let not_started = |how: String| Ending { succeeded: false, timed_out: false, how, output: String::new() };
@@ -363,19 +399,18 @@ fn run_job(request: &Request, timeout: Duration, mut on_reply: impl FnMut(Reply)
         Ok(exe) => exe,
         Err(e) => return not_started(format!("could not be started: the dmlbench executable cannot be located: {e}")),
     };
-    // `--no-build` comes first: a program other than dmlbench (a test harness) rejects it at
-    // once instead of doing something else with the arguments.
-    let mut command = Command::new(&exe);
+    let program = job_program(&exe);
+    let mut command = Command::new(&program.path);
     crate::parent::make_child(&mut command);
     let spawned = command
-        .args(["--no-build", JOB_COMMAND])
+        .args(program.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,
-        Err(e) => return not_started(format!("could not be started ({}): {e}", exe.display())),
+        Err(e) => return not_started(format!("could not be started ({}): {e}", program.path.display())),
     };
     let text = serde_json::to_string(request).expect("a job request serialises");
     if let Some(mut stdin) = child.stdin.take() {
@@ -502,10 +537,10 @@ impl OutputTail {
         let lines: Vec<&str> = text
             .lines()
             .map(str::trim_end)
-            .filter(|l| !l.is_empty() && !crate::train::runner::is_backtrace_line(l))
+            .filter(|l| !l.is_empty() && !crate::errors::is_backtrace_line(l))
             .collect();
         let last = lines[lines.len().saturating_sub(OUTPUT_LINES)..].join("\n");
-        crate::report::text::escape_terminal(&crate::errors::cap_message_tail(&last))
+        crate::errors::escape_terminal(&crate::errors::cap_message_tail(&last))
     }
 }
 
@@ -591,6 +626,29 @@ pub fn describe_create_error(error: &CreateError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `dmlbench-plugin-job` beside the executable is used only when it reports the same
+    /// sources: one from another build, one that fails, or none at all leaves the jobs to the
+    /// executable's own hidden command.
+    #[cfg(unix)]
+    #[test]
+    fn the_job_program_beside_dmlbench_is_used_only_when_built_from_the_same_sources() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("dmlbench");
+        let sibling = dir.path().join(JOB_PROGRAM);
+        let write_sibling = |script: &str| {
+            std::fs::write(&sibling, format!("#!/bin/sh\n{script}\n")).unwrap();
+            std::fs::set_permissions(&sibling, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        assert_eq!(matching_job_program(&exe), None, "no program beside it");
+        write_sibling(&format!("[ \"$1\" = {SOURCES_QUERY} ] && echo {BUILD_SOURCES}"));
+        assert_eq!(matching_job_program(&exe), Some(sibling.clone()));
+        write_sibling("echo 0123456789abcdef");
+        assert_eq!(matching_job_program(&exe), None, "built from other sources");
+        write_sibling(&format!("echo {BUILD_SOURCES}; exit 1"));
+        assert_eq!(matching_job_program(&exe), None, "it failed");
+    }
 
     #[test]
     fn timeouts_parse_as_positive_seconds() {

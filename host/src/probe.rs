@@ -17,8 +17,9 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+
 use super::isolated::{self, DEFAULT_CREATE_TIMEOUT};
-use crate::report::record::fingerprint;
 
 /// For each candidate (library, crate directory): `None` when it may be loaded in this
 /// process, or why not (how its test process ended).
@@ -51,7 +52,11 @@ fn key(library: &Path) -> Option<String> {
     let modified = metadata.modified().ok()?.duration_since(UNIX_EPOCH).ok()?.as_nanos();
     let path = std::fs::canonicalize(library).ok()?;
     let identity = format!("{}\n{}\n{}\n{modified}", env!("CARGO_PKG_VERSION"), path.display(), metadata.len());
-    Some(fingerprint(identity.as_bytes()))
+    // Only a cache key: should a new Rust release hash it differently, the libraries are
+    // probed once more.
+    let mut hasher = DefaultHasher::new();
+    identity.hash(&mut hasher);
+    Some(format!("{:016x}", hasher.finish()))
 }
 
 fn cache_dir() -> Option<PathBuf> {

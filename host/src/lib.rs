@@ -1,5 +1,6 @@
-//! The plugin host: finds, builds, loads and checks loss and miner plugins, and wraps them in
-//! safe handles for the rest of the harness.
+//! The plugin host of dmlbench: finds, builds, loads and checks loss and miner plugins, and
+//! wraps them in safe handles. It depends on no deep learning engine, so the child process that
+//! runs plugin jobs (`dmlbench-plugin-job`, see [`isolated`]) starts without one.
 //!
 //! Plugins come from two places:
 //! - **crates under `plugins/`** of the project root (any crate whose `[lib]` has
@@ -21,6 +22,8 @@
 
 mod build;
 mod callbacks;
+pub mod errors;
+pub mod parent;
 pub mod check;
 mod discover;
 mod handle;
