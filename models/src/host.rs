@@ -136,11 +136,6 @@ impl ForwardPass {
         (self.batch, self.dim)
     }
 
-    /// The embeddings as a device tensor, still attached to the graph.
-    pub fn embeddings_tensor(&self) -> &Tensor<2> {
-        &self.embeddings
-    }
-
     /// Backpropagates dL/dZ (`batch × dim` row-major, the layout of
     /// [`embeddings`](Self::embeddings)) and returns the gradients of `model`'s trainable
     /// parameters, ready for `optimizer.step(lr, model, grads)`. `model` must be the model

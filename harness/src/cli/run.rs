@@ -71,7 +71,6 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
     let registry = host.open_registry();
     let overrides = Overrides {
         epochs: if args.smoke { Some(1) } else { args.epochs },
-        seeds: None,
         device: args.device.clone(),
         smoke: args.smoke,
         create_timeout: args.create_timeout,

@@ -121,8 +121,6 @@ impl std::error::Error for PlanError {}
 pub struct Overrides {
     /// Train this many epochs instead.
     pub epochs: Option<usize>,
-    /// Run only these seeds.
-    pub seeds: Option<Vec<u64>>,
     /// Train and evaluate on this device instead (`cpu`, `cuda:0`, ...).
     pub device: Option<String>,
     /// A smoke run: the experiment is renamed `<name>-smoke`, so that its one-epoch records go
@@ -182,9 +180,6 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
     })?;
     if let Some(epochs) = overrides.epochs {
         spec.training.epochs = epochs;
-    }
-    if let Some(seeds) = &overrides.seeds {
-        spec.seeds = seeds.clone();
     }
     if let Some(device) = &overrides.device {
         spec.training.device = device.clone();

@@ -21,7 +21,7 @@
 //! is taken as 0.
 
 use dmlbench_sdk::distance::DistanceConfig;
-use dmlbench_sdk::matrix::{MatRef, Matrix};
+use dmlbench_sdk::matrix::Matrix;
 use dmlbench_sdk::reduce::mean_of_nonzero;
 use dmlbench_sdk::tuples::all_pairs;
 use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats, TupleForm, TupleUse, Tuples};
@@ -123,20 +123,6 @@ impl Loss for Contrastive {
         grad.copy_from_slice(&dz.data);
         Ok(total)
     }
-}
-
-/// The loss called directly, without the ABI: used by the ABI-overhead benchmark.
-pub fn loss_and_grad(config: &Config, embeddings: MatRef<'_>, labels: &[i64]) -> Result<(f64, Vec<f32>)> {
-    let mut loss = Contrastive::new(config.clone(), &Context {
-        embedding_dim: embeddings.cols,
-        num_classes: 0,
-        seed: 0,
-        base_lr: 0.0,
-    })?;
-    let batch = Batch { embeddings, labels, tuples: None };
-    let mut grad = vec![0.0; embeddings.data.len()];
-    let value = loss.forward_backward(&batch, &mut grad, &mut Stats::default())?;
-    Ok((value, grad))
 }
 
 dmlbench_sdk::export_plugins!(loss: Contrastive);
