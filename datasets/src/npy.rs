@@ -183,14 +183,13 @@ fn read_header(path: &Path) -> Result<Header, NpyError> {
 /// Bytes of an array of these dimensions and `item_size`-byte elements, `None` when that
 /// overflows or exceeds this machine's address space.
 fn addressable_bytes<'a>(dims: impl IntoIterator<Item = &'a u64>, item_size: u64) -> Option<u64> {
-    dims.into_iter()
-        .try_fold(item_size, |acc, &dim| acc.checked_mul(dim))
-        .filter(|&b| usize::try_from(b).is_ok())
+    dims.into_iter().try_fold(item_size, |acc, &dim| acc.checked_mul(dim)).filter(|&b| usize::try_from(b).is_ok())
 }
 
 /// Bytes of `shape` elements of `item_size` bytes, an error when that cannot be addressed.
 fn payload_bytes(path: &Path, shape: &[u64], item_size: u64) -> Result<u64, NpyError> {
-    addressable_bytes(shape, item_size).ok_or_else(|| unsupported(path, format!("shape {shape:?} is too large to address")))
+    addressable_bytes(shape, item_size)
+        .ok_or_else(|| unsupported(path, format!("shape {shape:?} is too large to address")))
 }
 
 /// Parses the header dictionary, `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }`
@@ -352,10 +351,9 @@ fn plain_type(path: &Path, dtype: &DType) -> Result<(TypeChar, u64, String), Npy
 fn check_c_order(path: &Path, order: Order) -> Result<(), NpyError> {
     match order {
         Order::C => Ok(()),
-        Order::Fortran => Err(unsupported(
-            path,
-            "array is in Fortran order; save it in C order (numpy.ascontiguousarray) first",
-        )),
+        Order::Fortran => {
+            Err(unsupported(path, "array is in Fortran order; save it in C order (numpy.ascontiguousarray) first"))
+        }
     }
 }
 
@@ -368,7 +366,9 @@ fn check_payload(path: &Path, header: &Header, item_size: u64) -> Result<(), Npy
     if bytes > available {
         return Err(unsupported(
             path,
-            format!("shape {shape:?} needs {bytes} bytes of data, the file has {available}; it is truncated or its header is wrong"),
+            format!(
+                "shape {shape:?} needs {bytes} bytes of data, the file has {available}; it is truncated or its header is wrong"
+            ),
         ));
     }
     Ok(())
@@ -379,10 +379,7 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings, NpyError> {
     let (file, header) = open(path)?;
     let shape = header.shape.clone();
     if shape.len() != 2 {
-        return Err(unsupported(
-            path,
-            format!("embeddings must be a 2-D array (n × d), found shape {shape:?}"),
-        ));
+        return Err(unsupported(path, format!("embeddings must be a 2-D array (n × d), found shape {shape:?}")));
     }
     check_c_order(path, file.order())?;
     let (n, d) = (shape[0] as usize, shape[1] as usize);
@@ -390,17 +387,11 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings, NpyError> {
     check_payload(path, &header, size)?;
     let data: Vec<f32> = match (kind, size) {
         (TypeChar::Float, 4) => file.into_vec::<f32>().map_err(|e| io_error(path, e))?,
-        (TypeChar::Float, 8) => file
-            .into_vec::<f64>()
-            .map_err(|e| io_error(path, e))?
-            .into_iter()
-            .map(|x| x as f32)
-            .collect(),
+        (TypeChar::Float, 8) => {
+            file.into_vec::<f64>().map_err(|e| io_error(path, e))?.into_iter().map(|x| x as f32).collect()
+        }
         _ => {
-            return Err(unsupported(
-                path,
-                format!("embeddings must be float32 or float64, found dtype '{descr}'"),
-            ));
+            return Err(unsupported(path, format!("embeddings must be float32 or float64, found dtype '{descr}'")));
         }
     };
     if let Some(index) = data.iter().position(|x| !x.is_finite()) {
@@ -427,21 +418,15 @@ pub fn read_labels(path: &Path) -> Result<Vec<i64>, NpyError> {
     check_payload(path, &header, size)?;
     match (kind, size) {
         (TypeChar::Int, 8) => file.into_vec::<i64>().map_err(|e| io_error(path, e)),
-        (TypeChar::Int, 4) => Ok(file
-            .into_vec::<i32>()
-            .map_err(|e| io_error(path, e))?
-            .into_iter()
-            .map(i64::from)
-            .collect()),
+        (TypeChar::Int, 4) => {
+            Ok(file.into_vec::<i32>().map_err(|e| io_error(path, e))?.into_iter().map(i64::from).collect())
+        }
         _ => Err(unsupported(path, format!("labels must be int32 or int64, found dtype '{descr}'"))),
     }
 }
 
 /// Reads an embeddings file and a labels file and checks that they have the same length.
-pub fn read_embeddings_and_labels(
-    embeddings: &Path,
-    labels: &Path,
-) -> Result<(Embeddings, Vec<i64>), NpyError> {
+pub fn read_embeddings_and_labels(embeddings: &Path, labels: &Path) -> Result<(Embeddings, Vec<i64>), NpyError> {
     let e = read_embeddings(embeddings)?;
     let l = read_labels(labels)?;
     if l.len() != e.n {
@@ -469,11 +454,7 @@ pub fn write_labels(path: &Path, labels: &[i64]) -> Result<(), NpyError> {
     write_array(path, &[labels.len() as u64], labels)
 }
 
-fn write_array<T: npyz::AutoSerialize + Copy>(
-    path: &Path,
-    shape: &[u64],
-    data: &[T],
-) -> Result<(), NpyError> {
+fn write_array<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) -> Result<(), NpyError> {
     let file = File::create(path).map_err(|e| io_error(path, e))?;
     let mut writer = npyz::WriteOptions::new()
         .default_dtype()

@@ -6,9 +6,10 @@
 //! - `sdk_checked`: the same through the SDK's `Instance` (every input and output check);
 //! - `through_abi`: the plugin's shared library loaded by the host, through `LossHandle`
 //!   (C ABI, the SDK's checks inside the plugin, the host's checks outside, callbacks).
+//!
 //! The README quotes `through_abi / direct`.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use dmlbench_host::{CreateOptions, HostOptions, LossHandle, PluginKind, Registry};
 use dmlbench_loss_contrastive::{Config, Contrastive};
 use dmlbench_sdk::instance::RawBatch;

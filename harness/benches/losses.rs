@@ -13,7 +13,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use dmlbench_host::{CreateOptions, HostOptions, LossHandle, PluginKind, Registry};
 use dmlbench_sdk::testing::random_embeddings;
 
@@ -48,7 +48,9 @@ fn losses(c: &mut Criterion) {
     for info in registry.plugins().iter().filter(|p| p.kind == PluginKind::Loss && !p.capabilities.needs_tuples) {
         let classes = if info.capabilities.owns_parameters { 100 } else { 0 };
         let mut loss = warmed_up(&registry, &info.id, classes);
-        c.bench_function(&info.id, |b| b.iter(|| black_box(loss.forward_backward(black_box(&z), D, &labels, None).unwrap())));
+        c.bench_function(&info.id, |b| {
+            b.iter(|| black_box(loss.forward_backward(black_box(&z), D, &labels, None).unwrap()))
+        });
     }
     if registry.get(PluginKind::Loss, "cross_entropy").is_ok() {
         let mut loss = warmed_up(&registry, "cross_entropy", 100);
@@ -66,7 +68,9 @@ fn large_classifier(c: &mut Criterion) {
     if registry.get(PluginKind::Loss, "cross_entropy").is_ok() {
         let (z, labels) = batch();
         let mut loss = warmed_up(&registry, "cross_entropy", 11_318);
-        c.bench_function("cross_entropy/sop", |b| b.iter(|| black_box(loss.forward_backward(&z, D, &labels, None).unwrap())));
+        c.bench_function("cross_entropy/sop", |b| {
+            b.iter(|| black_box(loss.forward_backward(&z, D, &labels, None).unwrap()))
+        });
     }
 }
 

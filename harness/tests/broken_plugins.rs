@@ -26,12 +26,22 @@ fn plugin_dir() -> tempfile::TempDir {
 #[test]
 fn check_fails_each_broken_plugin_with_the_reason() {
     let dir = plugin_dir();
-    let (code, stdout, stderr) =
-        run(dmlbench().env("DMLBENCH_PLUGIN_PATH", dir.path()).args(["plugins", "check", "wrong_gradient", "panicking", "out_of_range", "--json"]));
+    let (code, stdout, stderr) = run(dmlbench().env("DMLBENCH_PLUGIN_PATH", dir.path()).args([
+        "plugins",
+        "check",
+        "wrong_gradient",
+        "panicking",
+        "out_of_range",
+        "--json",
+    ]));
     assert_eq!(code, 1, "{stderr}");
     let checks = json(&stdout)["checks"].as_array().unwrap().clone();
     let failures = |plugin: &str| -> Vec<String> {
-        checks.iter().filter(|c| c["plugin"] == plugin && c["passed"] == false).map(|c| format!("{}: {}", c["check"], c["detail"])).collect()
+        checks
+            .iter()
+            .filter(|c| c["plugin"] == plugin && c["passed"] == false)
+            .map(|c| format!("{}: {}", c["check"], c["detail"]))
+            .collect()
     };
     let wrong = failures("loss:wrong_gradient");
     assert!(!wrong.is_empty() && wrong.iter().all(|f| f.contains("gradient mismatch")), "{wrong:?}");
@@ -40,7 +50,9 @@ fn check_fails_each_broken_plugin_with_the_reason() {
     let out_of_range = failures("miner:out_of_range");
     assert!(out_of_range.iter().any(|f| f.contains("out of range for a batch of")), "{out_of_range:?}");
     // Checks that do not depend on the defect still pass: the suite ran to the end.
-    assert!(checks.iter().any(|c| c["plugin"] == "loss:panicking" && c["check"] == "malformed config is rejected" && c["passed"] == true));
+    assert!(checks.iter().any(|c| c["plugin"] == "loss:panicking"
+        && c["check"] == "malformed config is rejected"
+        && c["passed"] == true));
 }
 
 #[test]
@@ -51,7 +63,10 @@ fn libraries_that_are_not_plugins_are_reported_and_skipped() {
     let v = json(&stdout);
     let problems = v["problems"].as_array().unwrap();
     let reason = |file: &str| {
-        problems.iter().find(|p| p["path"].as_str().unwrap().ends_with(file)).map(|p| p["reason"].as_str().unwrap().to_string())
+        problems
+            .iter()
+            .find(|p| p["path"].as_str().unwrap().ends_with(file))
+            .map(|p| p["reason"].as_str().unwrap().to_string())
     };
     assert!(reason(&lib_file("not_a_plugin")).unwrap().contains("not a dmlbench plugin"));
     assert!(reason(&lib_file("garbage")).unwrap().contains("cannot load"));
@@ -71,9 +86,17 @@ fn duplicate_ids_are_rejected_naming_both_libraries() {
     let (code, stdout, _) = run(dmlbench().env("DMLBENCH_PLUGIN_PATH", dir.path()).args(["plugins", "list", "--json"]));
     assert_eq!(code, 1);
     let v = json(&stdout);
-    let problem = v["problems"].as_array().unwrap().iter().find(|p| p["reason"].as_str().unwrap().contains("duplicate loss id 'contrastive'")).expect("a duplicate problem");
+    let problem = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["reason"].as_str().unwrap().contains("duplicate loss id 'contrastive'"))
+        .expect("a duplicate problem");
     let reason = problem["reason"].as_str().unwrap();
-    assert!(reason.contains(&lib_file("contrastive_copy")) && reason.contains(&lib_file("dmlbench_loss_contrastive")), "{reason}");
+    assert!(
+        reason.contains(&lib_file("contrastive_copy")) && reason.contains(&lib_file("dmlbench_loss_contrastive")),
+        "{reason}"
+    );
     assert!(v["plugins"].as_array().unwrap().iter().all(|p| p["id"] != "contrastive"));
     assert!(v["plugins"].as_array().unwrap().iter().any(|p| p["id"] == "batch_hard"));
 }
@@ -88,7 +111,13 @@ fn a_library_that_cannot_be_loaded_shows_the_loaders_reason() {
     let (code, stdout, _) = run(dmlbench().env("DMLBENCH_PLUGIN_PATH", dir.path()).args(["plugins", "list", "--json"]));
     assert_eq!(code, 1);
     let v = json(&stdout);
-    let problem = v["problems"].as_array().unwrap().iter().find(|p| p["path"] == garbage.to_str().unwrap()).expect("the garbage file is reported").clone();
+    let problem = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == garbage.to_str().unwrap())
+        .expect("the garbage file is reported")
+        .clone();
     let reason = problem["reason"].as_str().unwrap();
     // The loader's message names the file and what is wrong with it.
     assert!(reason.starts_with("cannot load: dlopen failed: ") && reason.contains(&lib_file("garbage")), "{reason}");

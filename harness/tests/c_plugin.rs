@@ -17,14 +17,16 @@ fn c_plugin_dir() -> tempfile::TempDir {
 #[test]
 fn c_plugin_is_listed_and_passes_the_conformance_suite() {
     let dir = c_plugin_dir();
-    let (code, stdout, stderr) = run(dmlbench().env("DMLBENCH_PLUGIN_PATH", dir.path()).args(["plugins", "list", "--json"]));
+    let (code, stdout, stderr) =
+        run(dmlbench().env("DMLBENCH_PLUGIN_PATH", dir.path()).args(["plugins", "list", "--json"]));
     assert_eq!(code, 0, "{stderr}");
     let v = json(&stdout);
     let c = v["plugins"].as_array().unwrap().iter().find(|p| p["id"] == "c_center_pull").expect("listed").clone();
     assert_eq!(c["sdk_version"], "hand-written C");
     assert_eq!(c["source"]["crate_dir"], serde_json::Value::Null);
 
-    let (code, stdout, stderr) = run(dmlbench().env("DMLBENCH_PLUGIN_PATH", dir.path()).args(["plugins", "check", "c_center_pull"]));
+    let (code, stdout, stderr) =
+        run(dmlbench().env("DMLBENCH_PLUGIN_PATH", dir.path()).args(["plugins", "check", "c_center_pull"]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("0 failed"), "{stdout}");
 }
@@ -38,7 +40,11 @@ fn c_plugin_loss_matches_its_formula() {
     let labels = random_labels(5, n, 3);
     let (e, l) = write_batch(data.path(), &z, d, &labels);
     let mut cmd = dmlbench();
-    cmd.env("DMLBENCH_PLUGIN_PATH", dir.path()).args(["loss", "c_center_pull", "--json", "--embeddings"]).arg(&e).arg("--labels").arg(&l);
+    cmd.env("DMLBENCH_PLUGIN_PATH", dir.path())
+        .args(["loss", "c_center_pull", "--json", "--embeddings"])
+        .arg(&e)
+        .arg("--labels")
+        .arg(&l);
     let (code, stdout, stderr) = run(&mut cmd);
     assert_eq!(code, 0, "{stderr}");
     let v = json(&stdout);

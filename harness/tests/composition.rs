@@ -4,7 +4,7 @@
 //! found is included, so a new miner or loss is covered without editing this file.
 
 use dmlbench_host::{CreateOptions, HostOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
-use dmlbench_sdk::testing::{check_gradient, random_embeddings, GradCheck};
+use dmlbench_sdk::testing::{GradCheck, check_gradient, random_embeddings};
 use dmlbench_sdk::{Error, Tuples};
 
 const D: usize = 6;
@@ -36,7 +36,12 @@ fn is_empty(tuples: &Tuples) -> bool {
 #[test]
 fn every_miner_feeds_every_tuple_consuming_loss() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let registry = Registry::open(&HostOptions { root: Some(root), build: true, plugin_path: Vec::new(), ..HostOptions::default() });
+    let registry = Registry::open(&HostOptions {
+        root: Some(root),
+        build: true,
+        plugin_path: Vec::new(),
+        ..HostOptions::default()
+    });
     let miners: Vec<&PluginInfo> = registry.plugins().iter().filter(|p| p.kind == PluginKind::Miner).collect();
     let losses: Vec<&PluginInfo> =
         registry.plugins().iter().filter(|p| p.kind == PluginKind::Loss && p.capabilities.accepts_tuples()).collect();
@@ -63,11 +68,19 @@ fn every_miner_feeds_every_tuple_consuming_loss() {
             // The loss used the mined tuples and nothing else: rows outside them get no gradient.
             for (row, used) in used_rows(&tuples, n).into_iter().enumerate() {
                 if !used {
-                    assert!(out.grad[row * D..(row + 1) * D].iter().all(|&g| g == 0.0), "{what}: row {row} is in no tuple");
+                    assert!(
+                        out.grad[row * D..(row + 1) * D].iter().all(|&g| g == 0.0),
+                        "{what}: row {row} is in no tuple"
+                    );
                 }
             }
-            let f = |x: &[f32]| loss.forward_backward(x, D, &labels, Some(&tuples)).map(|o| o.loss).map_err(|e| Error::failed(e.to_string()));
-            check_gradient(f, &z, &out.grad, &GradCheck { columns: D, ..GradCheck::default() }).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let f = |x: &[f32]| {
+                loss.forward_backward(x, D, &labels, Some(&tuples))
+                    .map(|o| o.loss)
+                    .map_err(|e| Error::failed(e.to_string()))
+            };
+            check_gradient(f, &z, &out.grad, &GradCheck { columns: D, ..GradCheck::default() })
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
 
             // One class: no negatives. An empty set of tuples gives 0 and a zero gradient.
             let out = loss

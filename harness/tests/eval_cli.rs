@@ -7,10 +7,7 @@ use dmlbench_datasets::npy::{write_embeddings, write_labels};
 use serde_json::Value;
 
 fn dmlbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dmlbench"))
-        .args(args)
-        .output()
-        .expect("dmlbench runs")
+    Command::new(env!("CARGO_BIN_EXE_dmlbench")).args(args).output().expect("dmlbench runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -35,9 +32,7 @@ fn s(p: &Path) -> &str {
 }
 
 fn close(v: &Value, want: f64, what: &str) {
-    let got = v
-        .as_f64()
-        .unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    let got = v.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {v}"));
     assert!((got - want).abs() < 1e-12, "{what}: {got}, expected {want}");
 }
 
@@ -68,32 +63,14 @@ fn json_is_one_object_with_the_hand_computed_metrics() {
     ]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let text = stdout(&out);
-    assert_eq!(
-        text.trim().lines().count(),
-        1,
-        "exactly one line of JSON: {text}"
-    );
+    assert_eq!(text.trim().lines().count(), 1, "exactly one line of JSON: {text}");
     let json: Value = serde_json::from_str(&text).expect("valid JSON");
-    let keys: Vec<&str> = json
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     let mut sorted_keys = keys.clone();
     sorted_keys.sort_unstable();
     assert_eq!(
         sorted_keys,
-        [
-            "ami",
-            "map_at_r",
-            "nmi",
-            "precision_at_1",
-            "queries",
-            "r_precision",
-            "recall_at_k",
-            "skipped_queries"
-        ]
+        ["ami", "map_at_r", "nmi", "precision_at_1", "queries", "r_precision", "recall_at_k", "skipped_queries"]
     );
     close(&json["recall_at_k"]["1"], 0.8, "R@1");
     close(&json["recall_at_k"]["2"], 0.8, "R@2");
@@ -101,14 +78,9 @@ fn json_is_one_object_with_the_hand_computed_metrics() {
     close(&json["precision_at_1"], 0.8, "P@1");
     close(&json["r_precision"], 0.8, "R-precision");
     close(&json["map_at_r"], 0.8, "MAP@R");
-    assert_eq!(
-        (json["queries"].as_u64(), json["skipped_queries"].as_u64()),
-        (Some(5), Some(1))
-    );
+    assert_eq!((json["queries"].as_u64(), json["skipped_queries"].as_u64()), (Some(5), Some(1)));
     for score in ["nmi", "ami"] {
-        let v = json[score]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{score} missing: {json}"));
+        let v = json[score].as_f64().unwrap_or_else(|| panic!("{score} missing: {json}"));
         assert!((-1.0..=1.0).contains(&v), "{score} = {v}");
     }
 }
@@ -117,25 +89,12 @@ fn json_is_one_object_with_the_hand_computed_metrics() {
 fn no_cluster_gives_null_clustering_scores() {
     let dir = tempfile::tempdir().unwrap();
     let (e, l) = write(dir.path(), "line", &LINE, &LINE_LABELS);
-    let out = dmlbench(&[
-        "eval",
-        "--embeddings",
-        s(&e),
-        "--labels",
-        s(&l),
-        "--no-cluster",
-        "--json",
-    ]);
+    let out = dmlbench(&["eval", "--embeddings", s(&e), "--labels", s(&l), "--no-cluster", "--json"]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(json["nmi"].is_null() && json["ami"].is_null(), "{json}");
     // The default K are 1, 2, 4, 8.
-    let ks: Vec<&str> = json["recall_at_k"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let ks: Vec<&str> = json["recall_at_k"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(ks, ["1", "2", "4", "8"]);
 }
 
@@ -170,48 +129,23 @@ fn query_against_gallery() {
     close(&json["recall_at_k"]["2"], 1.0, "R@2");
     close(&json["r_precision"], 0.25, "R-precision");
     close(&json["map_at_r"], 0.25, "MAP@R");
-    assert_eq!(
-        (json["queries"].as_u64(), json["skipped_queries"].as_u64()),
-        (Some(2), Some(1))
-    );
+    assert_eq!((json["queries"].as_u64(), json["skipped_queries"].as_u64()), (Some(2), Some(1)));
 }
 
 #[test]
 fn table_output_lists_every_metric() {
     let dir = tempfile::tempdir().unwrap();
     let (e, l) = write(dir.path(), "line", &LINE, &LINE_LABELS);
-    let out = dmlbench(&[
-        "eval",
-        "--embeddings",
-        s(&e),
-        "--labels",
-        s(&l),
-        "--k",
-        "1,4",
-        "--metric",
-        "euclidean",
-    ]);
+    let out = dmlbench(&["eval", "--embeddings", s(&e), "--labels", s(&l), "--k", "1,4", "--metric", "euclidean"]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let text = stdout(&out);
-    for row in [
-        "Recall@1",
-        "Recall@4",
-        "Precision@1",
-        "R-precision",
-        "MAP@R",
-        "NMI",
-        "AMI",
-    ] {
+    for row in ["Recall@1", "Recall@4", "Precision@1", "R-precision", "MAP@R", "NMI", "AMI"] {
         assert!(text.contains(row), "no {row} in:\n{text}");
     }
     assert!(text.contains("80.00"), "R@1 as a percentage:\n{text}");
     assert!(text.contains("5 queries evaluated, 1 skipped"), "{text}");
     // Progress bars are drawn only on a terminal; here stderr is a pipe.
-    assert!(
-        stderr(&out).is_empty(),
-        "unexpected stderr: {}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).is_empty(), "unexpected stderr: {}", stderr(&out));
 }
 
 #[test]
@@ -231,15 +165,7 @@ fn errors_name_the_file_or_argument_and_exit_2() {
     assert!(stderr(&out).contains("two_labels.npy"), "{}", stderr(&out));
 
     let (_, l) = write(dir.path(), "line2", &LINE, &LINE_LABELS);
-    let out = dmlbench(&[
-        "eval",
-        "--embeddings",
-        s(&e),
-        "--labels",
-        s(&l),
-        "--k",
-        "1,0",
-    ]);
+    let out = dmlbench(&["eval", "--embeddings", s(&e), "--labels", s(&l), "--k", "1,0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--k"), "{}", stderr(&out));
 
@@ -247,11 +173,7 @@ fn errors_name_the_file_or_argument_and_exit_2() {
     let (e, l) = write(dir.path(), "lone", &[0.0, 1.0], &[3, 4]);
     let out = dmlbench(&["eval", "--embeddings", s(&e), "--labels", s(&l)]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("lone_emb.npy") && stderr(&out).contains("undefined"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("lone_emb.npy") && stderr(&out).contains("undefined"), "{}", stderr(&out));
 
     // A gallery of another dimension.
     let g = dir.path().join("wide_emb.npy");
@@ -270,11 +192,7 @@ fn errors_name_the_file_or_argument_and_exit_2() {
         s(&gl),
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("wide_emb.npy") && stderr(&out).contains("dimension"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("wide_emb.npy") && stderr(&out).contains("dimension"), "{}", stderr(&out));
 }
 
 #[test]
@@ -283,9 +201,7 @@ fn help_shows_examples() {
     assert!(out.status.success());
     let text = stdout(&out);
     assert!(
-        text.contains("Examples:")
-            && text.contains("--gallery-embeddings")
-            && text.contains("--no-cluster"),
+        text.contains("Examples:") && text.contains("--gallery-embeddings") && text.contains("--no-cluster"),
         "{text}"
     );
 }

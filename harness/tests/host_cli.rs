@@ -3,9 +3,9 @@
 mod common;
 
 use common::{dmlbench, json, run, write_batch};
+use dmlbench_sdk::Instance;
 use dmlbench_sdk::testing::{context, random_embeddings, random_labels};
 use dmlbench_sdk::tuples::{Triplets, Tuples};
-use dmlbench_sdk::Instance;
 
 #[test]
 fn list_shows_the_reference_plugins_with_their_origin() {
@@ -39,7 +39,16 @@ fn reference_plugins_pass_the_conformance_suite() {
     assert_eq!(v["passed"], true);
     let checks = v["checks"].as_array().unwrap();
     // Both plugins, every shape of the suite, and the rejection checks ran.
-    for name in ["gradient: one class only", "gradient: singletons", "gradient: n = 2, same class", "gradient: with mined pairs", "NaN embedding is rejected", "label count mismatch is rejected", "out-of-range tuple index is rejected", "malformed config is rejected"] {
+    for name in [
+        "gradient: one class only",
+        "gradient: singletons",
+        "gradient: n = 2, same class",
+        "gradient: with mined pairs",
+        "NaN embedding is rejected",
+        "label count mismatch is rejected",
+        "out-of-range tuple index is rejected",
+        "malformed config is rejected",
+    ] {
         assert!(checks.iter().any(|c| c["plugin"] == "loss:contrastive" && c["check"] == name), "missing check {name}");
     }
     assert!(checks.iter().any(|c| c["plugin"] == "miner:batch_hard" && c["check"] == "same seed, same result"));
@@ -53,20 +62,29 @@ fn loss_through_the_abi_equals_the_direct_call() {
     let labels = random_labels(3, n, 3);
     let (e, l) = write_batch(dir.path(), &z, d, &labels);
     let mut cmd = dmlbench();
-    cmd.args(["loss", "contrastive", "--json", "--config", "(neg_margin: 1.2)", "--embeddings"]).arg(&e).arg("--labels").arg(&l);
+    cmd.args(["loss", "contrastive", "--json", "--config", "(neg_margin: 1.2)", "--embeddings"])
+        .arg(&e)
+        .arg("--labels")
+        .arg(&l);
     let (code, stdout, stderr) = run(&mut cmd);
     assert_eq!(code, 0, "{stderr}");
     let v = json(&stdout);
 
-    let config = dmlbench_sdk::instance::parse_config::<dmlbench_loss_contrastive::Contrastive>("(neg_margin: 1.2)").unwrap();
+    let config =
+        dmlbench_sdk::instance::parse_config::<dmlbench_loss_contrastive::Contrastive>("(neg_margin: 1.2)").unwrap();
     let mut direct = Instance::<dmlbench_loss_contrastive::Contrastive>::new(config, context(d, 0)).unwrap();
     let want = direct.forward_backward(&z, &labels, None).unwrap();
     // JSON carries f64 loss and f32 gradient values exactly.
     assert_eq!(v["loss"].as_f64().unwrap(), want.loss);
-    let grad: Vec<f32> = v["grad"].as_array().unwrap().iter().flat_map(|row| {
-        assert_eq!(row.as_array().unwrap().len(), d);
-        row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>()
-    }).collect();
+    let grad: Vec<f32> = v["grad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            assert_eq!(row.as_array().unwrap().len(), d);
+            row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>()
+        })
+        .collect();
     assert_eq!(grad, want.grad);
     assert!(v.get("tuples").is_none());
 }
@@ -79,7 +97,10 @@ fn loss_with_a_miner_uses_the_mined_tuples() {
     let labels = random_labels(8, n, 4);
     let (e, l) = write_batch(dir.path(), &z, d, &labels);
     let mut cmd = dmlbench();
-    cmd.args(["loss", "contrastive", "--miner", "batch_hard", "--json", "--embeddings"]).arg(&e).arg("--labels").arg(&l);
+    cmd.args(["loss", "contrastive", "--miner", "batch_hard", "--json", "--embeddings"])
+        .arg(&e)
+        .arg("--labels")
+        .arg(&l);
     let (code, stdout, stderr) = run(&mut cmd);
     assert_eq!(code, 0, "{stderr}");
     let v = json(&stdout);
@@ -91,7 +112,9 @@ fn loss_with_a_miner_uses_the_mined_tuples() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(json(&mined), v["tuples"]);
     // ...and the loss on exactly those tuples, called directly, gives the same value.
-    let as_u32 = |key: &str| -> Vec<u32> { v["tuples"][key].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    let as_u32 = |key: &str| -> Vec<u32> {
+        v["tuples"][key].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
     let tuples = Tuples::Triplets(Triplets { a: as_u32("a"), p: as_u32("p"), n: as_u32("n") });
     assert!(tuples_len(&tuples) > n / 2, "most anchors have a positive and a negative");
     let mut loss = Instance::<dmlbench_loss_contrastive::Contrastive>::new(Default::default(), context(d, 0)).unwrap();
@@ -116,7 +139,10 @@ fn mine_prints_pml_layout_json() {
     assert_eq!(code, 0, "{stderr}");
     // Hand-computed: each point's only positive is its partner; the closest negative of 0
     // and 1 is 3 (0.1, 0.9), and of 2 and 3 is 1 (0.9, 0.1).
-    assert_eq!(json(&stdout), serde_json::json!({"kind": "triplets", "a": [0, 1, 2, 3], "p": [1, 0, 3, 2], "n": [3, 3, 1, 1]}));
+    assert_eq!(
+        json(&stdout),
+        serde_json::json!({"kind": "triplets", "a": [0, 1, 2, 3], "p": [1, 0, 3, 2], "n": [3, 3, 1, 1]})
+    );
 }
 
 #[test]
@@ -142,7 +168,10 @@ fn bad_inputs_are_clear_errors() {
     cmd.args(["loss", "batch_hard", "--embeddings"]).arg(&e).arg("--labels").arg(&l);
     let (code, _, stderr) = run(&mut cmd);
     assert_eq!(code, 2);
-    assert!(stderr.contains("no loss plugin 'batch_hard'; known losses: ") && stderr.contains("contrastive"), "{stderr}");
+    assert!(
+        stderr.contains("no loss plugin 'batch_hard'; known losses: ") && stderr.contains("contrastive"),
+        "{stderr}"
+    );
 }
 
 /// Labels are checked before any plugin is created: a huge label is not a reason to allocate a
@@ -175,12 +204,17 @@ fn labels_are_checked_before_any_plugin_sees_them() {
     let (code, _, stderr) = limited(&[0, 1, 1_000_000_000_000_000, 1], &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("labels.npy: label 1000000000000000 at index 2 would make 1000000000000001 classes (the largest label + 1)"),
+        stderr.contains(
+            "labels.npy: label 1000000000000000 at index 2 would make 1000000000000001 classes (the largest label + 1)"
+        ),
         "{stderr}"
     );
     let (code, _, stderr) = limited(&[0, 1, 2, -1], &[]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("labels.npy: label -1 at index 3 is negative; labels are class indices 0..C-1"), "{stderr}");
+    assert!(
+        stderr.contains("labels.npy: label -1 at index 3 is negative; labels are class indices 0..C-1"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("num_classes"), "{stderr}");
     let (code, _, stderr) = limited(&[0, 1, 2, 7], &["--num-classes", "5"]);
     assert_eq!(code, 2, "{stderr}");

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use dmlbench::report::record::CellRecord;
 use dmlbench::report::table::Leaderboard;
 use dmlbench::report::{html, markdown};
-use leaderboard_fixture::{write_records, FAILURE};
+use leaderboard_fixture::{FAILURE, write_records};
 use serde_json::Value;
 
 fn dmlbench(args: &[&str]) -> Output {
@@ -53,7 +53,12 @@ const CE_MAP: (f64, f64, f64) = (0.31, 0.01, 0.024_841_4);
 const CONTRASTIVE_MAP: (f64, f64, f64) = (0.316, 0.001, 0.002_484_14);
 
 fn row<'a>(json: &'a Value, method: &str) -> &'a Value {
-    json["tables"][0]["rows"].as_array().unwrap().iter().find(|r| r["method"] == method).unwrap_or_else(|| panic!("no row {method}"))
+    json["tables"][0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["method"] == method)
+        .unwrap_or_else(|| panic!("no row {method}"))
 }
 
 fn assert_summary(metric: &Value, (mean, sd, half_width): (f64, f64, f64), best: bool, what: &str) {
@@ -76,17 +81,44 @@ fn json_has_raw_means_intervals_and_best_marks_by_the_interval_rule() {
     assert_eq!(json["tables"].as_array().unwrap().len(), 1);
     assert_eq!(
         table["columns"],
-        serde_json::json!(["recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8", "map_at_r", "r_precision", "nmi"])
+        serde_json::json!([
+            "recall_at_1",
+            "recall_at_2",
+            "recall_at_4",
+            "recall_at_8",
+            "map_at_r",
+            "r_precision",
+            "nmi"
+        ])
     );
     // Rows by mean Recall@1, then the rows without one by name.
     let methods: Vec<&str> = table["rows"].as_array().unwrap().iter().map(|r| r["method"].as_str().unwrap()).collect();
-    assert_eq!(methods, ["cross_entropy", "contrastive+batch_hard", "multi_similarity+multi_similarity", "snca", "triplet_margin+semihard"]);
+    assert_eq!(
+        methods,
+        [
+            "cross_entropy",
+            "contrastive+batch_hard",
+            "multi_similarity+multi_similarity",
+            "snca",
+            "triplet_margin+semihard"
+        ]
+    );
 
     assert_summary(&row(&json, "cross_entropy")["metrics"]["recall_at_1"], CE_R1, true, "CE R@1");
-    assert_summary(&row(&json, "contrastive+batch_hard")["metrics"]["recall_at_1"], CONTRASTIVE_R1, true, "contrastive R@1");
+    assert_summary(
+        &row(&json, "contrastive+batch_hard")["metrics"]["recall_at_1"],
+        CONTRASTIVE_R1,
+        true,
+        "contrastive R@1",
+    );
     assert_summary(&row(&json, "multi_similarity+multi_similarity")["metrics"]["recall_at_1"], MS_R1, false, "MS R@1");
     assert_summary(&row(&json, "cross_entropy")["metrics"]["map_at_r"], CE_MAP, true, "CE MAP@R");
-    assert_summary(&row(&json, "contrastive+batch_hard")["metrics"]["map_at_r"], CONTRASTIVE_MAP, true, "contrastive MAP@R");
+    assert_summary(
+        &row(&json, "contrastive+batch_hard")["metrics"]["map_at_r"],
+        CONTRASTIVE_MAP,
+        true,
+        "contrastive MAP@R",
+    );
     assert_eq!(row(&json, "multi_similarity+multi_similarity")["metrics"]["map_at_r"]["best"], false);
 
     // The failed and the running cells: no metrics, their status and the full reason.
@@ -98,7 +130,10 @@ fn json_has_raw_means_intervals_and_best_marks_by_the_interval_rule() {
     let link = failed["cells"][0]["record"].as_str().unwrap();
     assert!(link.ends_with("/default/triplet_margin+semihard-seed0.ron") && !link.starts_with('/'), "{link}");
     let running = row(&json, "snca");
-    assert_eq!((running["status"].as_str(), running["status_line"].as_str()), (Some("running"), Some("running: epoch 2/4")));
+    assert_eq!(
+        (running["status"].as_str(), running["status_line"].as_str()),
+        (Some("running"), Some("running: epoch 2/4"))
+    );
 
     // Time per epoch (every epoch 300 s) and peak memory (max over seeds 3000, 3100, 3200 MiB).
     let ce = row(&json, "cross_entropy");
@@ -129,10 +164,15 @@ fn markdown_shows_percentages_intervals_and_bold_best_values() {
     }
     // Failed: the first line of the reason (81 characters), cut to 80; running: its progress.
     // Records are linked by seed.
-    assert!(md.contains("| failed: loss plugin triplet_margin: the gradient has a NaN in row 3 (batch 12 of epoch… |"), "{md}");
+    assert!(
+        md.contains("| failed: loss plugin triplet_margin: the gradient has a NaN in row 3 (batch 12 of epoch… |"),
+        "{md}"
+    );
     assert!(!md.contains("caused by"));
     assert!(md.contains("running: epoch 2/4"));
-    assert!(md.contains("[0](default/cross_entropy-seed0.ron) [1](default/cross_entropy-seed1.ron) [2](default/cross_entropy-seed2.ron)"));
+    assert!(md.contains(
+        "[0](default/cross_entropy-seed0.ron) [1](default/cross_entropy-seed1.ron) [2](default/cross_entropy-seed2.ron)"
+    ));
     assert!(md.contains("| `f70dfa8c0ffee` | 0.1.0 | 11 |"), "{md}");
 }
 
@@ -144,7 +184,9 @@ fn terminal_tables_mark_best_values_with_a_star_when_piped() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("cub · default (11 records)"), "{text}");
-    let line = |method: &str| text.lines().find(|l| l.contains(&format!(" {method} "))).unwrap_or_else(|| panic!("no row {method}\n{text}"));
+    let line = |method: &str| {
+        text.lines().find(|l| l.contains(&format!(" {method} "))).unwrap_or_else(|| panic!("no row {method}\n{text}"))
+    };
     // Every accuracy column of these two is marked (see the hand computations above) …
     assert!(line("cross_entropy").contains("63.0 ± 9.0 *"), "{text}");
     assert_eq!(line("cross_entropy").matches(" *").count(), 7, "{text}");
@@ -174,7 +216,11 @@ fn check_passes_when_up_to_date_and_fails_with_a_diff_after_a_record_is_edited()
     // Nothing committed yet: both files are missing, which is a difference.
     let missing = check(dir.path());
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stdout(&missing).contains("LEADERBOARD.md: missing") && stdout(&missing).contains("index.html: missing"), "{}", stdout(&missing));
+    assert!(
+        stdout(&missing).contains("LEADERBOARD.md: missing") && stdout(&missing).contains("index.html: missing"),
+        "{}",
+        stdout(&missing)
+    );
 
     write_committed(dir.path());
     let fresh = check(dir.path());
@@ -192,7 +238,11 @@ fn check_passes_when_up_to_date_and_fails_with_a_diff_after_a_record_is_edited()
     assert_eq!(stale.status.code(), Some(1));
     let diff = stdout(&stale);
     let md = dir.path().join("LEADERBOARD.md").display().to_string();
-    assert!(diff.contains(&format!("--- {md} (committed)")) && diff.contains(&format!("+++ {md} (rendered from the records)")), "{diff}");
+    assert!(
+        diff.contains(&format!("--- {md} (committed)"))
+            && diff.contains(&format!("+++ {md} (rendered from the records)")),
+        "{diff}"
+    );
     assert!(diff.contains("index.html (committed)"), "{diff}");
     assert!(diff.contains("\n-| cross_entropy | **63.0 ± 9.0** |"), "{diff}");
     assert!(diff.contains("\n+| cross_entropy | **64.0 ± 13.1** |"), "{diff}");
@@ -214,7 +264,10 @@ fn rendering_in_process_equals_what_the_command_writes() {
     assert!(errors.is_empty());
     let board = Leaderboard::from_records(records);
     assert_eq!(std::fs::read_to_string(dir.path().join("index.html")).unwrap(), html::render(&board, dir.path()));
-    assert_eq!(std::fs::read_to_string(dir.path().join("LEADERBOARD.md")).unwrap(), markdown::render(&board, dir.path()));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("LEADERBOARD.md")).unwrap(),
+        markdown::render(&board, dir.path())
+    );
 }
 
 #[test]
@@ -233,7 +286,10 @@ fn duplicate_cells_keep_the_newest_record_and_warn() {
     let out = dmlbench(&["leaderboard", arg(dir.path()), "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let warning = stderr(&out);
-    assert!(warning.contains("older-run/default/cross_entropy-seed0.ron") && warning.contains("fingerprints differ"), "{warning}");
+    assert!(
+        warning.contains("older-run/default/cross_entropy-seed0.ron") && warning.contains("fingerprints differ"),
+        "{warning}"
+    );
     let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
     // The old 0.10 is not averaged in: still 0.60 0.62 0.67.
     assert_summary(&row(&json, "cross_entropy")["metrics"]["recall_at_1"], CE_R1, true, "CE R@1");
@@ -249,7 +305,11 @@ fn unreadable_records_are_reported_and_counted() {
     let out = dmlbench(&["leaderboard", arg(dir.path()), "--format", "md"]);
     // The tables are still rendered; the exit code says something could not be read.
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("broken.ron") && stderr(&out).contains("not a valid result record"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("broken.ron") && stderr(&out).contains("not a valid result record"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stdout(&out).contains("| cross_entropy | **63.0 ± 9.0**"));
 
     let missing = dmlbench(&["leaderboard", arg(&dir.path().join("nowhere"))]);
@@ -264,7 +324,10 @@ fn the_page_shows_the_experiment_file_and_its_copy_is_not_a_record() {
     let out = dmlbench(&["leaderboard", arg(dir.path()), "--format", "html"]);
     assert!(out.status.success(), "the experiment copy is not an unreadable record: {}", stderr(&out));
     let page = stdout(&out);
-    assert!(page.contains("<pre>// the fixture&#39;s experiment\n(name: &quot;default&quot;, seeds: [0, 1, 2]"), "{page}");
+    assert!(
+        page.contains("<pre>// the fixture&#39;s experiment\n(name: &quot;default&quot;, seeds: [0, 1, 2]"),
+        "{page}"
+    );
 
     // A copy that no longer matches the records' fingerprint is not shown as theirs.
     std::fs::write(dir.path().join("default/experiment.ron"), "(name: \"default\", seeds: [7])").unwrap();

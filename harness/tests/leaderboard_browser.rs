@@ -64,11 +64,18 @@ fn chromium(binary: &Path, profile: &Path, args: &[String]) -> String {
         if start.elapsed() > CHROMIUM_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("chromium did not finish within {CHROMIUM_TIMEOUT:?}: {}", std::fs::read_to_string(&stderr_file).unwrap_or_default());
+            panic!(
+                "chromium did not finish within {CHROMIUM_TIMEOUT:?}: {}",
+                std::fs::read_to_string(&stderr_file).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(status.success(), "chromium failed ({status}): {}", std::fs::read_to_string(&stderr_file).unwrap_or_default());
+    assert!(
+        status.success(),
+        "chromium failed ({status}): {}",
+        std::fs::read_to_string(&stderr_file).unwrap_or_default()
+    );
     std::fs::read_to_string(&stdout_file).unwrap()
 }
 
@@ -93,7 +100,9 @@ fn svg_elements(dom: &str) -> Vec<&str> {
 #[test]
 fn chromium_renders_the_tables_and_charts() {
     let Some(binary) = find_chromium() else {
-        eprintln!("SKIPPED chromium_renders_the_tables_and_charts: neither `chromium` nor `chromium-browser` is on PATH (apt-get install chromium)");
+        eprintln!(
+            "SKIPPED chromium_renders_the_tables_and_charts: neither `chromium` nor `chromium-browser` is on PATH (apt-get install chromium)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -116,7 +125,10 @@ fn chromium_renders_the_tables_and_charts() {
         ("snca", "running"),
         ("triplet_margin+semihard", "failed"),
     ] {
-        assert!(dom.contains(&format!("<tr class=\"{class}\" data-method=\"{method}\">")), "row {method} missing from the DOM");
+        assert!(
+            dom.contains(&format!("<tr class=\"{class}\" data-method=\"{method}\">")),
+            "row {method} missing from the DOM"
+        );
     }
     // The best values as the browser sees them (0.60, 0.62, 0.67 → 63.0 ± 9.0).
     assert!(dom.contains("<td class=\"num best\"><strong>63.0 ± 9.0</strong></td>"));

@@ -30,7 +30,8 @@ fn misbehaving(plugins: &[(&str, &str)]) -> tempfile::TempDir {
 /// ended after two minutes: a plugin that hangs the command itself must fail a test, not
 /// stall the suite.
 fn run(command: &mut Command) -> (i32, String, String) {
-    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the command starts");
+    let mut child =
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the command starts");
     let read = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -61,8 +62,18 @@ fn check(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, serde_json::V
 }
 
 /// [`check`] with another `dmlbench` command.
-fn check_with(mut command: Command, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, serde_json::Value, String) {
-    command.env("DMLBENCH_PLUGIN_PATH", dir).env_remove("DMLBENCH_CHECK_TIMEOUT").args(["plugins", "check"]).args(args).arg("--json");
+fn check_with(
+    mut command: Command,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, serde_json::Value, String) {
+    command
+        .env("DMLBENCH_PLUGIN_PATH", dir)
+        .env_remove("DMLBENCH_CHECK_TIMEOUT")
+        .args(["plugins", "check"])
+        .args(args)
+        .arg("--json");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -77,7 +88,13 @@ fn checks_of(v: &serde_json::Value, plugin: &str) -> Vec<(String, bool, String)>
         .expect("a checks array")
         .iter()
         .filter(|c| c["plugin"] == plugin)
-        .map(|c| (c["check"].as_str().unwrap().to_string(), c["passed"].as_bool().unwrap(), c["detail"].as_str().unwrap().to_string()))
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_string(),
+                c["passed"].as_bool().unwrap(),
+                c["detail"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -199,7 +216,11 @@ fn check_all_reports_every_other_plugin() {
         assert!(by_plugin.contains_key(plugin), "{plugin} is missing from {good:?}");
     }
     for plugin in good {
-        assert!(by_plugin[plugin].len() >= 8 && by_plugin[plugin].iter().all(|&p| p), "{plugin}: {:?}", checks_of(&v, plugin));
+        assert!(
+            by_plugin[plugin].len() >= 8 && by_plugin[plugin].iter().all(|&p| p),
+            "{plugin}: {:?}",
+            checks_of(&v, plugin)
+        );
     }
 }
 
@@ -234,7 +255,13 @@ fn a_create_that_crashes_or_hangs_makes_the_experiment_invalid() {
     let file = experiment(work.path(), r#"(loss: "contrastive")"#);
     let runs = |extra: &[&str]| {
         let mut command = dmlbench();
-        command.env("DMLBENCH_PLUGIN_PATH", plugins.path()).arg("run").arg(&file).arg("--results").arg(&results).args(extra);
+        command
+            .env("DMLBENCH_PLUGIN_PATH", plugins.path())
+            .arg("run")
+            .arg(&file)
+            .arg("--results")
+            .arg(&results)
+            .args(extra);
         run(&mut command)
     };
     let (code, stdout, stderr) = runs(&[]);
@@ -283,11 +310,12 @@ fn a_library_that_crashes_while_loading_is_skipped() {
         assert!(ids.contains(&"c_fine") && !ids.contains(&"c_crash_entry"), "{round}: {ids:?}");
         let problems = listing["problems"].to_string();
         assert!(
-            problems.contains("c_crash_entry") && problems.contains("SIGSEGV") && problems.contains("giving up in its entry function"),
+            problems.contains("c_crash_entry")
+                && problems.contains("SIGSEGV")
+                && problems.contains("giving up in its entry function"),
             "{round}: {problems}"
         );
     }
     let remembered = std::fs::read_dir(cache.path().join("dmlbench/loaded-plugins")).unwrap().count();
     assert!(remembered >= 1, "the library that loaded is remembered");
 }
-

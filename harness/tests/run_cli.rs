@@ -14,7 +14,12 @@ use dmlbench::report::record::{CellRecord, CellStatus};
 
 /// A tiny experiment: 8 synthetic classes of 8 images at 32 px, a 2-stage CNN, seed 0.
 fn experiment(dir: &Path, name: &str, epochs: usize, grid: &str) -> PathBuf {
-    experiment_sized(dir, name, Size { classes: 8, per_class: 8, channels: "[8, 16]", lr: 0.05, epochs, seeds: "[0]" }, grid)
+    experiment_sized(
+        dir,
+        name,
+        Size { classes: 8, per_class: 8, channels: "[8, 16]", lr: 0.05, epochs, seeds: "[0]" },
+        grid,
+    )
 }
 
 /// What varies between the experiments of these tests.
@@ -89,7 +94,8 @@ fn record(results: &Path, experiment: &str, cell: &str) -> CellRecord {
 #[test]
 fn run_writes_complete_records_and_skips_finished_cells() {
     let dir = tempfile::tempdir().unwrap();
-    let file = experiment(dir.path(), "tiny", 2, r#"(loss: "cross_entropy"), (loss: "contrastive", miner: "batch_hard")"#);
+    let file =
+        experiment(dir.path(), "tiny", 2, r#"(loss: "cross_entropy"), (loss: "contrastive", miner: "batch_hard")"#);
     let results = dir.path().join("results");
     let (_, stderr) = run_to_the_end(&file, &results);
     assert!(stderr.contains("generating the synthetic cub dataset"), "{stderr}");
@@ -180,13 +186,27 @@ fn a_killed_run_resumes_from_its_checkpoint() {
 /// What a record says about the method, without how long it took: the status, each epoch's
 /// number, loss, images, plugin statistics and metrics, the untrained baseline and the final
 /// metrics.
-type Result = (CellStatus, Vec<(usize, f64, usize, Vec<(String, f64)>, Option<Metrics>, Option<Metrics>)>, Option<Metrics>, Option<Metrics>);
+type Result = (
+    CellStatus,
+    Vec<(usize, f64, usize, Vec<(String, f64)>, Option<Metrics>, Option<Metrics>)>,
+    Option<Metrics>,
+    Option<Metrics>,
+);
 
 fn result_of(r: &CellRecord) -> Result {
     let epochs = r
         .epochs
         .iter()
-        .map(|e| (e.epoch, e.loss, e.images, e.plugin_stats.clone().into_iter().collect(), e.test.clone(), e.validation.clone()))
+        .map(|e| {
+            (
+                e.epoch,
+                e.loss,
+                e.images,
+                e.plugin_stats.clone().into_iter().collect(),
+                e.test.clone(),
+                e.validation.clone(),
+            )
+        })
         .collect();
     (r.status.clone(), epochs, r.initial_test.clone(), r.final_metrics.clone())
 }
@@ -246,8 +266,16 @@ fn a_corrupt_checkpoint_restarts_the_cell_and_says_so() {
     std::fs::remove_file(results.join("corrupt/cross_entropy-seed0.ron")).unwrap();
 
     let (_, stderr) = run_to_the_end(&file, &results);
-    assert!(stderr.contains("warning") && stderr.contains("cannot be restored") && stderr.contains("cross_entropy-seed0.corrupt"), "{stderr}");
-    assert!(results.join("corrupt/checkpoints/cross_entropy-seed0.corrupt/model.safetensors").is_file(), "the damaged checkpoint is kept");
+    assert!(
+        stderr.contains("warning")
+            && stderr.contains("cannot be restored")
+            && stderr.contains("cross_entropy-seed0.corrupt"),
+        "{stderr}"
+    );
+    assert!(
+        results.join("corrupt/checkpoints/cross_entropy-seed0.corrupt/model.safetensors").is_file(),
+        "the damaged checkpoint is kept"
+    );
     let retrained = record(&results, "corrupt", "cross_entropy-seed0");
     assert_eq!(retrained.resumed, 0, "trained from the start");
     assert_eq!(result_of(&retrained).0, CellStatus::Completed);
@@ -408,7 +436,8 @@ fn a_crashing_plugin_costs_one_cell() {
     std::fs::copy(&broken, plugins.join(format!("{DLL_PREFIX}broken{DLL_SUFFIX}"))).unwrap();
     let file = experiment(dir.path(), "crash", 1, r#"(loss: "panicking"), (loss: "contrastive")"#);
     let results = dir.path().join("results");
-    let (code, stdout, _) = run(dmlbench().env("DMLBENCH_PLUGIN_PATH", &plugins).arg("run").arg(&file).arg("--results").arg(&results));
+    let (code, stdout, _) =
+        run(dmlbench().env("DMLBENCH_PLUGIN_PATH", &plugins).arg("run").arg(&file).arg("--results").arg(&results));
     assert_eq!(code, 1, "a failed cell makes the exit code 1");
     assert!(stdout.contains("FAILED"), "{stdout}");
     let failed = record(&results, "crash", "panicking-seed0");
@@ -433,7 +462,8 @@ fn a_hanging_plugin_is_stopped_after_the_stall_timeout() {
     edit(&file, "workers: 1,", "workers: 1,\n        stall_timeout: 2.0,");
     let results = dir.path().join("results");
     let started = Instant::now();
-    let (code, stdout, stderr) = run(dmlbench().env("DMLBENCH_PLUGIN_PATH", &plugins).arg("run").arg(&file).arg("--results").arg(&results));
+    let (code, stdout, stderr) =
+        run(dmlbench().env("DMLBENCH_PLUGIN_PATH", &plugins).arg("run").arg(&file).arg("--results").arg(&results));
     assert_eq!(code, 1, "a failed cell makes the exit code 1\n{stdout}\n{stderr}");
     assert!(started.elapsed() < Duration::from_secs(120), "the hang was not cut short");
     let stalled = record(&results, "stall", "c_hang-seed0");
@@ -464,7 +494,12 @@ fn validation_classes_that_leave_one_training_class_are_named() {
     let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let reason = failure_reason(&record(&results, "heldout", "cross_entropy-seed0"));
-    assert!(reason.contains("4 training classes") && reason.contains("validation_classes (0.8) holds 3") && reason.contains("leaving 1"), "{reason}");
+    assert!(
+        reason.contains("4 training classes")
+            && reason.contains("validation_classes (0.8) holds 3")
+            && reason.contains("leaving 1"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -537,7 +572,8 @@ fn embed_and_eval_reproduce_the_recorded_metrics() {
     let file = experiment(dir.path(), "embed", 2, r#"(loss: "cross_entropy")"#);
     let results = dir.path().join("results");
     run_to_the_end(&file, &results);
-    let recorded = record(&results, "embed", "cross_entropy-seed0").final_metrics.expect("a completed cell has final metrics");
+    let recorded =
+        record(&results, "embed", "cross_entropy-seed0").final_metrics.expect("a completed cell has final metrics");
 
     let checkpoint = results.join("embed/checkpoints/cross_entropy-seed0/model.safetensors");
     let out = dir.path().join("emb");
@@ -564,7 +600,11 @@ fn embed_and_eval_reproduce_the_recorded_metrics() {
     assert_eq!(json["queries"], 32, "4 test classes of 8 images: {stdout}");
     for (key, k) in [("1", 1), ("2", 2)] {
         let from_eval = json["recall_at_k"][key].as_f64().unwrap();
-        assert!((from_eval - recorded.recall_at_k[&k]).abs() < 1e-9, "R@{k}: eval {from_eval}, record {}", recorded.recall_at_k[&k]);
+        assert!(
+            (from_eval - recorded.recall_at_k[&k]).abs() < 1e-9,
+            "R@{k}: eval {from_eval}, record {}",
+            recorded.recall_at_k[&k]
+        );
     }
     let map = json["map_at_r"].as_f64().unwrap();
     assert!((map - recorded.map_at_r).abs() < 1e-6, "MAP@R: eval {map}, record {}", recorded.map_at_r);
@@ -577,10 +617,12 @@ fn embed_and_eval_reproduce_the_recorded_metrics() {
 #[test]
 fn libtorch_reproduces_the_run_on_flex() {
     let dir = tempfile::tempdir().unwrap();
-    let file = experiment(dir.path(), "backends", 2, r#"(loss: "cross_entropy"), (loss: "contrastive", miner: "batch_hard")"#);
+    let file =
+        experiment(dir.path(), "backends", 2, r#"(loss: "cross_entropy"), (loss: "contrastive", miner: "batch_hard")"#);
     for device in ["cpu", "tch"] {
         let results = dir.path().join(device);
-        let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results).args(["--device", device]));
+        let (code, stdout, stderr) =
+            run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results).args(["--device", device]));
         assert_eq!(code, 0, "{device}: {stdout}\n{stderr}");
     }
     for cell in ["cross_entropy-seed0", "contrastive+batch_hard-seed0"] {
@@ -589,9 +631,20 @@ fn libtorch_reproduces_the_run_on_flex() {
         assert_eq!((flex.environment.backend.as_str(), tch.environment.backend.as_str()), ("flex", "libtorch"));
         assert_eq!(tch.status, CellStatus::Completed);
         let initial = |r: &CellRecord| r.initial_test.as_ref().unwrap().map_at_r;
-        assert!((initial(&tch) - initial(&flex)).abs() <= 1e-4, "{cell}: untrained MAP@R {} vs {}", initial(&tch), initial(&flex));
+        assert!(
+            (initial(&tch) - initial(&flex)).abs() <= 1e-4,
+            "{cell}: untrained MAP@R {} vs {}",
+            initial(&tch),
+            initial(&flex)
+        );
         for (a, b) in tch.epochs.iter().zip(&flex.epochs) {
-            assert!((a.loss - b.loss).abs() <= 1e-3 * b.loss.abs().max(1.0), "{cell} epoch {}: loss {} vs {}", a.epoch, a.loss, b.loss);
+            assert!(
+                (a.loss - b.loss).abs() <= 1e-3 * b.loss.abs().max(1.0),
+                "{cell} epoch {}: loss {} vs {}",
+                a.epoch,
+                a.loss,
+                b.loss
+            );
         }
         let (a, b) = (tch.final_metrics.as_ref().unwrap(), flex.final_metrics.as_ref().unwrap());
         assert!((a.map_at_r - b.map_at_r).abs() <= 1e-2, "{cell}: MAP@R {} vs {}", a.map_at_r, b.map_at_r);
@@ -613,7 +666,10 @@ fn a_smoke_run_never_touches_the_real_results() {
     let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results).arg("--smoke"));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let smoke = record(&results, "real-smoke", "cross_entropy-seed0");
-    assert_eq!((smoke.status, smoke.epochs.len(), smoke.cell.recipe.as_str()), (CellStatus::Completed, 1, "real-smoke"));
+    assert_eq!(
+        (smoke.status, smoke.epochs.len(), smoke.cell.recipe.as_str()),
+        (CellStatus::Completed, 1, "real-smoke")
+    );
     assert_eq!(record(&results, "real", "cross_entropy-seed0"), real, "the real record changed");
     assert!(checkpoint.is_dir(), "the real checkpoint was removed");
 }
@@ -643,14 +699,18 @@ fn optimiser_constants_are_validated_with_their_fields() {
     for (optimizer, expected) in [
         (
             "AdamW(lr: 0.01, beta1: 2.0, eps: -1.0)",
-            vec!["training.optimizer.beta1: must be in [0, 1), got 2", "training.optimizer.eps: must be positive, got -1"],
+            vec![
+                "training.optimizer.beta1: must be in [0, 1), got 2",
+                "training.optimizer.eps: must be positive, got -1",
+            ],
         ),
         ("AdamW(lr: 0.01, beta2: NaN)", vec!["training.optimizer.beta2: must be in [0, 1), got NaN"]),
         ("RmsProp(lr: 0.01, alpha: NaN)", vec!["training.optimizer.alpha: must be in [0, 1), got NaN"]),
     ] {
         let file = experiment(dir.path(), "optimiser", 1, r#"(loss: "cross_entropy")"#);
         edit(&file, "Sgd(lr: 0.05, momentum: 0.9, nesterov: true)", optimizer);
-        let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(dir.path().join("results")));
+        let (code, stdout, stderr) =
+            run(dmlbench().arg("run").arg(&file).arg("--results").arg(dir.path().join("results")));
         assert_eq!(code, 2, "{optimizer}: {stdout}\n{stderr}");
         for line in expected {
             assert!(stderr.contains(line), "{optimizer}: missing '{line}' in\n{stderr}");
@@ -671,7 +731,10 @@ fn a_batch_that_the_classes_cannot_fill_fails_the_cell() {
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let failed = record(&results, "unfillable", "cross_entropy-seed0");
     let reason = failure_reason(&failed);
-    assert!(reason.contains("training.batch_size: 32 cannot be filled by MPerClass(m: 4) from 4 training classes"), "{reason}");
+    assert!(
+        reason.contains("training.batch_size: 32 cannot be filled by MPerClass(m: 4) from 4 training classes"),
+        "{reason}"
+    );
     assert!(reason.contains("the largest batch is 16"), "{reason}");
     assert!(failed.epochs.is_empty());
 }

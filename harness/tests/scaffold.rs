@@ -27,9 +27,7 @@ fn new_plugins_build_pass_their_tests_and_the_conformance_suite() {
     // Same dependency versions as the repository, so the shared target directory is reused.
     std::fs::copy(root().join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
     let target = profile_dir().parent().unwrap().to_path_buf();
-    let in_scratch = |args: &[&str]| {
-        run(dmlbench_at(ws).args(args))
-    };
+    let in_scratch = |args: &[&str]| run(dmlbench_at(ws).args(args));
 
     let (code, stdout, stderr) = in_scratch(&["plugins", "new", "demo_loss", "--kind", "loss"]);
     assert_eq!(code, 0, "{stderr}");
@@ -50,8 +48,12 @@ fn new_plugins_build_pass_their_tests_and_the_conformance_suite() {
     // They are discovered (built by the host) and conform.
     let (code, stdout, stderr) = in_scratch(&["plugins", "list", "--json"]);
     assert_eq!(code, 0, "{stderr}");
-    let listed: Vec<String> =
-        json(&stdout)["plugins"].as_array().unwrap().iter().map(|p| format!("{}:{}", p["kind"].as_str().unwrap(), p["id"].as_str().unwrap())).collect();
+    let listed: Vec<String> = json(&stdout)["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}:{}", p["kind"].as_str().unwrap(), p["id"].as_str().unwrap()))
+        .collect();
     assert_eq!(listed, vec!["loss:demo_loss", "miner:demo_miner"]);
     let (code, stdout, stderr) = in_scratch(&["plugins", "check", "demo_loss", "demo_miner"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");

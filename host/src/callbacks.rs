@@ -117,8 +117,12 @@ impl TupleBuffer {
 /// of `t` have inconsistent lengths: a plugin would read past the shorter one.
 pub(crate) fn raw_tuples(t: Option<&Tuples>) -> RawTuples {
     match t {
-        Some(Tuples::Triplets(t)) => assert!(t.p.len() == t.a.len() && t.n.len() == t.a.len(), "triplet arrays differ in length"),
-        Some(Tuples::Pairs(p)) => assert!(p.p.len() == p.a1.len() && p.n.len() == p.a2.len(), "pair arrays differ in length"),
+        Some(Tuples::Triplets(t)) => {
+            assert!(t.p.len() == t.a.len() && t.n.len() == t.a.len(), "triplet arrays differ in length")
+        }
+        Some(Tuples::Pairs(p)) => {
+            assert!(p.p.len() == p.a1.len() && p.n.len() == p.a2.len(), "pair arrays differ in length")
+        }
         None => {}
     }
     match t {

@@ -17,7 +17,7 @@
 
 use dmlbench_abi::Status;
 use dmlbench_sdk::error::status_name;
-use dmlbench_sdk::testing::{check_gradient, random_embeddings, GradCheck};
+use dmlbench_sdk::testing::{GradCheck, check_gradient, random_embeddings};
 use dmlbench_sdk::tuples::{all_pairs, all_triplets};
 use dmlbench_sdk::{Error, Triplets, Tuples};
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,11 @@ struct Shape {
 fn shapes() -> Vec<Shape> {
     vec![
         Shape { name: "16 rows, 4 classes", labels: vec![0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3], seed: 1 },
-        Shape { name: "24 rows, 6 classes, uneven", labels: (0..24).map(|i| [0, 0, 0, 1, 1, 2, 3, 3, 4, 5][i % 10]).collect(), seed: 2 },
+        Shape {
+            name: "24 rows, 6 classes, uneven",
+            labels: (0..24).map(|i| [0, 0, 0, 1, 1, 2, 3, 3, 4, 5][i % 10]).collect(),
+            seed: 2,
+        },
         Shape { name: "one class only", labels: vec![2; 6], seed: 3 },
         Shape { name: "singletons", labels: vec![0, 1, 2, 3, 4], seed: 4 },
         Shape { name: "n = 2, same class", labels: vec![1, 1], seed: 5 },
@@ -116,12 +120,12 @@ fn create_check(info: &PluginInfo, config: &str, expected: Status) -> Result<Str
 }
 
 fn expect_status((status, message): (Status, String), expected: Status) -> Result<String, String> {
-    let shown = if message.is_empty() { status_name(status).to_string() } else { format!("{}: {message}", status_name(status)) };
-    if status == expected {
-        Ok(shown)
+    let shown = if message.is_empty() {
+        status_name(status).to_string()
     } else {
-        Err(format!("expected {}, got {shown}", status_name(expected)))
-    }
+        format!("{}: {message}", status_name(status))
+    };
+    if status == expected { Ok(shown) } else { Err(format!("expected {}, got {shown}", status_name(expected))) }
 }
 
 fn status_of<T>(result: Result<T, PluginError>) -> (Status, String) {
@@ -201,7 +205,10 @@ fn check_loss(info: &PluginInfo, report: &mut Report) {
     let z = random_embeddings(9, n, D);
     report.run("label count mismatch is rejected", || {
         loss_handle(info, 0).and_then(|mut l| {
-            expect_status(status_of(l.forward_backward_unchecked(n, D, &z, &labels[..n - 1], tuples.as_ref())), Status::BAD_INPUT)
+            expect_status(
+                status_of(l.forward_backward_unchecked(n, D, &z, &labels[..n - 1], tuples.as_ref())),
+                Status::BAD_INPUT,
+            )
         })
     });
     if caps.accepts_tuples() {
@@ -302,7 +309,9 @@ fn check_miner(info: &PluginInfo, report: &mut Report) {
         report.run(format!("valid tuples: {}", shape.name), || {
             miner_handle(info, 0).and_then(|mut m| {
                 let z = random_embeddings(shape.seed, shape.labels.len(), D);
-                m.mine(&z, D, &shape.labels).map(|o| format!("{}, all valid", describe_tuples(&o.tuples))).map_err(|e| e.to_string())
+                m.mine(&z, D, &shape.labels)
+                    .map(|o| format!("{}, all valid", describe_tuples(&o.tuples)))
+                    .map_err(|e| e.to_string())
             })
         });
     }
@@ -313,17 +322,25 @@ fn check_miner(info: &PluginInfo, report: &mut Report) {
         m.mine(&z, D, &shape.labels).map(|o| o.tuples).map_err(|e| e.to_string())
     };
     report.run("same seed, same result", || {
-        run().and_then(|a| if a == run()? { Ok("two instances with seed 42 agree".into()) } else { Err("two instances with seed 42 mine different tuples".into()) })
+        run().and_then(|a| {
+            if a == run()? {
+                Ok("two instances with seed 42 agree".into())
+            } else {
+                Err("two instances with seed 42 mine different tuples".into())
+            }
+        })
     });
     let n = shape.labels.len();
     let mut bad = z.clone();
     bad[D + 1] = f32::INFINITY;
     report.run("non-finite embedding is rejected", || {
-        miner_handle(info, 0).and_then(|mut m| expect_status(status_of(m.mine_unchecked(n, D, &bad, &shape.labels)), Status::BAD_INPUT))
+        miner_handle(info, 0)
+            .and_then(|mut m| expect_status(status_of(m.mine_unchecked(n, D, &bad, &shape.labels)), Status::BAD_INPUT))
     });
     report.run("label count mismatch is rejected", || {
-        miner_handle(info, 0)
-            .and_then(|mut m| expect_status(status_of(m.mine_unchecked(n, D, &z, &shape.labels[..n - 1])), Status::BAD_INPUT))
+        miner_handle(info, 0).and_then(|mut m| {
+            expect_status(status_of(m.mine_unchecked(n, D, &z, &shape.labels[..n - 1])), Status::BAD_INPUT)
+        })
     });
     if info.capabilities.supports_state {
         report.run("state round trip", || {

@@ -21,11 +21,9 @@ pub struct PluginCrate {
 pub fn plugin_crates(plugins_dir: &Path) -> (Vec<PluginCrate>, Vec<(PathBuf, String)>) {
     let mut crates = Vec::new();
     let mut problems = Vec::new();
-    let walker = WalkDir::new(plugins_dir)
-        .max_depth(4)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || (e.file_name() != "target" && !e.file_name().to_string_lossy().starts_with('.')));
+    let walker = WalkDir::new(plugins_dir).max_depth(4).sort_by_file_name().into_iter().filter_entry(|e| {
+        e.depth() == 0 || (e.file_name() != "target" && !e.file_name().to_string_lossy().starts_with('.'))
+    });
     for entry in walker.flatten() {
         if entry.file_name() != "Cargo.toml" {
             continue;

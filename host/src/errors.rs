@@ -127,7 +127,7 @@ pub fn escape_terminal(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{cap_message, cap_message_tail, describe, escape_terminal, signal_name, MESSAGE_LIMIT};
+    use super::{MESSAGE_LIMIT, cap_message, cap_message_tail, describe, escape_terminal, signal_name};
 
     #[test]
     fn a_terminal_never_receives_control_characters() {

@@ -10,11 +10,11 @@ use std::ffi::c_void;
 use std::fmt;
 
 use dmlbench_abi::{Batch, CreateParams, LossOutput as RawLossOutput, MineOutput, Sink, Status, VTable};
+use dmlbench_sdk::Tuples;
 use dmlbench_sdk::error::status_name;
 use dmlbench_sdk::instance::first_non_finite;
-use dmlbench_sdk::Tuples;
 
-use super::callbacks::{raw_tuples, ByteBuffer, StatBuffer, TupleBuffer};
+use super::callbacks::{ByteBuffer, StatBuffer, TupleBuffer, raw_tuples};
 use super::library::{PluginInfo, PluginKind};
 
 /// A failed plugin call: which plugin, which call, the status and the plugin's message.
@@ -133,7 +133,11 @@ impl Instance {
     }
 
     /// Calls `f` with an error sink, turning a non-OK status into a [`PluginError`].
-    fn call(&mut self, operation: &'static str, f: impl FnOnce(*mut c_void, &Sink) -> Status) -> Result<(), PluginError> {
+    fn call(
+        &mut self,
+        operation: &'static str,
+        f: impl FnOnce(*mut c_void, &Sink) -> Status,
+    ) -> Result<(), PluginError> {
         let mut message = ByteBuffer::default();
         let sink = message.sink();
         let status = f(self.ptr, &sink);
@@ -220,11 +224,16 @@ impl LossHandle {
         labels: &[i64],
         tuples: Option<&Tuples>,
     ) -> Result<LossOutput, PluginError> {
-        check_input(embeddings, d, labels, tuples)
-            .map_err(|m| self.instance.error("forward_backward", Status::BAD_INPUT, format!("host refused the batch: {m}")))?;
+        check_input(embeddings, d, labels, tuples).map_err(|m| {
+            self.instance.error("forward_backward", Status::BAD_INPUT, format!("host refused the batch: {m}"))
+        })?;
         let out = self.forward_backward_unchecked(labels.len(), d, embeddings, labels, tuples)?;
         if !out.loss.is_finite() {
-            return Err(self.instance.error("forward_backward", Status::FAILED, format!("returned a non-finite loss {}", out.loss)));
+            return Err(self.instance.error(
+                "forward_backward",
+                Status::FAILED,
+                format!("returned a non-finite loss {}", out.loss),
+            ));
         }
         // The gradient buffer starts as NaN, so this also catches elements never written.
         if let Some(i) = first_non_finite(&out.grad) {
@@ -331,7 +340,13 @@ impl MinerHandle {
 
     /// The call with the batch passed as given, for conformance checks; the tuples are
     /// copied but not checked.
-    pub fn mine_unchecked(&mut self, n: usize, d: usize, embeddings: &[f32], labels: &[i64]) -> Result<MinerOutput, PluginError> {
+    pub fn mine_unchecked(
+        &mut self,
+        n: usize,
+        d: usize,
+        embeddings: &[f32],
+        labels: &[i64],
+    ) -> Result<MinerOutput, PluginError> {
         let mine = self.instance.vtable().mine.expect("checked at load time");
         let raw_batch = batch(n, d, embeddings, labels, None);
         let mut tuples = TupleBuffer::default();

@@ -34,7 +34,7 @@ use dmlbench_abi::Status;
 use dmlbench_sdk::error::status_name;
 use serde::{Deserialize, Serialize};
 
-use super::check::{run_suite, CheckEvent, CheckOutcome};
+use super::check::{CheckEvent, CheckOutcome, run_suite};
 use super::handle::{CreateOptions, LossHandle, MinerHandle, PluginError};
 use super::library::{self, PluginInfo, PluginKind};
 
@@ -82,7 +82,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// fractions allowed.
 pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text.trim().parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
-    if !(seconds > 0.0) {
+    if seconds.is_nan() || seconds <= 0.0 {
         return Err(format!("the timeout must be positive, got {text}"));
     }
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' seconds is too long"))
@@ -201,7 +201,9 @@ impl std::error::Error for CreateError {}
 /// child processes as it takes (see [`run_in_order`]). `timeout` bounds each `create`.
 pub fn create_all_in_child(jobs: &[(&PluginInfo, CreateOptions)], timeout: Duration) -> Vec<Result<(), CreateError>> {
     let tasks: Vec<Task> = jobs.iter().map(|(info, options)| Task::new(info, Job::Create(options.clone()))).collect();
-    let ends = run_in_order(&tasks, timeout, |reply| matches!(reply, Reply::Created | Reply::Refused { .. } | Reply::Unavailable(_)));
+    let ends = run_in_order(&tasks, timeout, |reply| {
+        matches!(reply, Reply::Created | Reply::Refused { .. } | Reply::Unavailable(_))
+    });
     ends.into_iter()
         .zip(jobs)
         .map(|(end, (info, _))| match end {
@@ -246,10 +248,13 @@ pub fn load_all_in_child(libraries: &[(PathBuf, Option<PathBuf>)], timeout: Dura
         .into_iter()
         .map(|end| match end {
             TaskEnd::Answered(_) => None,
-            TaskEnd::Failed(ending) if ending.output.is_empty() => Some(format!("loading it in a test process: the process {}", ending.how)),
-            TaskEnd::Failed(ending) => {
-                Some(format!("loading it in a test process: the process {}; its last output:\n{}", ending.how, ending.output))
+            TaskEnd::Failed(ending) if ending.output.is_empty() => {
+                Some(format!("loading it in a test process: the process {}", ending.how))
             }
+            TaskEnd::Failed(ending) => Some(format!(
+                "loading it in a test process: the process {}; its last output:\n{}",
+                ending.how, ending.output
+            )),
         })
         .collect()
 }
@@ -283,7 +288,12 @@ fn run_in_order(tasks: &[Task], timeout: Duration, is_answer: fn(&Reply) -> bool
             // A child that exits cleanly has answered every task; one that did not is broken.
             while ends.len() < tasks.len() {
                 let how = "ended without answering".to_string();
-                ends.push(TaskEnd::Failed(Ending { succeeded: false, timed_out: false, how, output: ending.output.clone() }));
+                ends.push(TaskEnd::Failed(Ending {
+                    succeeded: false,
+                    timed_out: false,
+                    how,
+                    output: ending.output.clone(),
+                }));
             }
         } else if answered < remaining.len() {
             // The task under way when the process ended is the one at fault.
@@ -323,7 +333,8 @@ pub fn check_in_child(info: &PluginInfo, timeout: Duration) -> Vec<CheckOutcome>
     });
     let fail = |check: String, detail: String| CheckOutcome { plugin: plugin.clone(), check, passed: false, detail };
     if let Some(reason) = unavailable {
-        outcomes.push(fail("conformance suite".into(), format!("the check's process could not load the plugin: {reason}")));
+        outcomes
+            .push(fail("conformance suite".into(), format!("the check's process could not load the plugin: {reason}")));
         return outcomes;
     }
     if ending.succeeded && running.is_none() && !outcomes.is_empty() {
@@ -341,8 +352,11 @@ pub fn check_in_child(info: &PluginInfo, timeout: Duration) -> Vec<CheckOutcome>
     } else {
         ending.how.clone()
     };
-    let output =
-        if ending.output.is_empty() { " It wrote nothing.".to_string() } else { format!(" Its last output:\n{}", ending.output) };
+    let output = if ending.output.is_empty() {
+        " It wrote nothing.".to_string()
+    } else {
+        format!(" Its last output:\n{}", ending.output)
+    };
     outcomes.push(fail(check, format!("the check's process {how}{when}.{output}")));
     outcomes
 }
@@ -402,12 +416,8 @@ fn run_job(request: &Request, timeout: Duration, mut on_reply: impl FnMut(Reply)
     let program = job_program(&exe);
     let mut command = Command::new(&program.path);
     crate::parent::make_child(&mut command);
-    let spawned = command
-        .args(program.args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
+    let spawned =
+        command.args(program.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => return not_started(format!("could not be started ({}): {e}", program.path.display())),
@@ -433,10 +443,10 @@ fn run_job(request: &Request, timeout: Duration, mut on_reply: impl FnMut(Reply)
     let mut ended: Option<(Option<ExitStatus>, Instant)> = None;
     let mut timed_out = false;
     loop {
-        if let Some((_, at)) = ended {
-            if open_pipes == 0 || Instant::now() >= at + DRAIN_GRACE {
-                break;
-            }
+        if let Some((_, at)) = ended
+            && (open_pipes == 0 || Instant::now() >= at + DRAIN_GRACE)
+        {
+            break;
         }
         match events.recv_timeout(Duration::from_millis(20)) {
             Ok(Event::Reply(Reply::Done)) => done = true,
@@ -489,7 +499,9 @@ fn read_answers(stdout: impl Read, events: &mpsc::Sender<Event>) {
         }
         let text = String::from_utf8_lossy(&line);
         // A plugin may have written to stdout without a line break just before an answer.
-        let reply = text.find(REPLY_PREFIX).and_then(|at| serde_json::from_str::<Reply>(text[at + REPLY_PREFIX.len()..].trim()).ok());
+        let reply = text
+            .find(REPLY_PREFIX)
+            .and_then(|at| serde_json::from_str::<Reply>(text[at + REPLY_PREFIX.len()..].trim()).ok());
         let event = match reply {
             Some(reply) => Event::Reply(reply),
             None => Event::Output(line),
@@ -534,11 +546,8 @@ impl OutputTail {
     /// cursor or recolour a terminal when it is shown.
     fn tail(&self) -> String {
         let text = String::from_utf8_lossy(&self.0);
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim_end)
-            .filter(|l| !l.is_empty() && !crate::errors::is_backtrace_line(l))
-            .collect();
+        let lines: Vec<&str> =
+            text.lines().map(str::trim_end).filter(|l| !l.is_empty() && !crate::errors::is_backtrace_line(l)).collect();
         let last = lines[lines.len().saturating_sub(OUTPUT_LINES)..].join("\n");
         crate::errors::escape_terminal(&crate::errors::cap_message_tail(&last))
     }

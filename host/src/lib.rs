@@ -22,19 +22,19 @@
 
 mod build;
 mod callbacks;
-pub mod errors;
-pub mod parent;
 pub mod check;
 mod discover;
+pub mod errors;
 mod handle;
 pub mod isolated;
 mod library;
+pub mod parent;
 mod probe;
 mod registry;
 pub mod scaffold;
 
 pub use build::BuildReport;
-pub use discover::{plugin_path_dirs, PluginCrate};
+pub use discover::{PluginCrate, plugin_path_dirs};
 pub use handle::{CreateOptions, LossHandle, LossOutput, MinerHandle, MinerOutput, PluginError};
 pub use library::{Capabilities, PluginInfo, PluginKind, Source};
-pub use registry::{resolve_root, HostOptions, Problem, Registry};
+pub use registry::{HostOptions, Problem, Registry, resolve_root};

@@ -25,8 +25,10 @@ use super::isolated::{self, DEFAULT_CREATE_TIMEOUT};
 /// process, or why not (how its test process ended).
 pub fn vet(candidates: &[(PathBuf, Option<PathBuf>)]) -> Vec<Option<String>> {
     let cache = cache_dir();
-    let marks: Vec<Option<PathBuf>> = candidates.iter().map(|(library, _)| Some(cache.as_ref()?.join(key(library)?))).collect();
-    let unvetted: Vec<usize> = (0..candidates.len()).filter(|&i| !marks[i].as_ref().is_some_and(|m| m.is_file())).collect();
+    let marks: Vec<Option<PathBuf>> =
+        candidates.iter().map(|(library, _)| Some(cache.as_ref()?.join(key(library)?))).collect();
+    let unvetted: Vec<usize> =
+        (0..candidates.len()).filter(|&i| !marks[i].as_ref().is_some_and(|m| m.is_file())).collect();
     let mut verdicts = vec![None; candidates.len()];
     if unvetted.is_empty() {
         return verdicts;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::build::{self, BuildReport};
-use super::discover::{libraries_in, plugin_crates, plugin_path_dirs, PluginCrate};
+use super::discover::{PluginCrate, libraries_in, plugin_crates, plugin_path_dirs};
 use super::library::{self, PluginInfo, PluginKind};
 
 /// How the host finds plugins.
@@ -49,7 +49,10 @@ pub struct Registry {
 
 /// The nearest ancestor of `start` with a `plugins/` directory and a `Cargo.toml`.
 fn find_root(start: &Path) -> Option<PathBuf> {
-    start.ancestors().find(|dir| dir.join("plugins").is_dir() && dir.join("Cargo.toml").is_file()).map(Path::to_path_buf)
+    start
+        .ancestors()
+        .find(|dir| dir.join("plugins").is_dir() && dir.join("Cargo.toml").is_file())
+        .map(Path::to_path_buf)
 }
 
 /// The project root: the one given, else the nearest project above the current directory,
@@ -74,13 +77,13 @@ impl Registry {
         for dir in &options.plugin_path {
             match libraries_in(dir) {
                 Ok(libs) => candidates.extend(libs.into_iter().map(|l| (l, None))),
-                Err(reason) => registry.problems.push(Problem {
-                    path: dir.clone(),
-                    reason: format!("DMLBENCH_PLUGIN_PATH entry: {reason}"),
-                }),
+                Err(reason) => registry
+                    .problems
+                    .push(Problem { path: dir.clone(), reason: format!("DMLBENCH_PLUGIN_PATH entry: {reason}") }),
             }
         }
-        let verdicts = if options.load_in_child_first { super::probe::vet(&candidates) } else { vec![None; candidates.len()] };
+        let verdicts =
+            if options.load_in_child_first { super::probe::vet(&candidates) } else { vec![None; candidates.len()] };
         for ((path, crate_dir), verdict) in candidates.into_iter().zip(verdicts) {
             if let Some(reason) = verdict {
                 registry.problems.push(Problem { path, reason });
@@ -106,7 +109,8 @@ impl Registry {
         for krate in &crates {
             let library = build::library_path(root, krate);
             // After a failed build, some crates may have built and others not: look again.
-            let unusable = stale.contains(&krate) && (!build || (report.failure.is_some() && build::is_stale(root, krate)));
+            let unusable =
+                stale.contains(&krate) && (!build || (report.failure.is_some() && build::is_stale(root, krate)));
             if unusable {
                 // An old library of a crate that failed to build is not loaded either: it
                 // would run code that no longer matches its sources.

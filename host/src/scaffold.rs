@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::library::{valid_id, PluginKind};
+use super::library::{PluginKind, valid_id};
 
 /// What [`scaffold`] wrote.
 #[derive(Clone, Debug)]
@@ -34,7 +34,9 @@ fn camel_case(id: &str) -> String {
 /// Writes a new plugin crate `id` of `kind` under `root/plugins/{losses,miners}/id`.
 pub fn scaffold(root: &Path, id: &str, kind: PluginKind) -> Result<Scaffolded, String> {
     if !valid_id(id) {
-        return Err(format!("'{id}' is not a valid plugin id: use lowercase letters, digits and '_', starting with a letter"));
+        return Err(format!(
+            "'{id}' is not a valid plugin id: use lowercase letters, digits and '_', starting with a letter"
+        ));
     }
     let group = match kind {
         PluginKind::Loss => "losses",
@@ -52,13 +54,18 @@ pub fn scaffold(root: &Path, id: &str, kind: PluginKind) -> Result<Scaffolded, S
         PluginKind::Miner => (MINER_LIB, MINER_TEST),
     };
     let fill = |template: &str| {
-        template.replace("{{ID}}", id).replace("{{TYPE}}", &type_name).replace("{{CRATE}}", &rust_name).replace("{{PACKAGE}}", &package)
+        template
+            .replace("{{ID}}", id)
+            .replace("{{TYPE}}", &type_name)
+            .replace("{{CRATE}}", &rust_name)
+            .replace("{{PACKAGE}}", &package)
     };
     let files: [(&'static str, String); 3] =
         [("Cargo.toml", fill(CARGO_TOML)), ("src/lib.rs", fill(lib)), ("tests/reference.rs", fill(test))];
     for (rel, text) in &files {
         let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("has a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::create_dir_all(path.parent().expect("has a parent"))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(Scaffolded { dir, package, files: files.iter().map(|(rel, _)| *rel).collect() })

@@ -39,27 +39,9 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        Case {
-            name: "small_cnn_b64_64px",
-            backbone: Backbone::default(),
-            frozen_bn: false,
-            batch: 64,
-            size: 64,
-        },
-        Case {
-            name: "resnet18_b32_224px",
-            backbone: Backbone::ResNet18,
-            frozen_bn: true,
-            batch: 32,
-            size: 224,
-        },
-        Case {
-            name: "resnet50_b16_224px",
-            backbone: Backbone::ResNet50,
-            frozen_bn: true,
-            batch: 16,
-            size: 224,
-        },
+        Case { name: "small_cnn_b64_64px", backbone: Backbone::default(), frozen_bn: false, batch: 64, size: 64 },
+        Case { name: "resnet18_b32_224px", backbone: Backbone::ResNet18, frozen_bn: true, batch: 32, size: 224 },
+        Case { name: "resnet50_b16_224px", backbone: Backbone::ResNet50, frozen_bn: true, batch: 16, size: 224 },
     ]
 }
 
@@ -78,14 +60,8 @@ fn backends() -> Vec<Backend> {
 
 fn train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
-    for (backend, case) in backends()
-        .into_iter()
-        .flat_map(|b| cases().into_iter().map(move |c| (b, c)))
-    {
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    for (backend, case) in backends().into_iter().flat_map(|b| cases().into_iter().map(move |c| (b, c))) {
         let device = backend.training_device().expect("a built-in backend");
         let config = ModelConfig {
             backbone: case.backbone,
@@ -110,9 +86,7 @@ fn train_step(c: &mut Criterion) {
             b.iter_batched(
                 || model.clone(),
                 |current: EmbeddingModel| {
-                    let pass = current
-                        .forward_host(&device, &images, shape)
-                        .expect("forward");
+                    let pass = current.forward_host(&device, &images, shape).expect("forward");
                     // The plugin's work would happen here, on pass.embeddings().
                     std::hint::black_box(pass.embeddings());
                     let grads = pass.backward(&grad, &current).expect("backward");

@@ -97,10 +97,7 @@ fn cuda_device(index: usize) -> Result<Device, ModelError> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_device(_index: usize) -> Result<Device, ModelError> {
-    Err(ModelError::BackendUnavailable {
-        backend: "cuda",
-        feature: "cuda",
-    })
+    Err(ModelError::BackendUnavailable { backend: "cuda", feature: "cuda" })
 }
 
 #[cfg(feature = "tch")]
@@ -131,36 +128,29 @@ mod libtorch_cuda {
     static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
 
     pub fn check(index: usize) -> Result<(), ModelError> {
-        let unavailable = |message: String| ModelError::DeviceUnavailable {
-            device: format!("tch-cuda:{index}"),
-            message,
-        };
+        let unavailable =
+            |message: String| ModelError::DeviceUnavailable { device: format!("tch-cuda:{index}"), message };
         LOADED
             .get_or_init(|| {
                 // SAFETY: loading LibTorch's own CUDA library only runs its static initialisers,
                 // which register CUDA with the LibTorch already loaded; it is never unloaded.
-                unsafe { libloading::Library::new("libtorch_cuda.so") }
-                    .map(std::mem::forget)
-                    .map_err(|error| {
-                        format!(
-                            "cannot load libtorch_cuda.so ({error}); a CPU-only LibTorch cannot \
+                unsafe { libloading::Library::new("libtorch_cuda.so") }.map(std::mem::forget).map_err(|error| {
+                    format!(
+                        "cannot load libtorch_cuda.so ({error}); a CPU-only LibTorch cannot \
                              run on a GPU, and a CUDA one must be on LD_LIBRARY_PATH"
-                        )
-                    })
+                    )
+                })
             })
             .clone()
             .map_err(unavailable)?;
         if !tch::Cuda::is_available() {
             return Err(unavailable(
-                "LibTorch sees no CUDA device (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides it)"
-                    .into(),
+                "LibTorch sees no CUDA device (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides it)".into(),
             ));
         }
         let count = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
         if index >= count {
-            return Err(unavailable(format!(
-                "LibTorch sees {count} CUDA device(s), numbered from 0"
-            )));
+            return Err(unavailable(format!("LibTorch sees {count} CUDA device(s), numbered from 0")));
         }
         Ok(())
     }
@@ -168,10 +158,7 @@ mod libtorch_cuda {
 
 #[cfg(not(feature = "tch"))]
 fn libtorch_device(_cuda_index: Option<usize>) -> Result<Device, ModelError> {
-    Err(ModelError::BackendUnavailable {
-        backend: "tch",
-        feature: "tch",
-    })
+    Err(ModelError::BackendUnavailable { backend: "tch", feature: "tch" })
 }
 
 #[cfg(test)]

@@ -42,34 +42,22 @@ pub fn save_checkpoint(model: &EmbeddingModel, path: &Path) -> Result<(), ModelE
     let mut store = SafetensorsStore::from_file(path)
         .skip_enum_variants(true)
         .with_to_adapter(BurnToPyTorchAdapter)
-        .metadata(
-            PRODUCER_KEY,
-            concat!("dmlbench-models ", env!("CARGO_PKG_VERSION")),
-        )
+        .metadata(PRODUCER_KEY, concat!("dmlbench-models ", env!("CARGO_PKG_VERSION")))
         .overwrite(true);
     // The validation snapshot folds every batch norm's latest running-statistics update into its
     // stored value (burn keeps the last update per thread until then) and drops autodiff.
-    model
-        .valid()
-        .save_into(&mut store)
-        .map_err(|e| ModelError::File {
-            path: path.to_path_buf(),
-            message: format!("cannot write the checkpoint: {e}"),
-        })
+    model.valid().save_into(&mut store).map_err(|e| ModelError::File {
+        path: path.to_path_buf(),
+        message: format!("cannot write the checkpoint: {e}"),
+    })
 }
 
 /// Restores weights saved by [`save_checkpoint`] into `model`, which must have been built
 /// from the same architecture (backbone, widths, head). Every parameter must be in the file and
 /// every tensor in the file must be used; errors name the tensors.
-pub fn load_checkpoint(
-    mut model: EmbeddingModel,
-    path: &Path,
-) -> Result<EmbeddingModel, ModelError> {
+pub fn load_checkpoint(mut model: EmbeddingModel, path: &Path) -> Result<EmbeddingModel, ModelError> {
     if !path.is_file() {
-        return Err(ModelError::File {
-            path: path.to_path_buf(),
-            message: "checkpoint not found".into(),
-        });
+        return Err(ModelError::File { path: path.to_path_buf(), message: "checkpoint not found".into() });
     }
     let mut store = SafetensorsStore::from_file(path)
         .skip_enum_variants(true)

@@ -58,9 +58,7 @@ fn default_small_cnn_channels() -> Vec<usize> {
 
 impl Default for Backbone {
     fn default() -> Self {
-        Self::SmallCnn {
-            channels: default_small_cnn_channels(),
-        }
+        Self::SmallCnn { channels: default_small_cnn_channels() }
     }
 }
 
@@ -88,11 +86,7 @@ impl Backbone {
             }
             Self::SmallCnn { .. } => return Ok(None),
         };
-        Ok(Some(ResNetConfig {
-            depth,
-            base_width,
-            frozen_bn,
-        }))
+        Ok(Some(ResNetConfig { depth, base_width, frozen_bn }))
     }
 }
 
@@ -154,10 +148,7 @@ impl ModelConfig {
         match (&self.backbone, self.backbone.resnet(self.frozen_bn)?) {
             (_, Some(resnet)) => Ok(resnet.out_channels()),
             (Backbone::SmallCnn { channels }, None) => {
-                let cnn = SmallCnnConfig {
-                    channels: channels.clone(),
-                    frozen_bn: self.frozen_bn,
-                };
+                let cnn = SmallCnnConfig { channels: channels.clone(), frozen_bn: self.frozen_bn };
                 cnn.validate()?;
                 Ok(cnn.out_channels())
             }
@@ -185,17 +176,9 @@ impl ModelConfig {
     /// the same run on the CPU does.
     ///
     /// Use an autodiff device (`device.autodiff()`) to train, a plain one to evaluate.
-    pub fn init(
-        &self,
-        device: &Device,
-        seed: u64,
-    ) -> Result<(EmbeddingModel, Option<LoadReport>), ModelError> {
+    pub fn init(&self, device: &Device, seed: u64) -> Result<(EmbeddingModel, Option<LoadReport>), ModelError> {
         self.validate()?;
-        let host = if device.is_autodiff() {
-            Device::flex().autodiff()
-        } else {
-            Device::flex()
-        };
+        let host = if device.is_autodiff() { Device::flex().autodiff() } else { Device::flex() };
         // The host's generator is process-wide: hold it from seeding to the last draw, so that
         // models built on several threads at once still get the weights of their own seed.
         static HOST_RNG: Mutex<()> = Mutex::new(());
@@ -208,10 +191,7 @@ impl ModelConfig {
                 let Backbone::SmallCnn { channels } = &self.backbone else {
                     unreachable!("every non-ResNet backbone is the small CNN")
                 };
-                let cnn = SmallCnnConfig {
-                    channels: channels.clone(),
-                    frozen_bn: self.frozen_bn,
-                };
+                let cnn = SmallCnnConfig { channels: channels.clone(), frozen_bn: self.frozen_bn };
                 BackboneNet::SmallCnn(cnn.init(&host)?)
             }
         };
@@ -268,19 +248,8 @@ mod tests {
             ("(backbone: ResNet18)", Backbone::ResNet18),
             ("(backbone: ResNet34)", Backbone::ResNet34),
             ("(backbone: ResNet50)", Backbone::ResNet50),
-            (
-                "(backbone: ResNet(depth: 50, base_width: 16))",
-                Backbone::ResNet {
-                    depth: 50,
-                    base_width: 16,
-                },
-            ),
-            (
-                "(backbone: SmallCnn(channels: [8, 16]))",
-                Backbone::SmallCnn {
-                    channels: vec![8, 16],
-                },
-            ),
+            ("(backbone: ResNet(depth: 50, base_width: 16))", Backbone::ResNet { depth: 50, base_width: 16 }),
+            ("(backbone: SmallCnn(channels: [8, 16]))", Backbone::SmallCnn { channels: vec![8, 16] }),
             ("(backbone: SmallCnn())", Backbone::default()),
         ] {
             let config: ModelConfig = ron::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -291,14 +260,7 @@ mod tests {
     #[test]
     fn omitted_fields_take_the_defaults_and_unknown_fields_are_rejected() {
         let config: ModelConfig = ron::from_str("(embedding_dim: None, frozen_bn: true)").unwrap();
-        assert_eq!(
-            config,
-            ModelConfig {
-                embedding_dim: None,
-                frozen_bn: true,
-                ..ModelConfig::default()
-            }
-        );
+        assert_eq!(config, ModelConfig { embedding_dim: None, frozen_bn: true, ..ModelConfig::default() });
         let error = ron::from_str::<ModelConfig>("(embeding_dim: Some(3))").unwrap_err();
         assert!(error.to_string().contains("embeding_dim"), "{error}");
         // Round trip, as the harness writes resolved configs into result records.
@@ -316,42 +278,15 @@ mod tests {
     #[test]
     fn invalid_fields_are_named() {
         let cases = [
+            (ModelConfig { dropout: 1.0, ..ModelConfig::default() }, "`dropout`"),
+            (ModelConfig { embedding_dim: Some(0), ..ModelConfig::default() }, "`embedding_dim`"),
+            (ModelConfig { weights: Some("x.pth".into()), ..ModelConfig::default() }, "`weights`"),
             (
-                ModelConfig {
-                    dropout: 1.0,
-                    ..ModelConfig::default()
-                },
-                "`dropout`",
-            ),
-            (
-                ModelConfig {
-                    embedding_dim: Some(0),
-                    ..ModelConfig::default()
-                },
-                "`embedding_dim`",
-            ),
-            (
-                ModelConfig {
-                    weights: Some("x.pth".into()),
-                    ..ModelConfig::default()
-                },
-                "`weights`",
-            ),
-            (
-                ModelConfig {
-                    backbone: Backbone::ResNet {
-                        depth: 101,
-                        base_width: 64,
-                    },
-                    ..ModelConfig::default()
-                },
+                ModelConfig { backbone: Backbone::ResNet { depth: 101, base_width: 64 }, ..ModelConfig::default() },
                 "`backbone.depth`",
             ),
             (
-                ModelConfig {
-                    backbone: Backbone::SmallCnn { channels: vec![] },
-                    ..ModelConfig::default()
-                },
+                ModelConfig { backbone: Backbone::SmallCnn { channels: vec![] }, ..ModelConfig::default() },
                 "`backbone.channels`",
             ),
         ];
@@ -367,23 +302,12 @@ mod tests {
             (Backbone::ResNet18, None, 512),
             (Backbone::ResNet34, None, 512),
             (Backbone::ResNet50, None, 2048),
-            (
-                Backbone::ResNet {
-                    depth: 50,
-                    base_width: 4,
-                },
-                None,
-                128,
-            ),
+            (Backbone::ResNet { depth: 50, base_width: 4 }, None, 128),
             (Backbone::default(), None, 256),
             (Backbone::ResNet50, Some(64), 64),
         ];
         for (backbone, embedding_dim, size) in sizes {
-            let config = ModelConfig {
-                backbone: backbone.clone(),
-                embedding_dim,
-                ..ModelConfig::default()
-            };
+            let config = ModelConfig { backbone: backbone.clone(), embedding_dim, ..ModelConfig::default() };
             assert_eq!(config.embedding_size().unwrap(), size, "{backbone:?}");
         }
     }
@@ -407,9 +331,7 @@ mod tests {
     #[test]
     fn the_seed_alone_decides_the_initial_weights() {
         let config = ModelConfig {
-            backbone: Backbone::SmallCnn {
-                channels: vec![4, 8],
-            },
+            backbone: Backbone::SmallCnn { channels: vec![4, 8] },
             embedding_dim: Some(3),
             ..ModelConfig::default()
         };
@@ -434,29 +356,16 @@ mod tests {
     fn parameter_counts_match_torchvision() {
         let device = Device::flex();
         let count = |backbone: Backbone| {
-            let config = ModelConfig {
-                backbone,
-                embedding_dim: None,
-                ..ModelConfig::default()
-            };
+            let config = ModelConfig { backbone, embedding_dim: None, ..ModelConfig::default() };
             let (model, _) = config.init(&device, 0).unwrap();
             model.num_params()
         };
         // torchvision: sum(p.numel() for p in resnetN().parameters()) - fc weights and bias,
         // plus 2 running statistics per BN channel (burn counts them as tensors too).
         let bn_channels = |n: usize| 2 * n;
-        assert_eq!(
-            count(Backbone::ResNet18),
-            11_689_512 - 513_000 + bn_channels(4_800)
-        );
-        assert_eq!(
-            count(Backbone::ResNet34),
-            21_797_672 - 513_000 + bn_channels(8_512)
-        );
-        assert_eq!(
-            count(Backbone::ResNet50),
-            25_557_032 - 2_049_000 + bn_channels(26_560)
-        );
+        assert_eq!(count(Backbone::ResNet18), 11_689_512 - 513_000 + bn_channels(4_800));
+        assert_eq!(count(Backbone::ResNet34), 21_797_672 - 513_000 + bn_channels(8_512));
+        assert_eq!(count(Backbone::ResNet50), 25_557_032 - 2_049_000 + bn_channels(26_560));
         let small = count(Backbone::default());
         assert!((300_000..500_000).contains(&small), "{small}");
     }

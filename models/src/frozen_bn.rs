@@ -55,8 +55,7 @@ impl FrozenBatchNorm2d {
     pub fn new(num_features: usize, device: &Device) -> Self {
         // Parameters are created lazily (loading pretrained weights replaces them before they
         // are ever materialised) and never require gradients.
-        let constant =
-            |init: Initializer| init.init([num_features], device).set_require_grad(false);
+        let constant = |init: Initializer| init.init([num_features], device).set_require_grad(false);
         Self {
             weight: constant(Initializer::Ones),
             bias: constant(Initializer::Zeros),
@@ -86,10 +85,7 @@ impl FrozenBatchNorm2d {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let [_, channels, _, _] = input.dims();
         let [features] = self.weight.lazy_shape().dims();
-        assert_eq!(
-            channels, features,
-            "FrozenBatchNorm2d over {features} channels got an input with {channels}"
-        );
+        assert_eq!(channels, features, "FrozenBatchNorm2d over {features} channels got an input with {channels}");
         let (scale, shift) = self.scale_shift();
         input * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1])
     }

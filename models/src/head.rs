@@ -68,11 +68,8 @@ impl HeadConfig {
         self.validate()?;
         let dim = self.out_dim();
         Ok(EmbeddingHead {
-            dropout: (self.dropout > 0.0)
-                .then(|| DropoutConfig::new(f64::from(self.dropout)).init()),
-            projection: self
-                .embedding_dim
-                .map(|d| LinearConfig::new(self.in_features, d).init(device)),
+            dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(f64::from(self.dropout)).init()),
+            projection: self.embedding_dim.map(|d| LinearConfig::new(self.in_features, d).init(device)),
             bn: self.bn.then(|| NonAffineBatchNorm1d::new(dim, device)),
             normalize: self.normalize,
             out_dim: dim,
@@ -99,10 +96,8 @@ impl EmbeddingHead {
     /// Maps a `[batch, channels, h, w]` feature map to `[batch, out_dim]` embeddings.
     pub fn forward(&self, features: Tensor<4>) -> Tensor<2> {
         let [batch, channels, height, width] = features.dims();
-        let mut z: Tensor<2> = features
-            .reshape([batch, channels, height * width])
-            .mean_dim(2)
-            .reshape([batch, channels]);
+        let mut z: Tensor<2> =
+            features.reshape([batch, channels, height * width]).mean_dim(2).reshape([batch, channels]);
         if let Some(dropout) = &self.dropout {
             z = dropout.forward(z);
         }
@@ -169,10 +164,7 @@ impl NonAffineBatchNorm1d {
         let [batch, features] = input.dims();
         let device = input.device();
         if device.is_autodiff() && self.training.is_enabled() {
-            assert!(
-                batch > 1,
-                "head batch norm in training needs more than one embedding per batch, got {batch}"
-            );
+            assert!(batch > 1, "head batch norm in training needs more than one embedding per batch, got {batch}");
             let mean = input.clone().mean_dim(0);
             let centered = input - mean.clone();
             let var = centered.clone().square().mean_dim(0);
@@ -182,25 +174,15 @@ impl NonAffineBatchNorm1d {
             let m = self.momentum;
             let running_mean = self.running_mean.value_sync().to_device(&device);
             let running_var = self.running_var.value_sync().to_device(&device);
-            let new_mean =
-                running_mean.mul_scalar(1.0 - m) + mean.detach().reshape([features]).mul_scalar(m);
-            let new_var = running_var.mul_scalar(1.0 - m)
-                + var.detach().reshape([features]).mul_scalar(m * unbiased);
+            let new_mean = running_mean.mul_scalar(1.0 - m) + mean.detach().reshape([features]).mul_scalar(m);
+            let new_var = running_var.mul_scalar(1.0 - m) + var.detach().reshape([features]).mul_scalar(m * unbiased);
             self.running_mean.update(new_mean.detach());
             self.running_var.update(new_var.detach());
             output
         } else {
             // `value_sync` folds in an update made by a training forward on this thread.
-            let mean = self
-                .running_mean
-                .value_sync()
-                .to_device(&device)
-                .reshape([1, features]);
-            let var = self
-                .running_var
-                .value_sync()
-                .to_device(&device)
-                .reshape([1, features]);
+            let mean = self.running_mean.value_sync().to_device(&device).reshape([1, features]);
+            let var = self.running_var.value_sync().to_device(&device).reshape([1, features]);
             (input - mean) / var.add_scalar(self.epsilon).sqrt()
         }
     }

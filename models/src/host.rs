@@ -50,12 +50,7 @@ impl EmbeddingModel {
     /// Runs the model on host images `[batch, 3, h, w]` (row-major CHW per image,
     /// ImageNet-normalised) and copies the embeddings to the host, keeping the graph for
     /// [`ForwardPass::backward`]. `device` must be the autodiff device the model lives on.
-    pub fn forward_host(
-        &self,
-        device: &Device,
-        images: &[f32],
-        shape: [usize; 4],
-    ) -> Result<ForwardPass, ModelError> {
+    pub fn forward_host(&self, device: &Device, images: &[f32], shape: [usize; 4]) -> Result<ForwardPass, ModelError> {
         if !device.is_autodiff() {
             return Err(ModelError::Input {
                 what: "forward_host",
@@ -77,12 +72,7 @@ impl EmbeddingModel {
         let embeddings = self.forward(input);
         let [batch, dim] = embeddings.dims();
         let host = embeddings_to_host(embeddings.clone())?;
-        Ok(ForwardPass {
-            embeddings,
-            host,
-            batch,
-            dim,
-        })
+        Ok(ForwardPass { embeddings, host, batch, dim })
     }
 
     /// Embeds host images for evaluation: no graph, running statistics in every batch norm,
@@ -90,19 +80,9 @@ impl EmbeddingModel {
     ///
     /// This takes a validation snapshot of the model on each call; to embed many batches,
     /// call `model.valid()` once and use this on the snapshot (it is then a no-op).
-    pub fn embed_host(
-        &self,
-        device: &Device,
-        images: &[f32],
-        shape: [usize; 4],
-    ) -> Result<Vec<f32>, ModelError> {
+    pub fn embed_host(&self, device: &Device, images: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, ModelError> {
         let model = self.valid();
-        let input = images_tensor(
-            &device.clone().without_autodiff(),
-            images,
-            shape,
-            "embed_host",
-        )?;
+        let input = images_tensor(&device.clone().without_autodiff(), images, shape, "embed_host")?;
         embeddings_to_host(model.forward(input))
     }
 }
@@ -118,10 +98,7 @@ pub struct ForwardPass {
 
 impl std::fmt::Debug for ForwardPass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ForwardPass")
-            .field("batch", &self.batch)
-            .field("dim", &self.dim)
-            .finish_non_exhaustive()
+        f.debug_struct("ForwardPass").field("batch", &self.batch).field("dim", &self.dim).finish_non_exhaustive()
     }
 }
 
@@ -140,11 +117,7 @@ impl ForwardPass {
     /// [`embeddings`](Self::embeddings)) and returns the gradients of `model`'s trainable
     /// parameters, ready for `optimizer.step(lr, model, grads)`. `model` must be the model
     /// that ran the forward pass. Frozen parameters get no gradient.
-    pub fn backward(
-        self,
-        grad: &[f32],
-        model: &EmbeddingModel,
-    ) -> Result<GradientsParams, ModelError> {
+    pub fn backward(self, grad: &[f32], model: &EmbeddingModel) -> Result<GradientsParams, ModelError> {
         let expected = self.batch * self.dim;
         if grad.len() != expected {
             return Err(ModelError::Input {
@@ -178,10 +151,7 @@ impl ForwardPass {
         }
         let device = self.embeddings.device();
         // `G` is created without gradient tracking, so it is a constant in the graph.
-        let g = Tensor::<2>::from_data(
-            TensorData::new(grad.to_vec(), [self.batch, self.dim]),
-            &device,
-        );
+        let g = Tensor::<2>::from_data(TensorData::new(grad.to_vec(), [self.batch, self.dim]), &device);
         let surrogate = (self.embeddings * g).sum();
         let grads = surrogate.backward();
         Ok(GradientsParams::from_grads(grads, model))
@@ -197,10 +167,7 @@ pub(crate) fn images_tensor(
 ) -> Result<Tensor<4>, ModelError> {
     let [batch, channels, height, width] = shape;
     if batch == 0 || height == 0 || width == 0 {
-        return Err(ModelError::Input {
-            what,
-            message: format!("empty batch or image: shape {shape:?}"),
-        });
+        return Err(ModelError::Input { what, message: format!("empty batch or image: shape {shape:?}") });
     }
     if channels != 3 {
         return Err(ModelError::Input {
@@ -212,25 +179,15 @@ pub(crate) fn images_tensor(
     if images.len() != expected {
         return Err(ModelError::Input {
             what,
-            message: format!(
-                "{} values for shape {shape:?}, which needs {expected}",
-                images.len()
-            ),
+            message: format!("{} values for shape {shape:?}, which needs {expected}", images.len()),
         });
     }
-    Ok(Tensor::from_data(
-        TensorData::new(images.to_vec(), shape),
-        device,
-    ))
+    Ok(Tensor::from_data(TensorData::new(images.to_vec(), shape), device))
 }
 
 fn embeddings_to_host(embeddings: Tensor<2>) -> Result<Vec<f32>, ModelError> {
-    embeddings
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|error| ModelError::Input {
-            what: "embeddings",
-            message: format!("cannot read the embeddings back as f32: {error:?}"),
-        })
+    embeddings.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|error| ModelError::Input {
+        what: "embeddings",
+        message: format!("cannot read the embeddings back as f32: {error:?}"),
+    })
 }

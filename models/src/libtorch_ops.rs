@@ -38,11 +38,7 @@ use burn::prelude::*;
 #[backend_extension(LibTorch, Autodiff)]
 pub trait LibTorchOps: burn::backend::Backend {
     /// A bias-free 2-d convolution with symmetric padding.
-    fn native_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self>;
+    fn native_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self>;
 
     /// ReLU, whose backward is LibTorch's `threshold_backward` on the saved output.
     fn native_relu(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -62,11 +58,7 @@ impl LibTorchOps for LibTorch {
         <LibTorch as ActivationOps<LibTorch>>::relu(x)
     }
 
-    fn native_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
+    fn native_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
         <LibTorch as ModuleOps<LibTorch>>::conv2d(x, weight, None, options)
     }
 
@@ -102,23 +94,21 @@ impl<C: CheckpointStrategy> LibTorchOps for Autodiff<LibTorch, C> {
         }
     }
 
-    fn native_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
+    fn native_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
         let nodes = [x.node(), weight.node()];
         match ConvBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let saved = SavedConv { input: x.primitive().clone(), weight: weight.primitive().clone(), options: options.clone() };
+                let saved = SavedConv {
+                    input: x.primitive().clone(),
+                    weight: weight.primitive().clone(),
+                    options: options.clone(),
+                };
                 let output = LibTorch::native_conv2d(x.into_primitive(), weight.into_primitive(), options);
                 prep.finish(saved, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(LibTorch::native_conv2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                options,
-            )),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(LibTorch::native_conv2d(x.into_primitive(), weight.into_primitive(), options))
+            }
         }
     }
 
@@ -165,11 +155,7 @@ pub(crate) fn conv2d(
     groups: usize,
 ) -> Tensor<4> {
     let options = ConvOptions::new(stride, padding, dilation, groups);
-    let output = <Dispatch as LibTorchOps>::native_conv2d(
-        input.into_dispatch(),
-        weight.into_dispatch(),
-        options,
-    );
+    let output = <Dispatch as LibTorchOps>::native_conv2d(input.into_dispatch(), weight.into_dispatch(), options);
     Tensor::from_dispatch(output)
 }
 
@@ -229,7 +215,8 @@ impl Backward<LibTorch, 2> for ConvBackward {
         let output_grad = grads.consume::<LibTorch>(&ops.node);
         let wanted = ops.parents.each_ref().map(Option::is_some);
         let saved = ops.state;
-        let gradients = conv2d_backward(&output_grad.tensor, &saved.input.tensor, &saved.weight.tensor, &saved.options, wanted);
+        let gradients =
+            conv2d_backward(&output_grad.tensor, &saved.input.tensor, &saved.weight.tensor, &saved.options, wanted);
         for (node, grad) in ops.parents.into_iter().zip(gradients) {
             if let (Some(node), Some(grad)) = (node, grad) {
                 grads.register::<LibTorch>(node.id, grad);
@@ -423,10 +410,8 @@ mod tests {
         let input = tch::Tensor::ones([1, 5, 3, 3], options);
         let weight = tch::Tensor::ones([2, 3, 1, 1], options);
         let conv = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-        let panic = std::panic::catch_unwind(|| {
-            conv2d_backward(&output_grad, &input, &weight, &conv, [true, true])
-        })
-        .expect_err("mismatched channels cannot be differentiated");
+        let panic = std::panic::catch_unwind(|| conv2d_backward(&output_grad, &input, &weight, &conv, [true, true]))
+            .expect_err("mismatched channels cannot be differentiated");
         let message = panic.downcast_ref::<String>().expect("a formatted panic message");
         assert!(message.starts_with("LibTorch's convolution backward failed: "), "{message}");
         assert!(message.len() > "LibTorch's convolution backward failed: ".len() + 10, "{message}");

@@ -31,12 +31,7 @@ impl Norm2d {
         if frozen {
             Self::Frozen(FrozenBatchNorm2d::new(num_features, device))
         } else {
-            Self::Trainable(
-                BatchNormConfig::new(num_features)
-                    .with_epsilon(BN_EPSILON)
-                    .with_momentum(0.1)
-                    .init(device),
-            )
+            Self::Trainable(BatchNormConfig::new(num_features).with_epsilon(BN_EPSILON).with_momentum(0.1).init(device))
         }
     }
 
@@ -72,11 +67,7 @@ fn train_on_libtorch(bn: &BatchNorm, input: Tensor<4>) -> Tensor<4> {
     let (output, mean, variance) =
         crate::libtorch_ops::batch_norm_train(input, bn.gamma.val(), bn.beta.val(), bn.epsilon);
     let update = |running: Tensor<1>, batch: Tensor<1>| {
-        running
-            .to_device(&device)
-            .mul_scalar(1.0 - bn.momentum)
-            .add(batch.detach().mul_scalar(bn.momentum))
-            .detach()
+        running.to_device(&device).mul_scalar(1.0 - bn.momentum).add(batch.detach().mul_scalar(bn.momentum)).detach()
     };
     bn.running_mean.update(update(bn.running_mean.value_sync(), mean));
     bn.running_var.update(update(bn.running_var.value_sync(), variance));

@@ -92,11 +92,7 @@ pub struct ResNetConfig {
 impl ResNetConfig {
     /// A published-width (64) network.
     pub fn new(depth: ResNetDepth, frozen_bn: bool) -> Self {
-        Self {
-            depth,
-            base_width: 64,
-            frozen_bn,
-        }
+        Self { depth, base_width: 64, frozen_bn }
     }
 
     /// Channels of the feature map the backbone returns.
@@ -128,19 +124,9 @@ impl ResNetConfig {
             }
             stages.push(blocks);
         }
-        let [layer1, layer2, layer3, layer4]: [Vec<Block>; 4] =
-            stages.try_into().expect("four stages");
+        let [layer1, layer2, layer3, layer4]: [Vec<Block>; 4] = stages.try_into().expect("four stages");
 
-        ResNet {
-            conv1,
-            bn1,
-            maxpool,
-            layer1,
-            layer2,
-            layer3,
-            layer4,
-            out_channels: in_channels,
-        }
+        ResNet { conv1, bn1, maxpool, layer1, layer2, layer3, layer4, out_channels: in_channels }
     }
 }
 
@@ -171,13 +157,7 @@ impl ResNet {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let x = conv::relu(self.bn1.forward(conv::forward(&self.conv1, input)));
         let mut x = self.maxpool.forward(x);
-        for block in self
-            .layer1
-            .iter()
-            .chain(&self.layer2)
-            .chain(&self.layer3)
-            .chain(&self.layer4)
-        {
+        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
             x = block.forward(x);
         }
         x
@@ -196,13 +176,7 @@ pub enum Block {
 }
 
 impl Block {
-    fn new(
-        config: &ResNetConfig,
-        in_channels: usize,
-        planes: usize,
-        stride: usize,
-        device: &Device,
-    ) -> Self {
+    fn new(config: &ResNetConfig, in_channels: usize, planes: usize, stride: usize, device: &Device) -> Self {
         let out_channels = planes * config.depth.expansion();
         // torchvision adds a projection whenever the shape of the identity changes.
         let downsample = (stride != 1 || in_channels != out_channels).then(|| Downsample {
@@ -320,11 +294,7 @@ mod tests {
     use super::*;
 
     fn std_of(tensor: Tensor<4>) -> f64 {
-        let values = tensor
-            .into_data()
-            .convert::<f64>()
-            .try_to_vec::<f64>()
-            .unwrap();
+        let values = tensor.into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
         let n = values.len() as f64;
         let mean = values.iter().sum::<f64>() / n;
         (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt()
@@ -337,24 +307,15 @@ mod tests {
         let device = Device::flex();
         device.seed(11);
         let net = ResNetConfig::new(ResNetDepth::R18, true).init(&device);
-        let Block::Basic(last) = &net.layer4[1] else {
-            panic!("ResNet-18 has basic blocks")
-        };
-        for (name, weight, fan_out) in [
-            ("conv1", net.conv1.weight.val(), 64 * 7 * 7),
-            ("layer4.1.conv2", last.conv2.weight.val(), 512 * 3 * 3),
-        ] {
+        let Block::Basic(last) = &net.layer4[1] else { panic!("ResNet-18 has basic blocks") };
+        for (name, weight, fan_out) in
+            [("conv1", net.conv1.weight.val(), 64 * 7 * 7), ("layer4.1.conv2", last.conv2.weight.val(), 512 * 3 * 3)]
+        {
             let expected = (2.0 / fan_out as f64).sqrt();
             let std = std_of(weight);
-            assert!(
-                (std / expected - 1.0).abs() < 0.03,
-                "{name}: std {std}, expected {expected}"
-            );
+            assert!((std / expected - 1.0).abs() < 0.03, "{name}: std {std}, expected {expected}");
         }
-        assert!(
-            net.conv1.bias.is_none(),
-            "torchvision's ResNet convolutions have no bias"
-        );
+        assert!(net.conv1.bias.is_none(), "torchvision's ResNet convolutions have no bias");
     }
 
     #[test]
@@ -362,21 +323,14 @@ mod tests {
         let device = Device::flex();
         let net = ResNetConfig::new(ResNetDepth::R50, true).init(&device);
         assert_eq!(net.out_channels, 2048);
-        let Block::Bottleneck(first) = &net.layer2[0] else {
-            panic!("ResNet-50 has bottlenecks")
-        };
+        let Block::Bottleneck(first) = &net.layer2[0] else { panic!("ResNet-50 has bottlenecks") };
         // v1.5: the stride sits on the 3×3 convolution.
         assert_eq!(first.conv1.stride, [1, 1]);
         assert_eq!(first.conv2.stride, [2, 2]);
         assert_eq!(first.conv3.weight.dims(), [512, 128, 1, 1]);
-        assert_eq!(
-            first.downsample.as_ref().unwrap().conv.weight.dims(),
-            [512, 256, 1, 1]
-        );
-        let counts: Vec<usize> = [&net.layer1, &net.layer2, &net.layer3, &net.layer4]
-            .iter()
-            .map(|stage| stage.len())
-            .collect();
+        assert_eq!(first.downsample.as_ref().unwrap().conv.weight.dims(), [512, 256, 1, 1]);
+        let counts: Vec<usize> =
+            [&net.layer1, &net.layer2, &net.layer3, &net.layer4].iter().map(|stage| stage.len()).collect();
         assert_eq!(counts, [3, 4, 6, 3]);
         // Overall stride 32, as torchvision (224×224 → 7×7; here 96×96 → 3×3).
         let features = net.forward(Tensor::zeros([1, 3, 96, 96], &device));

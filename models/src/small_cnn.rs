@@ -16,9 +16,9 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 
+use crate::conv::{self, conv};
 use crate::error::ModelError;
 use crate::norm::Norm2d;
-use crate::conv::{self, conv};
 
 /// The default stage widths.
 pub const SMALL_CNN_CHANNELS: [usize; 4] = [32, 64, 128, 256];
@@ -35,10 +35,7 @@ pub struct SmallCnnConfig {
 
 impl Default for SmallCnnConfig {
     fn default() -> Self {
-        Self {
-            channels: SMALL_CNN_CHANNELS.to_vec(),
-            frozen_bn: false,
-        }
+        Self { channels: SMALL_CNN_CHANNELS.to_vec(), frozen_bn: false }
     }
 }
 
@@ -48,10 +45,7 @@ impl SmallCnnConfig {
         if self.channels.is_empty() || self.channels.contains(&0) {
             return Err(ModelError::Config {
                 field: "backbone.channels",
-                message: format!(
-                    "need at least one stage and no zero width, got {:?}",
-                    self.channels
-                ),
+                message: format!("need at least one stage and no zero width, got {:?}", self.channels),
             });
         }
         Ok(())
@@ -81,15 +75,8 @@ impl SmallCnnConfig {
                 stage
             })
             .collect();
-        let pool = MaxPool2dConfig::new([2, 2])
-            .with_strides([2, 2])
-            .with_padding(PaddingConfig2d::Valid)
-            .init();
-        Ok(SmallCnn {
-            stages,
-            pool,
-            out_channels: in_channels,
-        })
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).with_padding(PaddingConfig2d::Valid).init();
+        Ok(SmallCnn { stages, pool, out_channels: in_channels })
     }
 }
 
@@ -137,14 +124,8 @@ mod tests {
     fn default_network_shapes_and_size() {
         let device = Device::flex();
         let net = SmallCnnConfig::default().init(&device).unwrap();
-        assert_eq!(
-            net.forward(Tensor::zeros([2, 3, 64, 64], &device)).dims(),
-            [2, 256, 4, 4]
-        );
-        assert_eq!(
-            net.forward(Tensor::zeros([1, 3, 56, 56], &device)).dims(),
-            [1, 256, 3, 3]
-        );
+        assert_eq!(net.forward(Tensor::zeros([2, 3, 64, 64], &device)).dims(), [2, 256, 4, 4]);
+        assert_eq!(net.forward(Tensor::zeros([1, 3, 56, 56], &device)).dims(), [1, 256, 3, 3]);
         // 3·32·9 + 32·64·9 + 64·128·9 + 128·256·9 conv weights, 4 tensors per BN channel.
         let convs = 9 * (3 * 32 + 32 * 64 + 64 * 128 + 128 * 256);
         assert_eq!(net.num_params(), convs + 4 * (32 + 64 + 128 + 256));
@@ -153,10 +134,7 @@ mod tests {
     #[test]
     fn empty_or_zero_widths_are_rejected() {
         for channels in [vec![], vec![8, 0]] {
-            let config = SmallCnnConfig {
-                channels,
-                frozen_bn: false,
-            };
+            let config = SmallCnnConfig { channels, frozen_bn: false };
             assert!(config.init(&Device::flex()).is_err());
         }
     }

@@ -74,12 +74,7 @@ impl fmt::Display for LoadReport {
             if keys.len() <= 4 {
                 write!(f, "; ignored ({reason}): {}", keys.join(", "))?;
             } else {
-                write!(
-                    f,
-                    "; ignored ({reason}): {} keys like {}",
-                    keys.len(),
-                    keys[0]
-                )?;
+                write!(f, "; ignored ({reason}): {} keys like {}", keys.len(), keys[0])?;
             }
         }
         Ok(())
@@ -108,18 +103,13 @@ pub fn classify_key(key: &str) -> KeyRole {
     if CLASSIFIER_MODULES.contains(&top) {
         return KeyRole::Ignored("classifier");
     }
-    KeyRole::Parameter(
-        name.replace(".downsample.0.", ".downsample.conv.")
-            .replace(".downsample.1.", ".downsample.bn."),
-    )
+    KeyRole::Parameter(name.replace(".downsample.0.", ".downsample.conv.").replace(".downsample.1.", ".downsample.bn."))
 }
 
 /// The torchvision name of one of this crate's parameter paths (for messages): the inverse
 /// of [`classify_key`] plus burn's `gamma`/`beta` → PyTorch's `weight`/`bias`.
 pub fn torchvision_name(path: &str) -> String {
-    let name = path
-        .replace(".downsample.conv.", ".downsample.0.")
-        .replace(".downsample.bn.", ".downsample.1.");
+    let name = path.replace(".downsample.conv.", ".downsample.0.").replace(".downsample.bn.", ".downsample.1.");
     if let Some(stem) = name.strip_suffix(".gamma") {
         format!("{stem}.weight")
     } else if let Some(stem) = name.strip_suffix(".beta") {
@@ -132,7 +122,11 @@ pub fn torchvision_name(path: &str) -> String {
 /// The first kind of problem in `result`, as an error naming every tensor at fault: keys of
 /// the file the model has no use for (named by `file_key`), then parameters the file lacks,
 /// then tensors of the wrong shape or type.
-pub(crate) fn check_applied(path: &Path, result: &ApplyResult, file_key: impl Fn(&str) -> String) -> Result<(), ModelError> {
+pub(crate) fn check_applied(
+    path: &Path,
+    result: &ApplyResult,
+    file_key: impl Fn(&str) -> String,
+) -> Result<(), ModelError> {
     if !result.unused.is_empty() {
         return Err(ModelError::UnexpectedKeys {
             path: path.to_path_buf(),
@@ -157,24 +151,15 @@ pub(crate) fn check_applied(path: &Path, result: &ApplyResult, file_key: impl Fn
 /// One tensor that could not be applied, named as in torchvision.
 fn describe_apply_error(error: &ApplyError) -> String {
     match error {
-        ApplyError::ShapeMismatch {
-            path,
-            expected,
-            found,
-        } => format!(
+        ApplyError::ShapeMismatch { path, expected, found } => format!(
             "`{}`: the model needs shape {:?}, the file has {:?}",
             torchvision_name(path),
             expected.as_slice(),
             found.as_slice()
         ),
-        ApplyError::DTypeMismatch {
-            path,
-            expected,
-            found,
-        } => format!(
-            "`{}`: the model needs {expected:?}, the file has {found:?}",
-            torchvision_name(path)
-        ),
+        ApplyError::DTypeMismatch { path, expected, found } => {
+            format!("`{}`: the model needs {expected:?}, the file has {found:?}", torchvision_name(path))
+        }
         ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => {
             format!("`{}`: {message}", torchvision_name(path))
         }
@@ -189,29 +174,20 @@ enum Format {
 }
 
 fn format_of(path: &Path) -> Result<Format, ModelError> {
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match extension.as_deref() {
         Some("pth" | "pt" | "bin") => Ok(Format::Pytorch),
         Some("safetensors") => Ok(Format::Safetensors),
         _ => Err(ModelError::File {
             path: path.to_path_buf(),
-            message: "unknown weights format: expected a .pth/.pt (PyTorch) or .safetensors file"
-                .into(),
+            message: "unknown weights format: expected a .pth/.pt (PyTorch) or .safetensors file".into(),
         }),
     }
 }
 
 /// Reads every tensor of a weights file, by its name in the file.
-fn read_tensors(
-    path: &Path,
-) -> Result<BTreeMap<String, burn::store::burn_pack::Tensor>, ModelError> {
-    let file_error = |message: String| ModelError::File {
-        path: path.to_path_buf(),
-        message,
-    };
+fn read_tensors(path: &Path) -> Result<BTreeMap<String, burn::store::burn_pack::Tensor>, ModelError> {
+    let file_error = |message: String| ModelError::File { path: path.to_path_buf(), message };
     if !path.is_file() {
         return Err(file_error("weights file not found".into()));
     }
@@ -225,20 +201,14 @@ fn read_tensors(
         }
         Format::Safetensors => {
             let mut store = SafetensorsStore::from_file(path).map_indices_contiguous(false);
-            store
-                .get_all_tensors()
-                .cloned()
-                .map_err(|e| file_error(format!("cannot read as safetensors: {e}")))
+            store.get_all_tensors().cloned().map_err(|e| file_error(format!("cannot read as safetensors: {e}")))
         }
     }
 }
 
 /// Loads pretrained weights from `path` into `net` (see the module docs for names and checks).
 /// On error `net` is dropped: a half-loaded network is never returned.
-pub fn load_resnet_weights(
-    mut net: ResNet,
-    path: &Path,
-) -> Result<(ResNet, LoadReport), ModelError> {
+pub fn load_resnet_weights(mut net: ResNet, path: &Path) -> Result<(ResNet, LoadReport), ModelError> {
     let tensors = read_tensors(path)?;
 
     let mut ignored = Vec::new();
@@ -273,11 +243,7 @@ pub fn load_resnet_weights(
     // Unexpected and missing keys say the most about what is wrong (another depth, another
     // stem); shape errors alone mean the same layout at another width.
     check_applied(path, &result, |name| file_names.get(name).cloned().unwrap_or_else(|| name.to_string()))?;
-    let report = LoadReport {
-        path: path.to_path_buf(),
-        loaded: result.applied.len(),
-        ignored,
-    };
+    let report = LoadReport { path: path.to_path_buf(), loaded: result.applied.len(), ignored };
     Ok((net, report))
 }
 
@@ -295,29 +261,18 @@ mod tests {
             classify_key("module.layer2.0.downsample.1.running_var"),
             KeyRole::Parameter("layer2.0.downsample.bn.running_var".into())
         );
-        assert_eq!(
-            classify_key("state_dict.model.conv1.weight"),
-            KeyRole::Parameter("conv1.weight".into())
-        );
+        assert_eq!(classify_key("state_dict.model.conv1.weight"), KeyRole::Parameter("conv1.weight".into()));
         assert_eq!(classify_key("fc.weight"), KeyRole::Ignored("classifier"));
         assert_eq!(classify_key("head.fc.bias"), KeyRole::Ignored("classifier"));
-        assert_eq!(
-            classify_key("layer1.0.bn1.num_batches_tracked"),
-            KeyRole::Ignored("batch-norm step counter")
-        );
+        assert_eq!(classify_key("layer1.0.bn1.num_batches_tracked"), KeyRole::Ignored("batch-norm step counter"));
     }
 
     #[test]
     fn our_names_map_back_to_torchvision_names() {
-        for key in [
-            "layer3.0.downsample.0.weight",
-            "layer3.0.downsample.1.bias",
-            "layer1.1.conv2.weight",
-            "bn1.running_mean",
-        ] {
-            let KeyRole::Parameter(ours) = classify_key(key) else {
-                panic!("{key} ignored")
-            };
+        for key in
+            ["layer3.0.downsample.0.weight", "layer3.0.downsample.1.bias", "layer1.1.conv2.weight", "bn1.running_mean"]
+        {
+            let KeyRole::Parameter(ours) = classify_key(key) else { panic!("{key} ignored") };
             // Burn's BatchNorm names its affine parameters gamma/beta.
             let burn_path = ours.replace(".bn.bias", ".bn.beta");
             assert_eq!(torchvision_name(&burn_path), key);

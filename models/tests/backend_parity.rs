@@ -88,9 +88,7 @@ fn train_step(backend: Backend, config: &ModelConfig, shape: [usize; 4]) -> Step
     let grad = values(embeddings.len(), 4);
     let grads = pass.backward(&grad, &model).unwrap();
     let gradients = gradients(&model, &grads);
-    let mut optimizer = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
-        .init();
+    let mut optimizer = SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_momentum(0.9))).init();
     let model = optimizer.step(0.05, model, grads);
     // The validation copy holds the batch norms' updated running statistics.
     let after = snapshot(&model.valid());
@@ -186,13 +184,7 @@ fn checkpoints_move_between_backends() {
 /// One convolution's output and its gradients for `x` and the weight, for dL/dy = `output_grad`;
 /// `reuse_input` then scales the input's tensor again after the forward pass, the pattern in
 /// which burn-tch writes into a tensor in place when it holds its only handle.
-fn conv_gradients(
-    backend: Backend,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-    reuse_input: bool,
-) -> [Vec<f32>; 3] {
+fn conv_gradients(backend: Backend, kernel: usize, stride: usize, padding: usize, reuse_input: bool) -> [Vec<f32>; 3] {
     use burn::module::Param;
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
@@ -204,13 +196,15 @@ fn conv_gradients(
         .with_bias(false)
         .init(&device);
     let w_shape = [5, 3, kernel, kernel];
-    conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(values(w_shape.iter().product(), 7), w_shape), &device));
+    conv.weight =
+        Param::from_tensor(Tensor::from_data(TensorData::new(values(w_shape.iter().product(), 7), w_shape), &device));
     let x_shape = [2, 3, 9, 9];
     let x = Tensor::<4>::from_data(TensorData::new(values(2 * 3 * 81, 5), x_shape), &device).require_grad();
     // An intermediate (not a leaf) as the convolution's input, as inside a network.
     let hidden = x.clone().mul_scalar(1.0);
     let y = dmlbench_models::conv::forward(&conv, hidden.clone());
-    let mut objective = (y.clone() * Tensor::from_data(TensorData::new(values(y.shape().num_elements(), 6), y.dims()), &device)).sum();
+    let mut objective =
+        (y.clone() * Tensor::from_data(TensorData::new(values(y.shape().num_elements(), 6), y.dims()), &device)).sum();
     if reuse_input {
         objective = objective + hidden.mul_scalar(3.0).sum().mul_scalar(0.0);
     }
@@ -232,7 +226,11 @@ fn convolutions_use_libtorch_gradients_and_match_flex() {
     for (kernel, stride, padding) in [(7, 2, 3), (3, 1, 1), (1, 2, 0)] {
         let reference = conv_gradients(Backend::Flex, kernel, stride, padding, false);
         let ours = conv_gradients(other, kernel, stride, padding, false);
-        for (what, a, b) in [("output", &ours[0], &reference[0]), ("dL/dx", &ours[1], &reference[1]), ("dL/dw", &ours[2], &reference[2])] {
+        for (what, a, b) in [
+            ("output", &ours[0], &reference[0]),
+            ("dL/dx", &ours[1], &reference[1]),
+            ("dL/dw", &ours[2], &reference[2]),
+        ] {
             assert_close(&format!("{kernel}×{kernel}/{stride} conv {what}"), a, b);
         }
     }
@@ -244,7 +242,9 @@ fn convolutions_use_libtorch_gradients_and_match_flex() {
 fn a_convolution_input_used_again_keeps_its_gradients() {
     let plain = conv_gradients(other_backend(), 3, 1, 1, false);
     let reused = conv_gradients(other_backend(), 3, 1, 1, true);
-    for (what, a, b) in [("output", &reused[0], &plain[0]), ("dL/dx", &reused[1], &plain[1]), ("dL/dw", &reused[2], &plain[2])] {
+    for (what, a, b) in
+        [("output", &reused[0], &plain[0]), ("dL/dx", &reused[1], &plain[1]), ("dL/dw", &reused[2], &plain[2])]
+    {
         assert!(a == b, "{what} changed when the input was used again");
     }
 }

@@ -42,9 +42,7 @@ fn device() -> Device {
 
 /// `S = Σ Z ⊙ R` on the device, in f64.
 fn surrogate(model: &EmbeddingModel, x: &Tensor<4>, r: &Tensor<2>) -> f64 {
-    (model.forward(x.clone()) * r.clone())
-        .sum()
-        .into_scalar::<f64>()
+    (model.forward(x.clone()) * r.clone()).sum().into_scalar::<f64>()
 }
 
 /// The model with entry `index` of parameter `id` moved by `delta`.
@@ -63,11 +61,7 @@ fn perturbed(model: &EmbeddingModel, id: ParamId, index: usize, delta: f64) -> E
             param.map(|tensor| {
                 let device = tensor.device();
                 let shape = tensor.shape();
-                let mut flat = tensor
-                    .into_data()
-                    .convert::<f64>()
-                    .try_to_vec::<f64>()
-                    .unwrap();
+                let mut flat = tensor.into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
                 flat[index] += delta;
                 Tensor::from_data(TensorData::new(flat, shape), &device)
             })
@@ -78,12 +72,7 @@ fn perturbed(model: &EmbeddingModel, id: ParamId, index: usize, delta: f64) -> E
 
 /// Checks `entries` entries of each parameter whose path is in `checked`, and that parameters in
 /// `frozen` get no gradient.
-fn check(
-    model: EmbeddingModel,
-    input_shape: [usize; 4],
-    checked: &[&str],
-    frozen: &[&str],
-) {
+fn check(model: EmbeddingModel, input_shape: [usize; 4], checked: &[&str], frozen: &[&str]) {
     let device = device();
     let n: usize = input_shape.iter().product();
     let images = values(n, 21);
@@ -98,10 +87,8 @@ fn check(
     let names: Vec<&str> = params.iter().map(|p| p.path.as_str()).collect();
 
     for &path in checked {
-        let param = params
-            .iter()
-            .find(|p| p.path == path)
-            .unwrap_or_else(|| panic!("no parameter {path} in {names:?}"));
+        let param =
+            params.iter().find(|p| p.path == path).unwrap_or_else(|| panic!("no parameter {path} in {names:?}"));
         let (id, count) = (&param.id, param.len);
         let grad = gradient(&grads, param).unwrap_or_else(|| panic!("{path}: no gradient"));
         // First, middle and last entries.
@@ -119,10 +106,7 @@ fn check(
     }
     for &path in frozen {
         let param = params.iter().find(|p| p.path == path).unwrap();
-        assert!(
-            gradient(&grads, param).is_none(),
-            "{path} is frozen but got a gradient"
-        );
+        assert!(gradient(&grads, param).is_none(), "{path} is frozen but got a gradient");
     }
 }
 
@@ -132,9 +116,7 @@ fn small_cnn_gradients_match_finite_differences() {
     let device = device();
     device.seed(5);
     let config = ModelConfig {
-        backbone: Backbone::SmallCnn {
-            channels: vec![4, 6, 8],
-        },
+        backbone: Backbone::SmallCnn { channels: vec![4, 6, 8] },
         embedding_dim: Some(5),
         normalize: true,
         bn_head: true,
@@ -165,10 +147,7 @@ fn frozen_bn_resnet_gradients_match_finite_differences() {
     device.seed(6);
     // Loaded torchvision weights (non-trivial BN constants), read from f32 and widened.
     let config = ModelConfig {
-        backbone: Backbone::ResNet {
-            depth: 18,
-            base_width: 8,
-        },
+        backbone: Backbone::ResNet { depth: 18, base_width: 8 },
         weights: Some(common::fixture("resnet18_w8.safetensors")),
         frozen_bn: true,
         embedding_dim: Some(4),
@@ -187,11 +166,7 @@ fn frozen_bn_resnet_gradients_match_finite_differences() {
             "backbone.layer4.1.conv2.weight",
             "head.projection.weight",
         ],
-        &[
-            "backbone.bn1.weight",
-            "backbone.layer3.0.bn2.running_var",
-            "backbone.layer2.0.downsample.bn.bias",
-        ],
+        &["backbone.bn1.weight", "backbone.layer3.0.bn2.running_var", "backbone.layer2.0.downsample.bn.bias"],
     );
 }
 
@@ -201,10 +176,7 @@ fn resnet50_bottleneck_gradients_match_finite_differences() {
     let device = device();
     device.seed(7);
     let config = ModelConfig {
-        backbone: Backbone::ResNet {
-            depth: 50,
-            base_width: 4,
-        },
+        backbone: Backbone::ResNet { depth: 50, base_width: 4 },
         weights: Some(common::fixture("resnet50_w4.pth")),
         frozen_bn: true,
         embedding_dim: None,

@@ -68,17 +68,11 @@ use dmlbench_models::{Backbone, ModelConfig, ModelError};
 const TOLERANCE: f64 = 1e-4;
 
 fn r18_w8() -> Backbone {
-    Backbone::ResNet {
-        depth: 18,
-        base_width: 8,
-    }
+    Backbone::ResNet { depth: 18, base_width: 8 }
 }
 
 fn r50_w4() -> Backbone {
-    Backbone::ResNet {
-        depth: 50,
-        base_width: 4,
-    }
+    Backbone::ResNet { depth: 50, base_width: 4 }
 }
 
 fn check_against_pytorch(backbone: Backbone, stem: &str, extension: &str, frozen_bn: bool) {
@@ -91,34 +85,19 @@ fn check_against_pytorch(backbone: Backbone, stem: &str, extension: &str, frozen
 
     // torchvision's classifier and BN counters are in the file and reported, not loaded.
     let ignored: Vec<&str> = report.ignored.iter().map(|(k, _)| k.as_str()).collect();
-    assert!(
-        ignored.contains(&"fc.weight") && ignored.contains(&"fc.bias"),
-        "{report}"
-    );
-    assert!(
-        ignored.contains(&"layer1.0.bn1.num_batches_tracked"),
-        "{report}"
-    );
-    assert!(
-        ignored
-            .iter()
-            .all(|k| k.starts_with("fc.") || k.ends_with("num_batches_tracked"))
-    );
+    assert!(ignored.contains(&"fc.weight") && ignored.contains(&"fc.bias"), "{report}");
+    assert!(ignored.contains(&"layer1.0.bn1.num_batches_tracked"), "{report}");
+    assert!(ignored.iter().all(|k| k.starts_with("fc.") || k.ends_with("num_batches_tracked")));
 
     assert_eq!(model.embedding_size(), reference.feature_dim);
-    let ours = model
-        .embed_host(&device, &reference.input, reference.input_shape)
-        .unwrap();
+    let ours = model.embed_host(&device, &reference.input, reference.input_shape).unwrap();
     let (rel_to_max, rel_elementwise) = relative_errors(&ours, &reference.features);
     eprintln!(
         "{stem}.{extension} frozen_bn={frozen_bn}: max error {rel_to_max:.2e} of the largest \
          feature, {rel_elementwise:.2e} elementwise"
     );
     assert!(rel_to_max < TOLERANCE, "{stem}.{extension}: {rel_to_max:e}");
-    assert!(
-        rel_elementwise < TOLERANCE,
-        "{stem}.{extension}: {rel_elementwise:e}"
-    );
+    assert!(rel_elementwise < TOLERANCE, "{stem}.{extension}: {rel_elementwise:e}");
 }
 
 #[test]
@@ -156,9 +135,7 @@ fn frozen_bn_keeps_eval_statistics_while_training() {
     let config = pooled_features_config(r18_w8(), fixture("resnet18_w8.pth"), true);
     let device = Device::flex().autodiff();
     let (model, _) = config.init(&device, 0).unwrap();
-    let pass = model
-        .forward_host(&device, &reference.input, reference.input_shape)
-        .unwrap();
+    let pass = model.forward_host(&device, &reference.input, reference.input_shape).unwrap();
     let (rel_to_max, _) = relative_errors(pass.embeddings(), &reference.features);
     assert!(rel_to_max < TOLERANCE, "{rel_to_max:e}");
 }
@@ -171,14 +148,9 @@ fn trainable_bn_uses_batch_statistics_while_training() {
     let config = pooled_features_config(r18_w8(), fixture("resnet18_w8.pth"), false);
     let device = Device::flex().autodiff();
     let (model, _) = config.init(&device, 0).unwrap();
-    let pass = model
-        .forward_host(&device, &reference.input, reference.input_shape)
-        .unwrap();
+    let pass = model.forward_host(&device, &reference.input, reference.input_shape).unwrap();
     let (rel_to_max, _) = relative_errors(pass.embeddings(), &reference.features);
-    assert!(
-        rel_to_max > 1e-2,
-        "batch statistics should change the features: {rel_to_max:e}"
-    );
+    assert!(rel_to_max > 1e-2, "batch statistics should change the features: {rel_to_max:e}");
 }
 
 fn load_error(backbone: Backbone, weights: &Path) -> ModelError {
@@ -192,29 +164,17 @@ fn load_error(backbone: Backbone, weights: &Path) -> ModelError {
 #[test]
 fn a_resnet50_file_is_rejected_by_a_resnet18_naming_the_keys() {
     let path = fixture("resnet50_w4.pth");
-    let error = load_error(
-        Backbone::ResNet {
-            depth: 18,
-            base_width: 4,
-        },
-        &path,
-    );
+    let error = load_error(Backbone::ResNet { depth: 18, base_width: 4 }, &path);
     let message = error.to_string();
     eprintln!("{message}");
     assert!(message.contains("resnet50_w4.pth"), "{message}");
     // ResNet-50's third convolutions exist nowhere in a ResNet-18.
     match &error {
         ModelError::UnexpectedKeys { keys, .. } => {
-            assert!(
-                keys.contains(&"layer1.0.conv3.weight".to_string()),
-                "{message}"
-            )
+            assert!(keys.contains(&"layer1.0.conv3.weight".to_string()), "{message}")
         }
         ModelError::Tensors { errors, .. } => {
-            assert!(
-                errors.iter().any(|e| e.contains("layer1.0.conv1.weight")),
-                "{message}"
-            )
+            assert!(errors.iter().any(|e| e.contains("layer1.0.conv1.weight")), "{message}")
         }
         other => panic!("unexpected error kind: {other}"),
     }
@@ -222,16 +182,8 @@ fn a_resnet50_file_is_rejected_by_a_resnet18_naming_the_keys() {
 
 #[test]
 fn a_width_mismatch_names_the_tensors() {
-    let error = load_error(
-        Backbone::ResNet {
-            depth: 18,
-            base_width: 16,
-        },
-        &fixture("resnet18_w8.pth"),
-    );
-    let ModelError::Tensors { errors, .. } = &error else {
-        panic!("{error}")
-    };
+    let error = load_error(Backbone::ResNet { depth: 18, base_width: 16 }, &fixture("resnet18_w8.pth"));
+    let ModelError::Tensors { errors, .. } = &error else { panic!("{error}") };
     assert!(errors.iter().any(|e| e.contains("conv1.weight")), "{error}");
 }
 
@@ -254,39 +206,26 @@ fn edited_fixture(dir: &Path, edit: impl Fn(&str) -> Option<String>) -> std::pat
 fn a_missing_backbone_weight_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = edited_fixture(dir.path(), |name| {
-        (name != "layer3.1.bn2.running_var" && name != "layer2.0.downsample.1.weight")
-            .then(|| name.to_string())
+        (name != "layer3.1.bn2.running_var" && name != "layer2.0.downsample.1.weight").then(|| name.to_string())
     });
     let error = load_error(r18_w8(), &path);
     eprintln!("{error}");
-    let ModelError::MissingKeys { keys, .. } = &error else {
-        panic!("{error}")
-    };
+    let ModelError::MissingKeys { keys, .. } = &error else { panic!("{error}") };
     let mut keys = keys.clone();
     keys.sort();
-    assert_eq!(
-        keys,
-        ["layer2.0.downsample.1.weight", "layer3.1.bn2.running_var"],
-        "{error}"
-    );
+    assert_eq!(keys, ["layer2.0.downsample.1.weight", "layer3.1.bn2.running_var"], "{error}");
 }
 
 #[test]
 fn an_unknown_key_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = edited_fixture(dir.path(), |name| {
-        Some(if name == "layer4.1.conv2.weight" {
-            "layer4.1.conv9.weight".into()
-        } else {
-            name.into()
-        })
+        Some(if name == "layer4.1.conv2.weight" { "layer4.1.conv9.weight".into() } else { name.into() })
     });
     let error = load_error(r18_w8(), &path);
     // The renamed tensor is both unexpected and, under its real name, missing; unexpected
     // keys are reported first because they say what the file holds.
-    let ModelError::UnexpectedKeys { keys, .. } = &error else {
-        panic!("{error}")
-    };
+    let ModelError::UnexpectedKeys { keys, .. } = &error else { panic!("{error}") };
     assert_eq!(keys, &["layer4.1.conv9.weight"], "{error}");
 }
 
@@ -303,20 +242,10 @@ fn wrapped_timm_style_names_load() {
     });
     let reference = reference(&fixture("resnet18_w8_io.safetensors"));
     let device = Device::flex();
-    let (model, report) = pooled_features_config(r18_w8(), path, true)
-        .init(&device, 0)
-        .unwrap();
+    let (model, report) = pooled_features_config(r18_w8(), path, true).init(&device, 0).unwrap();
     let report = report.unwrap();
-    assert!(
-        report
-            .ignored
-            .iter()
-            .any(|(k, _)| k == "module.head.fc.weight"),
-        "{report}"
-    );
-    let ours = model
-        .embed_host(&device, &reference.input, reference.input_shape)
-        .unwrap();
+    assert!(report.ignored.iter().any(|(k, _)| k == "module.head.fc.weight"), "{report}");
+    let ours = model.embed_host(&device, &reference.input, reference.input_shape).unwrap();
     let (rel_to_max, _) = relative_errors(&ours, &reference.features);
     assert!(rel_to_max < TOLERANCE, "{rel_to_max:e}");
 }
@@ -327,29 +256,18 @@ fn two_keys_for_one_parameter_are_an_error() {
     let bytes = std::fs::read(fixture("resnet18_w8.safetensors")).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut all: Vec<_> = tensors.tensors();
-    let duplicate = all
-        .iter()
-        .find(|(name, _)| name == "bn1.bias")
-        .unwrap()
-        .1
-        .clone();
+    let duplicate = all.iter().find(|(name, _)| name == "bn1.bias").unwrap().1.clone();
     all.push(("module.bn1.bias".to_string(), duplicate));
     let path = dir.path().join("duplicate.safetensors");
     safetensors::serialize_to_file(all, None, &path).unwrap();
     let error = load_error(r18_w8(), &path).to_string();
-    assert!(
-        error.contains("`bn1.bias`") && error.contains("`module.bn1.bias`"),
-        "{error}"
-    );
+    assert!(error.contains("`bn1.bias`") && error.contains("`module.bn1.bias`"), "{error}");
 }
 
 #[test]
 fn a_missing_weights_file_is_named() {
     let error = load_error(r18_w8(), Path::new("/nonexistent/resnet18.pth"));
-    assert!(
-        error.to_string().contains("/nonexistent/resnet18.pth"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("/nonexistent/resnet18.pth"), "{error}");
 }
 
 /// Full-width torchvision ResNet-18 and ResNet-50 at 224×224 (the one-off verification).
@@ -363,19 +281,14 @@ fn full_size_torchvision_resnets() {
         .expect("set DMLBENCH_TORCHVISION_REFERENCE to the reference directory");
     let dir = Path::new(&dir);
     let device = Device::flex();
-    for (backbone, stem) in [
-        (Backbone::ResNet18, "resnet18"),
-        (Backbone::ResNet50, "resnet50"),
-    ] {
+    for (backbone, stem) in [(Backbone::ResNet18, "resnet18"), (Backbone::ResNet50, "resnet50")] {
         let reference = reference(&dir.join(format!("{stem}_io.safetensors")));
         for extension in ["pth", "safetensors"] {
             let weights = dir.join(format!("{stem}.{extension}"));
             let config: ModelConfig = pooled_features_config(backbone.clone(), weights, true);
             let (model, report) = config.init(&device, 0).unwrap();
             eprintln!("{}", report.unwrap());
-            let ours = model
-                .embed_host(&device, &reference.input, reference.input_shape)
-                .unwrap();
+            let ours = model.embed_host(&device, &reference.input, reference.input_shape).unwrap();
             let (rel_to_max, rel_elementwise) = relative_errors(&ours, &reference.features);
             eprintln!(
                 "{stem}.{extension}: max error {rel_to_max:.2e} of the largest feature, \

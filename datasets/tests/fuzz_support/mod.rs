@@ -115,8 +115,30 @@ pub const BOMS: &[&[u8]] = &[b"\xEF\xBB\xBF", b"\xFF\xFE", b"\xFE\xFF"];
 /// Short byte sequences that matter to text parsers: line ends, NUL, bytes that are not
 /// UTF-8, separators, path tricks.
 pub const SPECIAL_BYTES: &[&[u8]] = &[
-    b"\n", b"\r", b"\r\n", b"\0", b"\xFF", b"\xC3", b"\x80", b" ", b"\t", b"\xE2\x80\xA8", b"..", b"/", b"#", b",",
-    b"(", b")", b"[", b"]", b"{", b"}", b"\"", b"'", b":", b"-",
+    b"\n",
+    b"\r",
+    b"\r\n",
+    b"\0",
+    b"\xFF",
+    b"\xC3",
+    b"\x80",
+    b" ",
+    b"\t",
+    b"\xE2\x80\xA8",
+    b"..",
+    b"/",
+    b"#",
+    b",",
+    b"(",
+    b")",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b"\"",
+    b"'",
+    b":",
+    b"-",
 ];
 
 /// One change to a file.

@@ -39,9 +39,15 @@ pub struct LoadedBatch {
 impl BatchFiles {
     /// Reads the batch and checks its labels before any plugin sees them.
     pub fn load(&self) -> anyhow::Result<LoadedBatch> {
-        let (e, labels) = npy::read_embeddings_and_labels(&self.embeddings, &self.labels)
-            .context("cannot read the batch")?;
-        anyhow::ensure!(e.n > 0 && e.d > 0, "{}: the batch is empty (shape {} × {})", self.embeddings.display(), e.n, e.d);
+        let (e, labels) =
+            npy::read_embeddings_and_labels(&self.embeddings, &self.labels).context("cannot read the batch")?;
+        anyhow::ensure!(
+            e.n > 0 && e.d > 0,
+            "{}: the batch is empty (shape {} × {})",
+            self.embeddings.display(),
+            e.n,
+            e.d
+        );
         let num_classes = class_count(&labels, self.num_classes)
             .map_err(|problem| anyhow::anyhow!("{}: {problem}", self.labels.display()))?;
         Ok(LoadedBatch { embeddings: e.data, d: e.d, labels, num_classes })
@@ -56,7 +62,8 @@ fn class_count(labels: &[i64], given: Option<u64>) -> Result<usize, String> {
     if let Some((i, &label)) = labels.iter().enumerate().find(|&(_, &l)| l < 0) {
         return Err(format!("label {label} at index {i} is negative; labels are class indices 0..C-1"));
     }
-    let Some((largest_at, &largest)) = labels.iter().enumerate().max_by_key(|&(i, &l)| (l, std::cmp::Reverse(i))) else {
+    let Some((largest_at, &largest)) = labels.iter().enumerate().max_by_key(|&(i, &l)| (l, std::cmp::Reverse(i)))
+    else {
         return Err("no labels".into());
     };
     let largest = largest as u64; // non-negative, checked above
@@ -83,7 +90,7 @@ fn class_count(labels: &[i64], given: Option<u64>) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{class_count, MAX_INFERRED_CLASSES};
+    use super::{MAX_INFERRED_CLASSES, class_count};
 
     #[test]
     fn labels_are_checked_against_the_class_count() {
@@ -95,9 +102,15 @@ mod tests {
         assert!(huge.starts_with("label 1000000000000000 at index 1 would make 1000000000000001 classes"), "{huge}");
         assert!(class_count(&[MAX_INFERRED_CLASSES as i64 - 1], None).is_ok());
         assert!(class_count(&[MAX_INFERRED_CLASSES as i64], None).is_err());
-        assert_eq!(class_count(&[0, 4, 4], Some(4)), Err("label 4 at index 1 is outside 0..4 (--num-classes 4)".into()));
+        assert_eq!(
+            class_count(&[0, 4, 4], Some(4)),
+            Err("label 4 at index 1 is outside 0..4 (--num-classes 4)".into())
+        );
         assert!(class_count(&[0], Some(0)).is_err());
         assert!(class_count(&[0], Some(u64::from(u32::MAX) + 1)).is_err());
-        assert_eq!(class_count(&[i64::MAX], Some(u64::from(u32::MAX))).unwrap_err(), format!("label {} at index 0 is outside 0..{} (--num-classes {})", i64::MAX, u32::MAX, u32::MAX));
+        assert_eq!(
+            class_count(&[i64::MAX], Some(u64::from(u32::MAX))).unwrap_err(),
+            format!("label {} at index 0 is outside 0..{} (--num-classes {})", i64::MAX, u32::MAX, u32::MAX)
+        );
     }
 }

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use dmlbench_datasets::transform::{recipe, RecipeSizes};
-use dmlbench_datasets::{index, npy, Format, LoadOptions, Split};
-use dmlbench_models::{load_checkpoint, Backbone, ModelConfig};
+use dmlbench_datasets::transform::{RecipeSizes, recipe};
+use dmlbench_datasets::{Format, LoadOptions, Split, index, npy};
+use dmlbench_models::{Backbone, ModelConfig, load_checkpoint};
 
 use crate::experiment::device::parse_device;
 use crate::train::embed::embed_split;
@@ -95,10 +95,11 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let (config, checkpoint) = match (&args.checkpoint, args.backbone) {
         (Some(file), _) => {
             let config_file = file.with_file_name("model.ron");
-            let text = std::fs::read_to_string(&config_file)
-                .with_context(|| format!("reading {} (the architecture of {})", config_file.display(), file.display()))?;
-            let config: ModelConfig =
-                ron::from_str(&text).with_context(|| format!("{} is not a model configuration", config_file.display()))?;
+            let text = std::fs::read_to_string(&config_file).with_context(|| {
+                format!("reading {} (the architecture of {})", config_file.display(), file.display())
+            })?;
+            let config: ModelConfig = ron::from_str(&text)
+                .with_context(|| format!("{} is not a model configuration", config_file.display()))?;
             (ModelConfig { weights: None, ..config }, Some(file.clone()))
         }
         (None, Some(backbone)) => {
@@ -137,12 +138,17 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
         .into_split(which)
         .with_context(|| format!("the {} format has no {} split", args.format.name(), which.name()))?;
     let resize = args.resize.unwrap_or(args.image_size * 256 / 224);
-    anyhow::ensure!(resize >= args.image_size, "--resize ({resize}) must be at least --image-size ({})", args.image_size);
+    anyhow::ensure!(
+        resize >= args.image_size,
+        "--resize ({resize}) must be at least --image-size ({})",
+        args.image_size
+    );
     let transform = recipe(args.format, RecipeSizes { resize, crop: args.image_size }, false).eval;
 
     let split = Arc::new(split);
-    let progress = indicatif::ProgressBar::new(0)
-        .with_style(indicatif::ProgressStyle::with_template("embedding {bar:30} {pos}/{len} batches").expect("valid template"));
+    let progress = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("embedding {bar:30} {pos}/{len} batches").expect("valid template"),
+    );
     let embeddings = embed_split(&model, &device, &split, &transform, args.batch_size, args.workers, |done, total| {
         progress.set_length(total as u64);
         progress.set_position(done as u64);
@@ -152,6 +158,11 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     npy::write_embeddings(&args.out.join("embeddings.npy"), split.len(), d, &embeddings)?;
     npy::write_labels(&args.out.join("labels.npy"), &split.labels())?;
-    println!("{} embeddings of size {d} from the {} split written to {}", split.len(), which.name(), args.out.display());
+    println!(
+        "{} embeddings of size {d} from the {} split written to {}",
+        split.len(),
+        which.name(),
+        args.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -48,12 +48,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "GL.npy", requires = "gallery_embeddings")]
     gallery_labels: Option<PathBuf>,
     /// The K of Recall@K, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "1,2,4,8",
-        value_name = "K,..."
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8", value_name = "K,...")]
     k: Vec<usize>,
     /// Distance: cosine (on L2-normalised embeddings) or euclidean.
     #[arg(long, value_enum, default_value_t = MetricArg::Cosine)]
@@ -100,10 +95,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let input = EvalInput {
         queries: &queries.data,
         query_labels: &query_labels,
-        gallery: gallery.as_ref().map(|(g, gl)| eval::Gallery {
-            embeddings: &g.data,
-            labels: gl,
-        }),
+        gallery: gallery.as_ref().map(|(g, gl)| eval::Gallery { embeddings: &g.data, labels: gl }),
         dim: queries.d,
     };
     let options = EvalOptions {
@@ -121,8 +113,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         Some(g) => format!("{} against {}", args.embeddings.display(), g.display()),
         None => args.embeddings.display().to_string(),
     };
-    let metrics =
-        eval::evaluate(&input, &options).with_context(|| format!("cannot evaluate {what}"))?;
+    let metrics = eval::evaluate(&input, &options).with_context(|| format!("cannot evaluate {what}"))?;
     if args.json {
         println!("{}", serde_json::to_string(&metrics)?);
     } else {
@@ -134,10 +125,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
 fn read(embeddings: &Path, labels: &Path) -> anyhow::Result<(npy::Embeddings, Vec<i64>)> {
     let (e, l) = npy::read_embeddings_and_labels(embeddings, labels)?;
     if e.n == 0 {
-        bail!(
-            "{}: no embeddings (the array has 0 rows)",
-            embeddings.display()
-        );
+        bail!("{}: no embeddings (the array has 0 rows)", embeddings.display());
     }
     if e.d == 0 {
         bail!("{}: embeddings have dimension 0", embeddings.display());
@@ -146,11 +134,7 @@ fn read(embeddings: &Path, labels: &Path) -> anyhow::Result<(npy::Embeddings, Ve
 }
 
 fn print_table(args: &EvalArgs, options: &EvalOptions, m: &Metrics, dim: usize) {
-    let mode = if args.gallery_embeddings.is_some() {
-        "query vs gallery"
-    } else {
-        "self-retrieval"
-    };
+    let mode = if args.gallery_embeddings.is_some() { "query vs gallery" } else { "self-retrieval" };
     println!(
         "{mode}, {} distance, dimension {dim}: {} queries evaluated, {} skipped (no other item of their class)",
         options.distance, m.queries, m.skipped_queries

@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use clap::ValueEnum;
 
 use crate::report::record::{load_all, write_atomic};
@@ -105,7 +105,11 @@ pub fn run(args: LeaderboardArgs) -> anyhow::Result<ExitCode> {
 
     // Links are relative to where the output goes: the file's directory, or the current one.
     let base: PathBuf = match &args.out {
-        Some(out) => out.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+        Some(out) => out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
         None => PathBuf::from("."),
     };
     let text = match args.format {
@@ -119,7 +123,8 @@ pub fn run(args: LeaderboardArgs) -> anyhow::Result<ExitCode> {
     };
     match &args.out {
         Some(out) => {
-            write_atomic(out, text.as_bytes()).with_context(|| format!("{}: cannot write the leaderboard", out.display()))?;
+            write_atomic(out, text.as_bytes())
+                .with_context(|| format!("{}: cannot write the leaderboard", out.display()))?;
             eprintln!("wrote {} ({} records, {} tables)", out.display(), board.record_count(), board.tables.len());
         }
         None => print!("{text}"),

@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::json;
 
+use super::HostArgs;
 use super::batch_input::BatchFiles;
 use super::mine::{run_miner, tuples_json, tuples_summary};
-use super::HostArgs;
 use dmlbench_host::{CreateOptions, LossHandle, PluginKind};
 
 #[derive(Debug, Args)]
@@ -51,7 +51,9 @@ pub fn run(args: LossArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         bail!("loss '{}' does not use mined tuples; run it without --miner", info.id);
     }
     let mined = match &args.miner {
-        Some(miner) => Some(run_miner(&registry, miner, &args.miner_config, args.seed, &batch).context("mining failed")?),
+        Some(miner) => {
+            Some(run_miner(&registry, miner, &args.miner_config, args.seed, &batch).context("mining failed")?)
+        }
         None => None,
     };
     let options = CreateOptions {
@@ -66,7 +68,8 @@ pub fn run(args: LossArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
     let out = loss.forward_backward(&batch.embeddings, batch.d, &batch.labels, tuples)?;
     if args.json {
         let grad: Vec<&[f32]> = out.grad.chunks(batch.d).collect();
-        let stats: serde_json::Map<String, serde_json::Value> = out.stats.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let stats: serde_json::Map<String, serde_json::Value> =
+            out.stats.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         let mut value = json!({ "loss": out.loss, "grad": grad, "stats": stats });
         if let Some(t) = tuples {
             value["tuples"] = tuples_json(t);

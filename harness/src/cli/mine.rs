@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use dmlbench_sdk::Tuples;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::batch_input::{BatchFiles, LoadedBatch};
 use super::HostArgs;
+use super::batch_input::{BatchFiles, LoadedBatch};
 use dmlbench_host::{CreateOptions, MinerHandle, MinerOutput, PluginKind, Registry};
 
 #[derive(Debug, Args)]
@@ -52,7 +52,13 @@ pub fn tuples_summary(tuples: &Tuples) -> String {
 }
 
 /// Creates miner `id` and runs it on `batch`.
-pub fn run_miner(registry: &Registry, id: &str, config: &str, seed: u64, batch: &LoadedBatch) -> anyhow::Result<MinerOutput> {
+pub fn run_miner(
+    registry: &Registry,
+    id: &str,
+    config: &str,
+    seed: u64,
+    batch: &LoadedBatch,
+) -> anyhow::Result<MinerOutput> {
     let info = registry.get(PluginKind::Miner, id).map_err(anyhow::Error::msg)?;
     let options = CreateOptions {
         config: config.to_string(),

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use dmlbench_host::{plugin_path_dirs, HostOptions, Registry};
+use dmlbench_host::{HostOptions, Registry, plugin_path_dirs};
 
 mod batch_input;
 mod data;
@@ -112,4 +112,3 @@ pub fn main() -> ExitCode {
         }
     }
 }
-

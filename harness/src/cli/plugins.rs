@@ -3,14 +3,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, ContentArrangement, Table};
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 
 use super::HostArgs;
 use dmlbench_host::check::CheckOutcome;
-use dmlbench_host::isolated::{check_in_child, parse_seconds, DEFAULT_CHECK_TIMEOUT};
+use dmlbench_host::isolated::{DEFAULT_CHECK_TIMEOUT, check_in_child, parse_seconds};
 use dmlbench_host::scaffold::scaffold;
 use dmlbench_host::{PluginInfo, PluginKind, Registry};
 
@@ -148,7 +148,10 @@ fn matching<'r>(registry: &'r Registry, spec: &str) -> anyhow::Result<Vec<&'r Pl
     if found.is_empty() {
         let known: Vec<String> = registry.plugins().iter().map(PluginInfo::qualified_id).collect();
         print_problems(registry);
-        bail!("no plugin matches '{spec}'; known plugins: {}", if known.is_empty() { "none".into() } else { known.join(", ") });
+        bail!(
+            "no plugin matches '{spec}'; known plugins: {}",
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        );
     }
     Ok(found)
 }
@@ -162,7 +165,13 @@ fn show(registry: &Registry, spec: &str) -> anyhow::Result<ExitCode> {
         println!("  {}", p.summary);
         let caps = p.capabilities.names();
         println!("  capabilities: {}", if caps.is_empty() { "none".to_string() } else { caps.join(", ") });
-        println!("  from: {} ({}, ABI {}.{})", origin(p, registry.root()), p.sdk_version, p.abi_version.0, p.abi_version.1);
+        println!(
+            "  from: {} ({}, ABI {}.{})",
+            origin(p, registry.root()),
+            p.sdk_version,
+            p.abi_version.0,
+            p.abi_version.1
+        );
         println!("  library: {}", p.source.library.display());
         println!("  default config:");
         for line in p.default_config.lines() {
@@ -172,7 +181,13 @@ fn show(registry: &Registry, spec: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(registry: &Registry, ids: &[String], all: bool, json: bool, timeout: std::time::Duration) -> anyhow::Result<ExitCode> {
+fn check(
+    registry: &Registry,
+    ids: &[String],
+    all: bool,
+    json: bool,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     let targets: Vec<&PluginInfo> = if all {
         registry.plugins().iter().collect()
     } else {

@@ -5,14 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use super::HostArgs;
 use crate::experiment::{self, Overrides};
-use dmlbench_host::resolve_root;
 use crate::report::record::CellStatus;
+use crate::train::runner::{CellOutcome, RunOptions, describe, run_plan, run_single};
 use dmlbench_host::parent::follow_parent;
-use crate::train::runner::{describe, run_plan, run_single, CellOutcome, RunOptions};
+use dmlbench_host::resolve_root;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -92,7 +92,8 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let results = if args.results.is_absolute() { args.results.clone() } else { std::env::current_dir()?.join(&args.results) };
+    let results =
+        if args.results.is_absolute() { args.results.clone() } else { std::env::current_dir()?.join(&args.results) };
     for id in &args.cells {
         anyhow::ensure!(
             plan.cell(id).is_some(),
@@ -146,6 +147,10 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         }
         println!("run this command again once they finish to see them here");
     }
-    println!("records in {}; render them with `dmlbench leaderboard {}`", plan.results_dir(&results).display(), results.display());
+    println!(
+        "records in {}; render them with `dmlbench leaderboard {}`",
+        plan.results_dir(&results).display(),
+        results.display()
+    );
     Ok(if summary.all_completed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -65,11 +65,7 @@ pub struct KMeansOptions {
 
 impl Default for KMeansOptions {
     fn default() -> Self {
-        KMeansOptions {
-            max_iterations: 20,
-            seed: 0,
-            progress: false,
-        }
+        KMeansOptions { max_iterations: 20, seed: 0, progress: false }
     }
 }
 
@@ -94,30 +90,19 @@ pub struct KMeansResult {
 /// `1..=rows`.
 pub fn kmeans(data: &[f32], dim: usize, clusters: usize, options: &KMeansOptions) -> KMeansResult {
     assert!(dim > 0, "kmeans: dim must be at least 1");
-    assert_eq!(
-        data.len() % dim,
-        0,
-        "kmeans: data is not a whole number of rows of {dim}"
-    );
+    assert_eq!(data.len() % dim, 0, "kmeans: data is not a whole number of rows of {dim}");
     let n = data.len() / dim;
     assert!(
         (1..=n).contains(&clusters),
         "kmeans: clusters = {clusters}, must be between 1 and the number of points ({n})"
     );
     assert!(clusters <= u32::MAX as usize, "kmeans: too many clusters");
-    let bar = super::progress_bar(
-        options.progress,
-        options.max_iterations as u64 + 1,
-        "k-means",
-    );
+    let bar = super::progress_bar(options.progress, options.max_iterations as u64 + 1, "k-means");
     let point_sq = linalg::squared_norms(data, dim);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
 
-    let Seeding {
-        mut centroids,
-        mut assignments,
-        mut distances,
-    } = kmeans_plus_plus(data, &point_sq, dim, clusters, &mut rng);
+    let Seeding { mut centroids, mut assignments, mut distances } =
+        kmeans_plus_plus(data, &point_sq, dim, clusters, &mut rng);
     bar.inc(1);
     let mut iterations = 0;
     while iterations < options.max_iterations {
@@ -135,12 +120,7 @@ pub fn kmeans(data: &[f32], dim: usize, clusters: usize, options: &KMeansOptions
     }
     bar.finish_and_clear();
     let inertia = distances.iter().map(|&d| f64::from(d)).sum();
-    KMeansResult {
-        assignments,
-        centroids,
-        iterations,
-        inertia,
-    }
+    KMeansResult { assignments, centroids, iterations, inertia }
 }
 
 /// Squared Euclidean distance, accumulated directly (exact where the expanded form
@@ -150,12 +130,7 @@ fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     // the compiler may not reorder, and the rejection test below runs it a million times.
     let mut lanes = [0.0f32; 16];
     let (a_chunks, b_chunks) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| (x - y) * (x - y)).sum();
     for (x, y) in a_chunks.zip(b_chunks) {
         for i in 0..16 {
             let d = x[i] - y[i];
@@ -174,13 +149,7 @@ struct Seeding {
 }
 
 /// k-means++ seeding by rejection sampling against stale distances (see the module docs).
-fn kmeans_plus_plus(
-    data: &[f32],
-    point_sq: &[f32],
-    dim: usize,
-    clusters: usize,
-    rng: &mut ChaCha8Rng,
-) -> Seeding {
+fn kmeans_plus_plus(data: &[f32], point_sq: &[f32], dim: usize, clusters: usize, rng: &mut ChaCha8Rng) -> Seeding {
     let n = point_sq.len();
     let row = |i: usize| &data[i * dim..(i + 1) * dim];
     let mut chosen: Vec<usize> = Vec::with_capacity(clusters);
@@ -188,10 +157,7 @@ fn kmeans_plus_plus(
     chosen.push(first);
     // Squared distance of each point to its nearest centre, and that centre, as of the last
     // refresh. The centres chosen since are `chosen[refreshed..]`.
-    let mut stale: Vec<f32> = data
-        .par_chunks_exact(dim)
-        .map(|x| squared_distance(x, row(first)))
-        .collect();
+    let mut stale: Vec<f32> = data.par_chunks_exact(dim).map(|x| squared_distance(x, row(first))).collect();
     let mut nearest = vec![0u32; n];
     stale[first] = 0.0;
     let mut refreshed = 1;
@@ -201,15 +167,7 @@ fn kmeans_plus_plus(
         let pending = chosen.len() - refreshed;
         // Doubling batches keep the refreshes few and the rejection tests cheap.
         if pending > 0 && (pending >= refreshed.min(REFRESH_MAX) || rejected >= 4) {
-            refresh(
-                data,
-                point_sq,
-                dim,
-                &chosen,
-                refreshed,
-                &mut stale,
-                &mut nearest,
-            );
+            refresh(data, point_sq, dim, &chosen, refreshed, &mut stale, &mut nearest);
             refreshed = chosen.len();
             cumulative = prefix_sums(&stale);
             rejected = 0;
@@ -237,10 +195,8 @@ fn kmeans_plus_plus(
             continue;
         }
         let x = row(candidate);
-        let current = chosen[refreshed..]
-            .iter()
-            .map(|&c| f64::from(squared_distance(x, row(c))))
-            .fold(proposal, f64::min);
+        let current =
+            chosen[refreshed..].iter().map(|&c| f64::from(squared_distance(x, row(c)))).fold(proposal, f64::min);
         if rng.random::<f64>() * proposal < current {
             chosen.push(candidate);
             rejected = 0;
@@ -249,25 +205,13 @@ fn kmeans_plus_plus(
         }
     }
     if refreshed < chosen.len() {
-        refresh(
-            data,
-            point_sq,
-            dim,
-            &chosen,
-            refreshed,
-            &mut stale,
-            &mut nearest,
-        );
+        refresh(data, point_sq, dim, &chosen, refreshed, &mut stale, &mut nearest);
     }
     let mut centroids = Vec::with_capacity(clusters * dim);
     for &c in &chosen {
         centroids.extend_from_slice(row(c));
     }
-    Seeding {
-        centroids,
-        assignments: nearest,
-        distances: stale,
-    }
+    Seeding { centroids, assignments: nearest, distances: stale }
 }
 
 fn prefix_sums(values: &[f32]) -> Vec<f64> {
@@ -309,9 +253,7 @@ fn refresh(
             .for_each_init(Vec::new, |tile, ((points, sq), (stale, nearest))| {
                 tile.resize(sq.len() * m, 0.0);
                 linalg::dot_tile(points, &centres, dim, tile);
-                for (((row, &x_sq), s), near) in
-                    tile.chunks_exact(m).zip(sq).zip(stale).zip(nearest)
-                {
+                for (((row, &x_sq), s), near) in tile.chunks_exact(m).zip(sq).zip(stale).zip(nearest) {
                     for (j, (&dot, &c_sq)) in row.iter().zip(&centre_sq).enumerate() {
                         let d = (x_sq + c_sq - 2.0 * dot).max(0.0);
                         if d < *s {
@@ -336,10 +278,7 @@ fn assign(data: &[f32], point_sq: &[f32], centroids: &[f32], dim: usize) -> (Vec
     let k = centroids.len() / dim;
     let rows = point_block(point_sq.len());
     // Minimising ‖c‖²/2 − x·c is minimising ‖x − c‖²; the halving saves a multiply per entry.
-    let half_sq: Vec<f32> = linalg::squared_norms(centroids, dim)
-        .into_iter()
-        .map(|v| 0.5 * v)
-        .collect();
+    let half_sq: Vec<f32> = linalg::squared_norms(centroids, dim).into_iter().map(|v| 0.5 * v).collect();
     let per_block: Vec<(Vec<u32>, Vec<f32>)> = data
         .par_chunks(rows * dim)
         .zip(point_sq.par_chunks(rows))
@@ -370,11 +309,7 @@ fn assign(data: &[f32], point_sq: &[f32], centroids: &[f32], dim: usize) -> (Vec
                     }
                     c0 = c1;
                 }
-                let distances = best
-                    .iter()
-                    .zip(sq)
-                    .map(|(&b, &x)| (x + 2.0 * b).max(0.0))
-                    .collect();
+                let distances = best.iter().zip(sq).map(|(&b, &x)| (x + 2.0 * b).max(0.0)).collect();
                 (best_index, distances)
             },
         )
@@ -404,9 +339,7 @@ fn repair_empty_clusters(assignments: &mut [u32], distances: &[f32], clusters: u
     let mut donors = order.into_iter();
     for e in empty {
         // There are at least as many points as clusters, so some cluster can always spare one.
-        let p = donors
-            .find(|&p| counts[assignments[p] as usize] > 1)
-            .expect("a cluster with a spare point");
+        let p = donors.find(|&p| counts[assignments[p] as usize] > 1).expect("a cluster with a spare point");
         counts[assignments[p] as usize] -= 1;
         assignments[p] = e as u32;
         counts[e] = 1;
@@ -459,11 +392,7 @@ mod tests {
             .map(|x| {
                 let mut best = (f64::INFINITY, 0u32);
                 for (j, c) in centroids.chunks(dim).enumerate() {
-                    let d: f64 = x
-                        .iter()
-                        .zip(c)
-                        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-                        .sum();
+                    let d: f64 = x.iter().zip(c).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum();
                     if d < best.0 {
                         best = (d, j as u32);
                     }
@@ -489,35 +418,14 @@ mod tests {
 
     #[test]
     fn separated_blobs_are_recovered_and_assignments_are_nearest_centroids() {
-        let centres = [
-            [0.0, 0.0],
-            [10.0, 0.0],
-            [0.0, 10.0],
-            [10.0, 10.0],
-            [5.0, 20.0],
-        ];
+        let centres = [[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0], [5.0, 20.0]];
         let (data, truth) = blobs(40, &centres, 3);
-        let result = kmeans(
-            &data,
-            2,
-            5,
-            &KMeansOptions {
-                max_iterations: 50,
-                seed: 7,
-                progress: false,
-            },
-        );
-        assert_eq!(
-            result.assignments,
-            naive_assign(&data, &result.centroids, 2)
-        );
+        let result = kmeans(&data, 2, 5, &KMeansOptions { max_iterations: 50, seed: 7, progress: false });
+        assert_eq!(result.assignments, naive_assign(&data, &result.centroids, 2));
         // Same partition as the truth, up to renaming.
         for i in 0..truth.len() {
             for j in 0..truth.len() {
-                assert_eq!(
-                    truth[i] == truth[j],
-                    result.assignments[i] == result.assignments[j]
-                );
+                assert_eq!(truth[i] == truth[j], result.assignments[i] == result.assignments[j]);
             }
         }
         assert!(result.iterations < 50, "separated blobs converge");
@@ -526,11 +434,7 @@ mod tests {
     #[test]
     fn same_seed_same_clusters() {
         let (data, _) = blobs(30, &[[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]], 4);
-        let options = KMeansOptions {
-            max_iterations: 10,
-            seed: 11,
-            progress: false,
-        };
+        let options = KMeansOptions { max_iterations: 10, seed: 11, progress: false };
         assert_eq!(kmeans(&data, 2, 7, &options), kmeans(&data, 2, 7, &options));
     }
 
@@ -539,31 +443,12 @@ mod tests {
         // Five clusters for five points of which three coincide: seeding runs out of points
         // at a positive distance, and the distinct points must still never share a cluster.
         let data = [0.0, 0.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 9.0, 9.0];
-        let result = kmeans(
-            &data,
-            2,
-            5,
-            &KMeansOptions {
-                max_iterations: 5,
-                seed: 1,
-                progress: false,
-            },
-        );
+        let result = kmeans(&data, 2, 5, &KMeansOptions { max_iterations: 5, seed: 1, progress: false });
         let a = &result.assignments;
-        assert!(
-            a[0] != a[1] && a[0] != a[4] && a[1] != a[4],
-            "distinct points share a cluster: {a:?}"
-        );
-        assert!(
-            a[1] == a[2] && a[2] == a[3],
-            "coinciding points go to the same (lowest) centroid: {a:?}"
-        );
+        assert!(a[0] != a[1] && a[0] != a[4] && a[1] != a[4], "distinct points share a cluster: {a:?}");
+        assert!(a[1] == a[2] && a[2] == a[3], "coinciding points go to the same (lowest) centroid: {a:?}");
         assert!(result.centroids.iter().all(|v| v.is_finite()));
-        assert!(
-            result.inertia.abs() < 1e-9,
-            "every point sits on a centroid, inertia {}",
-            result.inertia
-        );
+        assert!(result.inertia.abs() < 1e-9, "every point sits on a centroid, inertia {}", result.inertia);
     }
 
     #[test]
@@ -574,18 +459,11 @@ mod tests {
         let sq = linalg::squared_norms(&data, 2);
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let seeding = kmeans_plus_plus(&data, &sq, 2, 40, &mut rng);
-        assert_eq!(
-            seeding.assignments,
-            naive_assign(&data, &seeding.centroids, 2)
-        );
+        assert_eq!(seeding.assignments, naive_assign(&data, &seeding.centroids, 2));
         for (i, x) in data.chunks(2).enumerate() {
             let c = seeding.assignments[i] as usize;
             let want = squared_distance(x, &seeding.centroids[c * 2..c * 2 + 2]);
-            assert!(
-                (seeding.distances[i] - want).abs() < 1e-5,
-                "point {i}: {} vs {want}",
-                seeding.distances[i]
-            );
+            assert!((seeding.distances[i] - want).abs() < 1e-5, "point {i}: {} vs {want}", seeding.distances[i]);
         }
     }
 
@@ -619,9 +497,6 @@ mod tests {
         }
         let share = f64::from(far) / f64::from(total);
         // 4000 draws, about 2000 with centre 0 first: the standard error of 0.9 is 0.007.
-        assert!(
-            (share - 0.9).abs() < 0.035,
-            "share of the far point {share} over {total}"
-        );
+        assert!((share - 0.9).abs() < 0.035, "share of the far point {share} over {total}");
     }
 }

@@ -74,10 +74,7 @@ pub fn knn(
     distance: Distance,
 ) -> Result<Neighbours, EvalError> {
     if dim == 0 {
-        return Err(EvalError::Shape {
-            what: "dim",
-            message: "embedding size must be at least 1".into(),
-        });
+        return Err(EvalError::Shape { what: "dim", message: "embedding size must be at least 1".into() });
     }
     let n_q = queries.len() / dim;
     linalg::check_matrix("queries", queries, n_q, dim)?;
@@ -91,10 +88,7 @@ pub fn knn(
         }
     }
     let (normalised_q, normalised_g) = match distance {
-        Distance::Cosine => (
-            Some(linalg::l2_normalised(queries, dim)),
-            gallery.map(|g| linalg::l2_normalised(g, dim)),
-        ),
+        Distance::Cosine => (Some(linalg::l2_normalised(queries, dim)), gallery.map(|g| linalg::l2_normalised(g, dim))),
         Distance::Euclidean => (None, None),
     };
     let queries = normalised_q.as_deref().unwrap_or(queries);
@@ -119,11 +113,7 @@ pub fn knn(
         indices.extend(row.iter().map(|p| p.0));
         distances.extend(row.iter().map(|p| p.1));
     }
-    Ok(Neighbours {
-        k,
-        indices,
-        distances,
-    })
+    Ok(Neighbours { k, indices, distances })
 }
 
 /// A prepared search: checked inputs, cosine rows already normalised.
@@ -138,12 +128,7 @@ pub(crate) struct Search<'a> {
 }
 
 impl<'a> Search<'a> {
-    pub(crate) fn new(
-        queries: &'a [f32],
-        gallery: Option<&'a [f32]>,
-        dim: usize,
-        distance: Distance,
-    ) -> Self {
+    pub(crate) fn new(queries: &'a [f32], gallery: Option<&'a [f32]>, dim: usize, distance: Distance) -> Self {
         let squared_norms = match distance {
             Distance::Cosine => None,
             Distance::Euclidean => Some((
@@ -151,12 +136,7 @@ impl<'a> Search<'a> {
                 gallery.map_or_else(Vec::new, |g| linalg::squared_norms(g, dim)),
             )),
         };
-        Search {
-            queries,
-            gallery,
-            dim,
-            squared_norms,
-        }
+        Search { queries, gallery, dim, squared_norms }
     }
 
     /// How many neighbours a query can have.
@@ -175,17 +155,10 @@ impl<'a> Search<'a> {
         T: Send,
         F: Fn(usize, &[(f32, u32)]) -> T + Sync,
     {
-        assert!(
-            k <= self.available(),
-            "k = {k} exceeds the {} available neighbours",
-            self.available()
-        );
+        assert!(k <= self.available(), "k = {k} exceeds the {} available neighbours", self.available());
         let n_q = self.queries.len() / self.dim;
         let n_g = self.gallery.map_or(n_q, |g| g.len() / self.dim);
-        assert!(
-            n_g <= u32::MAX as usize,
-            "a gallery of {n_g} rows exceeds u32 indices"
-        );
+        assert!(n_g <= u32::MAX as usize, "a gallery of {n_g} rows exceeds u32 indices");
         if k == 0 {
             return (0..n_q).map(|q| per_query(q, &[])).collect();
         }
@@ -201,11 +174,7 @@ impl<'a> Search<'a> {
     /// that one tile serves both orientations of self-retrieval.
     fn to_scores(&self, tile: &mut [f32], cols: usize, r0: usize, c0: usize) {
         if let Some((query_sq, gallery_sq)) = &self.squared_norms {
-            let col_sq = if self.gallery.is_some() {
-                gallery_sq
-            } else {
-                query_sq
-            };
+            let col_sq = if self.gallery.is_some() { gallery_sq } else { query_sq };
             let col_sq = &col_sq[c0..c0 + cols];
             for (row, &q) in tile.chunks_exact_mut(cols).zip(&query_sq[r0..]) {
                 for (s, &g) in row.iter_mut().zip(col_sq) {
@@ -239,20 +208,13 @@ impl<'a> Search<'a> {
                         let g1 = (g0 + BLOCK).min(n_g);
                         let cols = g1 - g0;
                         let tile = &mut tile[..(q1 - q0) * cols];
-                        linalg::dot_tile(
-                            &self.queries[q0 * dim..q1 * dim],
-                            &gallery[g0 * dim..g1 * dim],
-                            dim,
-                            tile,
-                        );
+                        linalg::dot_tile(&self.queries[q0 * dim..q1 * dim], &gallery[g0 * dim..g1 * dim], dim, tile);
                         self.to_scores(tile, cols, q0, g0);
                         selectors.offer_rows(tile, cols, g0 as u32);
                         g0 = g1;
                     }
                     bar.inc(1);
-                    (0..q1 - q0)
-                        .map(|i| per_query(q0 + i, selectors.finish(i)))
-                        .collect()
+                    (0..q1 - q0).map(|i| per_query(q0 + i, selectors.finish(i))).collect()
                 },
             )
             .collect();
@@ -279,9 +241,7 @@ impl<'a> Search<'a> {
                 Mutex::new(Selectors::new(r1 - r0, k))
             })
             .collect();
-        let tiles: Vec<(usize, usize)> = (0..blocks)
-            .flat_map(|i| (i..blocks).map(move |j| (i, j)))
-            .collect();
+        let tiles: Vec<(usize, usize)> = (0..blocks).flat_map(|i| (i..blocks).map(move |j| (i, j))).collect();
         let bar = super::progress_bar(progress, tiles.len() as u64, "nearest neighbours");
         tiles.into_par_iter().for_each_init(
             || vec![0.0f32; BLOCK * BLOCK],
@@ -290,12 +250,7 @@ impl<'a> Search<'a> {
                 let (c0, c1) = span(j);
                 let cols = c1 - c0;
                 let tile = &mut tile[..(r1 - r0) * cols];
-                linalg::dot_tile(
-                    &self.queries[r0 * dim..r1 * dim],
-                    &self.queries[c0 * dim..c1 * dim],
-                    dim,
-                    tile,
-                );
+                linalg::dot_tile(&self.queries[r0 * dim..r1 * dim], &self.queries[c0 * dim..c1 * dim], dim, tile);
                 self.to_scores(tile, cols, r0, c0);
                 if i == j {
                     // A query never retrieves itself: below every finite score, and the
@@ -318,9 +273,7 @@ impl<'a> Search<'a> {
             .flat_map_iter(|(b, block)| {
                 let mut block = block.into_inner().unwrap_or_else(PoisonError::into_inner);
                 let (r0, r1) = span(b);
-                (0..r1 - r0)
-                    .map(|i| per_query(r0 + i, block.finish(i)))
-                    .collect::<Vec<T>>()
+                (0..r1 - r0).map(|i| per_query(r0 + i, block.finish(i))).collect::<Vec<T>>()
             })
             .collect()
     }
@@ -393,11 +346,7 @@ impl Selectors {
             while c0 < cols {
                 let c1 = (c0 + LANES).min(cols);
                 let thresholds = &self.thresholds[c0..c1];
-                if row[c0..c1]
-                    .iter()
-                    .zip(thresholds)
-                    .fold(false, |any, (&s, &t)| any | (s >= t))
-                {
+                if row[c0..c1].iter().zip(thresholds).fold(false, |any, (&s, &t)| any | (s >= t)) {
                     for (c, &s) in row.iter().enumerate().take(c1).skip(c0) {
                         self.consider(c, s, index);
                     }
@@ -451,12 +400,7 @@ mod tests {
     use super::*;
 
     /// Every distance in `f64`, fully sorted by (distance, index).
-    fn brute_force(
-        q: &[f32],
-        g: Option<&[f32]>,
-        dim: usize,
-        distance: Distance,
-    ) -> Vec<Vec<(f64, u32)>> {
+    fn brute_force(q: &[f32], g: Option<&[f32]>, dim: usize, distance: Distance) -> Vec<Vec<(f64, u32)>> {
         let gal = g.unwrap_or(q);
         let norm = |x: &[f32]| x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
         q.chunks(dim)
@@ -469,11 +413,7 @@ mod tests {
                     .map(|(j, b)| {
                         let d = match distance {
                             Distance::Cosine => {
-                                let dot: f64 = a
-                                    .iter()
-                                    .zip(b)
-                                    .map(|(&x, &y)| f64::from(x) * f64::from(y))
-                                    .sum();
+                                let dot: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
                                 1.0 - dot / (norm(a) * norm(b))
                             }
                             Distance::Euclidean => a
@@ -494,9 +434,7 @@ mod tests {
 
     fn random(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..n * dim)
-            .map(|_| rng.random_range(-1.0f32..1.0))
-            .collect()
+        (0..n * dim).map(|_| rng.random_range(-1.0f32..1.0)).collect()
     }
 
     /// Compares with the brute force: distances rank by rank within rounding, and indices
@@ -507,10 +445,7 @@ mod tests {
             for r in 0..k {
                 let (d, j) = row[r];
                 let got = f64::from(found.distances_of(q)[r]);
-                assert!(
-                    (got - d).abs() < 1e-5,
-                    "query {q} rank {r}: distance {got} vs {d}"
-                );
+                assert!((got - d).abs() < 1e-5, "query {q} rank {r}: distance {got} vs {d}");
                 let clear_before = r == 0 || d - row[r - 1].0 > 1e-5;
                 let clear_after = r + 1 >= row.len() || row[r + 1].0 - d > 1e-5;
                 if clear_before && clear_after {
@@ -533,10 +468,7 @@ mod tests {
                 let found = knn(&data, None, dim, k, distance).unwrap();
                 assert_matches(&found, &reference, k);
                 for q in 0..n {
-                    assert!(
-                        !found.indices_of(q).contains(&(q as u32)),
-                        "query {q} retrieved itself"
-                    );
+                    assert!(!found.indices_of(q).contains(&(q as u32)), "query {q} retrieved itself");
                 }
             }
         }
@@ -605,24 +537,9 @@ mod tests {
 
     #[test]
     fn non_finite_input_is_an_error_naming_the_argument() {
-        let err = knn(
-            &[0.0, f32::INFINITY],
-            Some(&[1.0, 1.0]),
-            2,
-            1,
-            Distance::Cosine,
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("queries: row 0, column 1 is inf"),
-            "{err}"
-        );
+        let err = knn(&[0.0, f32::INFINITY], Some(&[1.0, 1.0]), 2, 1, Distance::Cosine).unwrap_err();
+        assert!(err.to_string().starts_with("queries: row 0, column 1 is inf"), "{err}");
         let err = knn(&[0.0, 1.0], Some(&[1.0, f32::NAN]), 2, 1, Distance::Cosine).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("gallery: row 0, column 1 is NaN"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("gallery: row 0, column 1 is NaN"), "{err}");
     }
 }

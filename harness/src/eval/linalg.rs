@@ -4,29 +4,15 @@
 use super::EvalError;
 
 /// Checks that `data` holds `rows × dim` finite values.
-pub(crate) fn check_matrix(
-    what: &'static str,
-    data: &[f32],
-    rows: usize,
-    dim: usize,
-) -> Result<(), EvalError> {
+pub(crate) fn check_matrix(what: &'static str, data: &[f32], rows: usize, dim: usize) -> Result<(), EvalError> {
     if data.len() != rows * dim {
         return Err(EvalError::Shape {
             what,
-            message: format!(
-                "{} values for {rows} labels of dimension {dim}; expected {}",
-                data.len(),
-                rows * dim
-            ),
+            message: format!("{} values for {rows} labels of dimension {dim}; expected {}", data.len(), rows * dim),
         });
     }
     if let Some(index) = data.iter().position(|x| !x.is_finite()) {
-        return Err(EvalError::NonFinite {
-            what,
-            row: index / dim,
-            column: index % dim,
-            value: data[index],
-        });
+        return Err(EvalError::NonFinite { what, row: index / dim, column: index % dim, value: data[index] });
     }
     Ok(())
 }
@@ -38,11 +24,7 @@ pub(crate) fn check_norms(what: &'static str, data: &[f32], dim: usize) -> Resul
     for (row, x) in data.chunks_exact(dim).enumerate() {
         let squared_norm: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
         if squared_norm > limit {
-            return Err(EvalError::TooLarge {
-                what,
-                row,
-                squared_norm,
-            });
+            return Err(EvalError::TooLarge { what, row, squared_norm });
         }
     }
     Ok(())
@@ -53,11 +35,7 @@ pub(crate) fn check_norms(what: &'static str, data: &[f32], dim: usize) -> Resul
 pub(crate) fn l2_normalised(data: &[f32], dim: usize) -> Vec<f32> {
     let mut out = data.to_vec();
     for row in out.chunks_exact_mut(dim) {
-        let norm = row
-            .iter()
-            .map(|&v| f64::from(v) * f64::from(v))
-            .sum::<f64>()
-            .sqrt();
+        let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
         if norm > 0.0 {
             for v in row.iter_mut() {
                 *v = (f64::from(*v) / norm) as f32;
@@ -69,9 +47,7 @@ pub(crate) fn l2_normalised(data: &[f32], dim: usize) -> Vec<f32> {
 
 /// Squared L2 norm of each row.
 pub(crate) fn squared_norms(data: &[f32], dim: usize) -> Vec<f32> {
-    data.chunks_exact(dim)
-        .map(|row| row.iter().map(|v| v * v).sum())
-        .collect()
+    data.chunks_exact(dim).map(|row| row.iter().map(|v| v * v).sum()).collect()
 }
 
 /// `out[i·b_rows + j] = a_i · b_j` for the rows of two row-major matrices with `dim` columns,
@@ -82,12 +58,7 @@ pub(crate) fn dot_tile(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
     let n = b.len() / dim;
     debug_assert_eq!(a.len(), m * dim);
     debug_assert_eq!(b.len(), n * dim);
-    assert!(
-        out.len() >= m * n,
-        "dot_tile: output holds {} values, needs {}",
-        out.len(),
-        m * n
-    );
+    assert!(out.len() >= m * n, "dot_tile: output holds {} values, needs {}", out.len(), m * n);
     if m == 0 || n == 0 {
         return;
     }
@@ -143,30 +114,11 @@ mod tests {
     #[test]
     fn checks_name_the_argument_and_position() {
         let err = check_matrix("gallery", &[1.0, f32::NAN, 0.0, 0.0], 2, 2).unwrap_err();
-        assert!(
-            matches!(err, EvalError::NonFinite { what: "gallery", row: 0, column: 1, value } if value.is_nan())
-        );
-        assert!(
-            err.to_string()
-                .starts_with("gallery: row 0, column 1 is NaN"),
-            "{err}"
-        );
+        assert!(matches!(err, EvalError::NonFinite { what: "gallery", row: 0, column: 1, value } if value.is_nan()));
+        assert!(err.to_string().starts_with("gallery: row 0, column 1 is NaN"), "{err}");
         let err = check_matrix("queries", &[1.0; 5], 2, 2).unwrap_err();
-        assert!(
-            err.to_string().contains("queries: 5 values for 2 labels"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("queries: 5 values for 2 labels"), "{err}");
         let err = check_norms("queries", &[1e19, 0.0], 2).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                EvalError::TooLarge {
-                    what: "queries",
-                    row: 0,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, EvalError::TooLarge { what: "queries", row: 0, .. }), "{err}");
     }
 }

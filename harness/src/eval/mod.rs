@@ -102,12 +102,7 @@ pub struct Gallery<'a> {
 impl<'a> EvalInput<'a> {
     /// Self-retrieval: every embedding is a query, searched against all the others.
     pub fn self_retrieval(embeddings: &'a [f32], labels: &'a [i64], dim: usize) -> Self {
-        EvalInput {
-            queries: embeddings,
-            query_labels: labels,
-            gallery: None,
-            dim,
-        }
+        EvalInput { queries: embeddings, query_labels: labels, gallery: None, dim }
     }
 
     /// Query-vs-gallery: each query is searched against the gallery only.
@@ -118,15 +113,7 @@ impl<'a> EvalInput<'a> {
         gallery_labels: &'a [i64],
         dim: usize,
     ) -> Self {
-        EvalInput {
-            queries,
-            query_labels,
-            gallery: Some(Gallery {
-                embeddings: gallery,
-                labels: gallery_labels,
-            }),
-            dim,
-        }
+        EvalInput { queries, query_labels, gallery: Some(Gallery { embeddings: gallery, labels: gallery_labels }), dim }
     }
 }
 
@@ -248,25 +235,16 @@ pub fn evaluate(input: &EvalInput<'_>, options: &EvalOptions) -> Result<Metrics,
     check_options(options)?;
     let dim = input.dim;
     if dim == 0 {
-        return Err(EvalError::Shape {
-            what: "dim",
-            message: "embedding size must be at least 1".into(),
-        });
+        return Err(EvalError::Shape { what: "dim", message: "embedding size must be at least 1".into() });
     }
     linalg::check_matrix("queries", input.queries, input.query_labels.len(), dim)?;
     if input.query_labels.is_empty() {
-        return Err(EvalError::Shape {
-            what: "queries",
-            message: "no queries to evaluate".into(),
-        });
+        return Err(EvalError::Shape { what: "queries", message: "no queries to evaluate".into() });
     }
     if let Some(g) = &input.gallery {
         linalg::check_matrix("gallery", g.embeddings, g.labels.len(), dim)?;
         if g.labels.is_empty() {
-            return Err(EvalError::Shape {
-                what: "gallery",
-                message: "the gallery is empty".into(),
-            });
+            return Err(EvalError::Shape { what: "gallery", message: "the gallery is empty".into() });
         }
     }
     if options.distance == Distance::Euclidean {
@@ -280,26 +258,17 @@ pub fn evaluate(input: &EvalInput<'_>, options: &EvalOptions) -> Result<Metrics,
     let (normalised_queries, normalised_gallery) = match options.distance {
         Distance::Cosine => (
             Some(linalg::l2_normalised(input.queries, dim)),
-            input
-                .gallery
-                .map(|g| linalg::l2_normalised(g.embeddings, dim)),
+            input.gallery.map(|g| linalg::l2_normalised(g.embeddings, dim)),
         ),
         Distance::Euclidean => (None, None),
     };
     let queries = normalised_queries.as_deref().unwrap_or(input.queries);
-    let gallery = input.gallery.map(|g| Gallery {
-        embeddings: normalised_gallery.as_deref().unwrap_or(g.embeddings),
-        labels: g.labels,
-    });
-    let prepared = EvalInput {
-        queries,
-        query_labels: input.query_labels,
-        gallery,
-        dim,
-    };
+    let gallery = input
+        .gallery
+        .map(|g| Gallery { embeddings: normalised_gallery.as_deref().unwrap_or(g.embeddings), labels: g.labels });
+    let prepared = EvalInput { queries, query_labels: input.query_labels, gallery, dim };
 
-    let mut metrics =
-        retrieval::retrieval_metrics(&prepared, options.distance, &options.k, options.progress)?;
+    let mut metrics = retrieval::retrieval_metrics(&prepared, options.distance, &options.k, options.progress)?;
     if options.cluster {
         let (nmi, ami) = cluster_scores(queries, input.query_labels, dim, options);
         metrics.nmi = Some(nmi);
@@ -310,10 +279,7 @@ pub fn evaluate(input: &EvalInput<'_>, options: &EvalOptions) -> Result<Metrics,
 
 fn check_options(options: &EvalOptions) -> Result<(), EvalError> {
     if options.k.is_empty() {
-        return Err(EvalError::Option {
-            field: "k",
-            message: "give at least one K for Recall@K".into(),
-        });
+        return Err(EvalError::Option { field: "k", message: "give at least one K for Recall@K".into() });
     }
     if options.k.contains(&0) {
         return Err(EvalError::Option {
@@ -332,12 +298,7 @@ fn check_options(options: &EvalOptions) -> Result<(), EvalError> {
 
 /// k-means of the (prepared) queries with one cluster per query class, scored against the
 /// labels.
-fn cluster_scores(
-    queries: &[f32],
-    labels: &[i64],
-    dim: usize,
-    options: &EvalOptions,
-) -> (f64, f64) {
+fn cluster_scores(queries: &[f32], labels: &[i64], dim: usize, options: &EvalOptions) -> (f64, f64) {
     let classes = clustering_scores::distinct_count(labels);
     let result = kmeans::kmeans(
         queries,
@@ -360,11 +321,9 @@ pub(crate) fn progress_bar(show: bool, len: u64, message: &'static str) -> Progr
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{msg:>18} [{bar:40}] {pos}/{len} ({elapsed} elapsed, eta {eta})",
-    )
-    .expect("the progress template is valid")
-    .progress_chars("=> ");
+    let style = ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} ({elapsed} elapsed, eta {eta})")
+        .expect("the progress template is valid")
+        .progress_chars("=> ");
     bar.set_style(style);
     bar.set_message(message);
     bar

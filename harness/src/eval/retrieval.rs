@@ -35,10 +35,7 @@ pub struct QueryScores {
 /// must hold at least `min(R, gallery size)` entries for R-precision and MAP@R to be exact;
 /// Recall@K needs K of them.
 pub fn score_ranking(relevant: &[bool], r: usize) -> QueryScores {
-    assert!(
-        r >= 1,
-        "score_ranking: a query needs at least one relevant item"
-    );
+    assert!(r >= 1, "score_ranking: a query needs at least one relevant item");
     let mut first_relevant = None;
     let mut hits = 0usize;
     let mut precision_sum = 0.0;
@@ -83,27 +80,13 @@ pub(crate) fn retrieval_metrics(
     if skipped == n_q {
         return Err(EvalError::NoValidQueries {
             queries: n_q,
-            gallery: if self_retrieval {
-                ""
-            } else {
-                " in the gallery"
-            },
+            gallery: if self_retrieval { "" } else { " in the gallery" },
         });
     }
-    let largest_r = input
-        .query_labels
-        .iter()
-        .map(|&l| r_of(l))
-        .max()
-        .unwrap_or(0);
+    let largest_r = input.query_labels.iter().map(|&l| r_of(l)).max().unwrap_or(0);
     let largest_k = ks.iter().copied().max().unwrap_or(1);
 
-    let search = Search::new(
-        input.queries,
-        input.gallery.map(|g| g.embeddings),
-        input.dim,
-        distance,
-    );
+    let search = Search::new(input.queries, input.gallery.map(|g| g.embeddings), input.dim, distance);
     let k = largest_k.max(largest_r).min(search.available());
     let per_query = search.run(k, progress, |q, found| {
         let label = input.query_labels[q];
@@ -111,10 +94,7 @@ pub(crate) fn retrieval_metrics(
         if r == 0 {
             return None;
         }
-        let relevant: Vec<bool> = found
-            .iter()
-            .map(|&(_, j)| gallery_labels[j as usize] == label)
-            .collect();
+        let relevant: Vec<bool> = found.iter().map(|&(_, j)| gallery_labels[j as usize] == label).collect();
         Some(score_ranking(&relevant, r))
     });
 
@@ -136,11 +116,8 @@ pub(crate) fn retrieval_metrics(
         rp += s.r_precision;
         map += s.average_precision_at_r;
     }
-    let recall_at_k: BTreeMap<usize, f64> = ks
-        .iter()
-        .zip(&found_within)
-        .map(|(&kk, &c)| (kk, c as f64 / counted))
-        .collect();
+    let recall_at_k: BTreeMap<usize, f64> =
+        ks.iter().zip(&found_within).map(|(&kk, &c)| (kk, c as f64 / counted)).collect();
     Ok(Metrics {
         recall_at_k,
         precision_at_1: p1 as f64 / counted,
@@ -167,10 +144,7 @@ mod tests {
         assert!((s.average_precision_at_r - (0.5 + 2.0 / 3.0) / 3.0).abs() < 1e-15);
         // Nothing relevant retrieved.
         let s = score_ranking(&[false, false], 1);
-        assert_eq!(
-            (s.first_relevant, s.r_precision, s.average_precision_at_r),
-            (None, 0.0, 0.0)
-        );
+        assert_eq!((s.first_relevant, s.r_precision, s.average_precision_at_r), (None, 0.0, 0.0));
         // Perfect ranking.
         let s = score_ranking(&[true, true, false], 2);
         assert_eq!((s.r_precision, s.average_precision_at_r), (1.0, 1.0));

@@ -24,5 +24,5 @@ pub mod device;
 pub mod plan;
 pub mod spec;
 
-pub use plan::{load, Cell, FieldError, Overrides, Plan, PlanError, PluginChoice};
+pub use plan::{Cell, FieldError, Overrides, Plan, PlanError, PluginChoice, load};
 pub use spec::ExperimentSpec;

@@ -4,17 +4,17 @@
 //! stops at the first error, with its line and column), then every semantic check, each
 //! reported with its field path (`grid[2].miner: ...`), so a user fixes a file in one round.
 
-use std::fmt;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use dmlbench_datasets::Format;
 use serde::Serialize;
 
-use super::spec::{default_k, EvaluationSpec, ExperimentSpec, OptimizerSpec, SamplerSpec, ScheduleSpec, SelectionSpec};
-use dmlbench_host::isolated::{create_all_in_child, describe_create_error, CreateError, DEFAULT_CREATE_TIMEOUT};
+use super::spec::{EvaluationSpec, ExperimentSpec, OptimizerSpec, SamplerSpec, ScheduleSpec, SelectionSpec, default_k};
+use crate::report::record::{CellKey, fingerprint};
+use dmlbench_host::isolated::{CreateError, DEFAULT_CREATE_TIMEOUT, create_all_in_child, describe_create_error};
 use dmlbench_host::{CreateOptions, PluginInfo, PluginKind, Registry};
-use crate::report::record::{fingerprint, CellKey};
 
 /// A plugin and its configuration text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -188,7 +188,8 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
         spec.name = format!("{}-smoke", spec.name);
     }
     let mut problems = Problems::default();
-    let create_timeout = (!overrides.skip_plugin_creation).then(|| overrides.create_timeout.unwrap_or(DEFAULT_CREATE_TIMEOUT));
+    let create_timeout =
+        (!overrides.skip_plugin_creation).then(|| overrides.create_timeout.unwrap_or(DEFAULT_CREATE_TIMEOUT));
     validate(&spec, root, registry, create_timeout, &mut problems);
     if !problems.0.is_empty() {
         return Err(fail(problems.0));
@@ -220,7 +221,8 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
                 miner: miner.as_ref(),
                 seed,
             };
-            let config = ron::ser::to_string_pretty(&config, ron::ser::PrettyConfig::new()).expect("a cell config serialises");
+            let config =
+                ron::ser::to_string_pretty(&config, ron::ser::PrettyConfig::new()).expect("a cell config serialises");
             let fingerprint = fingerprint(config.as_bytes());
             let id = key.id();
             match first_entry_of_id.get(&id) {
@@ -259,7 +261,13 @@ fn positive(x: f64) -> bool {
 
 /// Checks `spec`, creating each plugin with its configuration (in a child process, within
 /// `create_timeout`) unless that is `None`.
-fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_timeout: Option<std::time::Duration>, p: &mut Problems) {
+fn validate(
+    spec: &ExperimentSpec,
+    root: &Path,
+    registry: &Registry,
+    create_timeout: Option<std::time::Duration>,
+    p: &mut Problems,
+) {
     p.check(
         !spec.name.is_empty()
             && spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -283,7 +291,9 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_time
         p.check(s.per_class >= 2, "dataset.synthetic.per_class", || {
             format!("needs at least 2 images per class, got {}", s.per_class)
         });
-        p.check((16..=4096).contains(&s.size), "dataset.synthetic.size", || format!("must be 16–4096 pixels, got {}", s.size));
+        p.check((16..=4096).contains(&s.size), "dataset.synthetic.size", || {
+            format!("must be 16–4096 pixels, got {}", s.size)
+        });
     }
     p.check((0.0..0.9).contains(&d.validation_classes), "dataset.validation_classes", || {
         format!("must be in [0, 0.9), got {}", d.validation_classes)
@@ -312,18 +322,22 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_time
     p.check(tr.batch_size >= 2, "training.batch_size", || format!("must be at least 2, got {}", tr.batch_size));
     if let SamplerSpec::MPerClass { m } = tr.sampler {
         p.check(m >= 2, "training.sampler.m", || format!("needs at least 2 images per class, got {m}"));
-        p.check(tr.batch_size % m.max(1) == 0, "training.batch_size", || {
+        p.check(tr.batch_size.is_multiple_of(m.max(1)), "training.batch_size", || {
             format!("{} is not divisible by the sampler's m = {m}", tr.batch_size)
         });
     }
-    p.check(positive(tr.optimizer.lr()), "training.optimizer.lr", || format!("must be positive, got {}", tr.optimizer.lr()));
+    p.check(positive(tr.optimizer.lr()), "training.optimizer.lr", || {
+        format!("must be positive, got {}", tr.optimizer.lr())
+    });
     let (momentum, weight_decay) = match tr.optimizer {
         OptimizerSpec::Sgd { momentum, weight_decay, .. } | OptimizerSpec::RmsProp { momentum, weight_decay, .. } => {
             (momentum, weight_decay)
         }
         OptimizerSpec::AdamW { weight_decay, .. } => (0.0, weight_decay),
     };
-    p.check((0.0..1.0).contains(&momentum), "training.optimizer.momentum", || format!("must be in [0, 1), got {momentum}"));
+    p.check((0.0..1.0).contains(&momentum), "training.optimizer.momentum", || {
+        format!("must be in [0, 1), got {momentum}")
+    });
     p.check(weight_decay >= 0.0 && weight_decay.is_finite(), "training.optimizer.weight_decay", || {
         format!("must be non-negative, got {weight_decay}")
     });
@@ -335,7 +349,9 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_time
         OptimizerSpec::Sgd { .. } => (vec![], None),
     };
     for (field, value) in rates {
-        p.check((0.0..1.0).contains(&value), &format!("training.optimizer.{field}"), || format!("must be in [0, 1), got {value}"));
+        p.check((0.0..1.0).contains(&value), &format!("training.optimizer.{field}"), || {
+            format!("must be in [0, 1), got {value}")
+        });
     }
     if let Some(eps) = eps {
         p.check(positive(eps), "training.optimizer.eps", || format!("must be positive, got {eps}"));
@@ -385,7 +401,13 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_time
         let at = |field: &str| format!("grid[{i}].{field}");
         // Plan-time instances only check the configuration; the real class count comes from
         // the dataset when the cell runs.
-        let options = |config: String| CreateOptions { config, embedding_dim, num_classes: 2, seed: 0, base_lr: tr.optimizer.lr() };
+        let options = |config: String| CreateOptions {
+            config,
+            embedding_dim,
+            num_classes: 2,
+            seed: 0,
+            base_lr: tr.optimizer.lr(),
+        };
         let loss = match registry.get(PluginKind::Loss, &entry.loss) {
             Ok(info) => Some(info),
             Err(e) => {
@@ -394,20 +416,28 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_time
             }
         };
         if let Some(info) = loss {
-            creations.push(Creation { info, options: options(entry.loss_config_text()), fields: (at("loss"), at("loss_config")) });
+            creations.push(Creation {
+                info,
+                options: options(entry.loss_config_text()),
+                fields: (at("loss"), at("loss_config")),
+            });
             match &entry.miner {
                 Some(_) if !info.capabilities.accepts_tuples() => {
                     p.add(at("miner"), format!("loss '{}' does not use mined tuples; remove the miner", info.id));
                 }
-                None if info.capabilities.needs_tuples => p.add(at("miner"), format!("loss '{}' needs a miner", info.id)),
+                None if info.capabilities.needs_tuples => {
+                    p.add(at("miner"), format!("loss '{}' needs a miner", info.id))
+                }
                 _ => {}
             }
         }
         if let Some(miner) = &entry.miner {
             match registry.get(PluginKind::Miner, miner) {
-                Ok(info) => {
-                    creations.push(Creation { info, options: options(entry.miner_config_text()), fields: (at("miner"), at("miner_config")) })
-                }
+                Ok(info) => creations.push(Creation {
+                    info,
+                    options: options(entry.miner_config_text()),
+                    fields: (at("miner"), at("miner_config")),
+                }),
                 Err(e) => p.add(at("miner"), e),
             }
         } else if entry.miner_config.is_some() {
@@ -415,7 +445,10 @@ fn validate(spec: &ExperimentSpec, root: &Path, registry: &Registry, create_time
         }
         for (j, earlier) in spec.grid[..i].iter().enumerate() {
             if earlier.loss == entry.loss && earlier.miner == entry.miner && earlier.variant == entry.variant {
-                p.add(at("variant"), format!("grid[{i}] repeats grid[{j}]'s loss and miner; give one of them a distinct variant"));
+                p.add(
+                    at("variant"),
+                    format!("grid[{i}] repeats grid[{j}]'s loss and miner; give one of them a distinct variant"),
+                );
             }
         }
     }
@@ -470,7 +503,10 @@ mod tests {
         };
         let errors = problems(&text("18446744073709551615"));
         let width = errors.iter().find(|e| e.field == "model").expect("a width error");
-        assert!(width.message.contains("backbone.base_width") && width.message.contains("between 1 and 1024"), "{width:?}");
+        assert!(
+            width.message.contains("backbone.base_width") && width.message.contains("between 1 and 1024"),
+            "{width:?}"
+        );
         let errors = problems(&text("64"));
         assert!(errors.iter().all(|e| e.field.starts_with("grid[")), "{errors:?}");
     }

@@ -39,12 +39,19 @@ pub fn compare(files: &[(PathBuf, String)]) -> Vec<Difference> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 differences.push(Difference {
                     path: path.clone(),
-                    diff: format!("{}: missing; it should hold the rendered leaderboard ({} lines)\n", path.display(), rendered.lines().count()),
+                    diff: format!(
+                        "{}: missing; it should hold the rendered leaderboard ({} lines)\n",
+                        path.display(),
+                        rendered.lines().count()
+                    ),
                 });
                 continue;
             }
             Err(e) => {
-                differences.push(Difference { path: path.clone(), diff: format!("{}: cannot be read: {e}\n", path.display()) });
+                differences.push(Difference {
+                    path: path.clone(),
+                    diff: format!("{}: cannot be read: {e}\n", path.display()),
+                });
                 continue;
             }
         };
@@ -92,13 +99,23 @@ mod tests {
         assert!(compare(&files).is_empty());
         // A hand edit of the Markdown: R@1 60.0 → 61.0.
         let md = &files[0].0;
-        let edited = std::fs::read_to_string(md).unwrap().replacen("| cross_entropy | **60.0**", "| cross_entropy | **61.0**", 1);
+        let edited = std::fs::read_to_string(md).unwrap().replacen(
+            "| cross_entropy | **60.0**",
+            "| cross_entropy | **61.0**",
+            1,
+        );
         std::fs::write(md, edited).unwrap();
         let differences = compare(&files);
         assert_eq!(differences.len(), 1);
         let diff = &differences[0].diff;
-        assert!(diff.contains("LEADERBOARD.md (committed)") && diff.contains("LEADERBOARD.md (rendered from the records)"), "{diff}");
-        assert!(diff.contains("\n-| cross_entropy | **61.0**") && diff.contains("\n+| cross_entropy | **60.0**"), "{diff}");
+        assert!(
+            diff.contains("LEADERBOARD.md (committed)") && diff.contains("LEADERBOARD.md (rendered from the records)"),
+            "{diff}"
+        );
+        assert!(
+            diff.contains("\n-| cross_entropy | **61.0**") && diff.contains("\n+| cross_entropy | **60.0**"),
+            "{diff}"
+        );
         assert!(diff.contains("@@ "));
     }
 }

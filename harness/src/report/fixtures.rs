@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use crate::eval::Metrics;
 use crate::report::record::{
-    fingerprint, CellKey, CellRecord, CellStatus, DatasetInfo, Environment, EpochRecord, ExperimentRef, PluginRef, Selection,
-    Timing, RECORD_FORMAT_VERSION,
+    CellKey, CellRecord, CellStatus, DatasetInfo, Environment, EpochRecord, ExperimentRef, PluginRef,
+    RECORD_FORMAT_VERSION, Selection, Timing, fingerprint,
 };
 
 /// Metrics with Recall@1 = `r1`, Recall@2 = `r1 + 0.1` (at most 1), MAP@R = `map`,
@@ -24,7 +24,14 @@ pub fn metrics(r1: f64, map: f64) -> Metrics {
     }
 }
 
-fn base(dataset: &str, recipe: &str, loss: &str, miner: Option<&str>, seed: u64, epochs: usize) -> (PathBuf, CellRecord) {
+fn base(
+    dataset: &str,
+    recipe: &str,
+    loss: &str,
+    miner: Option<&str>,
+    seed: u64,
+    epochs: usize,
+) -> (PathBuf, CellRecord) {
     let cell = CellKey {
         dataset: dataset.into(),
         recipe: recipe.into(),
@@ -42,12 +49,22 @@ fn base(dataset: &str, recipe: &str, loss: &str, miner: Option<&str>, seed: u64,
         config: String::new(),
     }];
     if let Some(miner) = miner {
-        plugins.push(PluginRef { kind: "miner".into(), id: miner.into(), version: "0.1.0".into(), sdk_version: "dmlbench-sdk 0.1.0".into(), config: String::new() });
+        plugins.push(PluginRef {
+            kind: "miner".into(),
+            id: miner.into(),
+            version: "0.1.0".into(),
+            sdk_version: "dmlbench-sdk 0.1.0".into(),
+            config: String::new(),
+        });
     }
     let path = PathBuf::from(format!("results/{recipe}/{}.ron", cell.id()));
     let record = CellRecord {
         format_version: RECORD_FORMAT_VERSION,
-        experiment: ExperimentRef { name: recipe.into(), file: format!("experiments/{recipe}.ron"), fingerprint: fingerprint(recipe.as_bytes()) },
+        experiment: ExperimentRef {
+            name: recipe.into(),
+            file: format!("experiments/{recipe}.ron"),
+            fingerprint: fingerprint(recipe.as_bytes()),
+        },
         cell,
         config_fingerprint: fingerprint(config.as_bytes()),
         config,
@@ -100,7 +117,15 @@ fn epoch(index: usize, test: Option<Metrics>) -> EpochRecord {
 }
 
 /// A completed cell with one evaluated epoch per value of `r1` (the last is final).
-pub fn completed(dataset: &str, recipe: &str, loss: &str, miner: Option<&str>, seed: u64, r1: &[f64], map: f64) -> (PathBuf, CellRecord) {
+pub fn completed(
+    dataset: &str,
+    recipe: &str,
+    loss: &str,
+    miner: Option<&str>,
+    seed: u64,
+    r1: &[f64],
+    map: f64,
+) -> (PathBuf, CellRecord) {
     let (path, mut record) = base(dataset, recipe, loss, miner, seed, r1.len());
     record.epochs = r1.iter().enumerate().map(|(i, &v)| epoch(i + 1, Some(metrics(v, map)))).collect();
     record.final_metrics = Some(metrics(*r1.last().expect("at least one epoch"), map));
@@ -109,14 +134,29 @@ pub fn completed(dataset: &str, recipe: &str, loss: &str, miner: Option<&str>, s
 }
 
 /// A cell still running: `done` of `planned` epochs, each evaluated at Recall@1 = 0.3.
-pub fn running(dataset: &str, recipe: &str, loss: &str, miner: Option<&str>, seed: u64, done: usize, planned: usize) -> (PathBuf, CellRecord) {
+pub fn running(
+    dataset: &str,
+    recipe: &str,
+    loss: &str,
+    miner: Option<&str>,
+    seed: u64,
+    done: usize,
+    planned: usize,
+) -> (PathBuf, CellRecord) {
     let (path, mut record) = base(dataset, recipe, loss, miner, seed, planned);
     record.epochs = (1..=done).map(|i| epoch(i, Some(metrics(0.3, 0.1)))).collect();
     (path, record)
 }
 
 /// A cell that failed during its first epoch.
-pub fn failed(dataset: &str, recipe: &str, loss: &str, miner: Option<&str>, seed: u64, reason: &str) -> (PathBuf, CellRecord) {
+pub fn failed(
+    dataset: &str,
+    recipe: &str,
+    loss: &str,
+    miner: Option<&str>,
+    seed: u64,
+    reason: &str,
+) -> (PathBuf, CellRecord) {
     let (path, mut record) = base(dataset, recipe, loss, miner, seed, 4);
     record.status = CellStatus::Failed { reason: reason.into() };
     (path, record)

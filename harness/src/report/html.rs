@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use crate::report::markdown::READING_NOTE;
 use crate::report::record::{self, CellStatus, EXPERIMENT_COPY};
-use crate::report::svg::{self, Axes, Point, Series, PALETTE};
-use crate::report::table::{short_reason, BoardTable, Leaderboard, Row, RowState};
+use crate::report::svg::{self, Axes, PALETTE, Point, Series};
+use crate::report::table::{BoardTable, Leaderboard, Row, RowState, short_reason};
 use crate::report::text::{self, escape_xml as esc, relative_link, relative_path};
 
 /// Name of the HTML leaderboard inside a results directory.
@@ -132,7 +132,13 @@ fn render_table(s: &mut String, index: usize, table: &BoardTable, base_dir: &Pat
 }
 
 fn render_row(s: &mut String, row: &Row, base_dir: &Path) {
-    let _ = write!(s, "<tr class=\"{}\" data-method=\"{}\"><td class=\"method\">{}</td>", row.state().name(), esc(&row.method), esc(&row.method));
+    let _ = write!(
+        s,
+        "<tr class=\"{}\" data-method=\"{}\"><td class=\"method\">{}</td>",
+        row.state().name(),
+        esc(&row.method),
+        esc(&row.method)
+    );
     for (summary, &best) in row.metrics.iter().zip(&row.best) {
         match summary {
             Some(summary) if best => {
@@ -146,12 +152,29 @@ fn render_row(s: &mut String, row: &Row, base_dir: &Path) {
             }
         }
     }
-    for value in [row.completed_seeds().to_string(), text::epoch_seconds(row), text::images_per_second(row), text::peak_memory(row), text::epochs(row)] {
+    for value in [
+        row.completed_seeds().to_string(),
+        text::epoch_seconds(row),
+        text::images_per_second(row),
+        text::peak_memory(row),
+        text::epochs(row),
+    ] {
         let _ = write!(s, "<td class=\"num\">{}</td>", esc(&value));
     }
-    let _ = write!(s, "<td>{}</td><td class=\"status\">{}</td><td class=\"records\">", esc(&text::backends(row)), status_html(row));
+    let _ = write!(
+        s,
+        "<td>{}</td><td class=\"status\">{}</td><td class=\"records\">",
+        esc(&text::backends(row)),
+        status_html(row)
+    );
     for cell in &row.cells {
-        let _ = write!(s, "<a href=\"{}\" title=\"record of seed {}\">{}</a>", esc(&relative_link(base_dir, &cell.path)), cell.seed, cell.seed);
+        let _ = write!(
+            s,
+            "<a href=\"{}\" title=\"record of seed {}\">{}</a>",
+            esc(&relative_link(base_dir, &cell.path)),
+            cell.seed,
+            cell.seed
+        );
     }
     s.push_str("</td></tr>\n");
 }
@@ -207,7 +230,14 @@ fn render_charts(s: &mut String, table: &BoardTable) {
                 y: 100.0 * accuracy.mean,
                 y_low: 100.0 * accuracy.low(),
                 y_high: 100.0 * accuracy.high(),
-                tooltip: format!("{}: {} {} %, {} s per epoch, {} seed(s)", row.method, metric, text::interval(&accuracy), text::significant(time.mean), accuracy.n),
+                tooltip: format!(
+                    "{}: {} {} %, {} s per epoch, {} seed(s)",
+                    row.method,
+                    metric,
+                    text::interval(&accuracy),
+                    text::significant(time.mean),
+                    accuracy.n
+                ),
             })
         })
         .collect();
@@ -261,18 +291,26 @@ fn render_charts(s: &mut String, table: &BoardTable) {
 /// The experiment file `dmlbench run` copied next to the records of experiment `name`, when
 /// its fingerprint shows it is the file those records came from.
 fn experiment_text(board: &Leaderboard, name: &str, fingerprint: &str) -> Option<(PathBuf, String)> {
-    board.records.iter().filter(|(_, r)| r.experiment.name == name && r.experiment.fingerprint == fingerprint).find_map(|(path, _)| {
-        let copy = path.parent()?.join(EXPERIMENT_COPY);
-        let text = std::fs::read_to_string(&copy).ok()?;
-        (record::fingerprint(text.as_bytes()) == fingerprint).then_some((copy, text))
-    })
+    board.records.iter().filter(|(_, r)| r.experiment.name == name && r.experiment.fingerprint == fingerprint).find_map(
+        |(path, _)| {
+            let copy = path.parent()?.join(EXPERIMENT_COPY);
+            let text = std::fs::read_to_string(&copy).ok()?;
+            (record::fingerprint(text.as_bytes()) == fingerprint).then_some((copy, text))
+        },
+    )
 }
 
 fn render_reproducibility(s: &mut String, board: &Leaderboard, base_dir: &Path) {
     s.push_str("<section id=\"reproducibility\">\n<h2>Reproducibility</h2>\n<h3>Experiments</h3>\n");
     s.push_str("<table class=\"experiments\"><thead><tr><th>experiment</th><th>file</th><th>fingerprint</th><th>records</th></tr></thead>\n<tbody>\n");
     for ((name, file, fingerprint), count) in board.experiments() {
-        let _ = writeln!(s, "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"num\">{count}</td></tr>", esc(&name), esc(&file), esc(&fingerprint));
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"num\">{count}</td></tr>",
+            esc(&name),
+            esc(&file),
+            esc(&fingerprint)
+        );
     }
     s.push_str("</tbody></table>\n");
     for ((name, _, fingerprint), _) in board.experiments() {
@@ -290,7 +328,12 @@ fn render_reproducibility(s: &mut String, board: &Leaderboard, base_dir: &Path) 
     s.push_str("<h3>Revisions</h3>\n");
     s.push_str("<table class=\"revisions\"><thead><tr><th>git revision</th><th>dmlbench</th><th>records</th></tr></thead>\n<tbody>\n");
     for ((revision, version), count) in board.revisions() {
-        let _ = writeln!(s, "<tr><td><code>{}</code></td><td>{}</td><td class=\"num\">{count}</td></tr>", esc(&revision), esc(&version));
+        let _ = writeln!(
+            s,
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"num\">{count}</td></tr>",
+            esc(&revision),
+            esc(&version)
+        );
     }
     s.push_str("</tbody></table>\n<h3>Environments</h3>\n");
     s.push_str("<table class=\"environments\"><thead><tr><th>CPU</th><th>threads</th><th>backend</th><th>device</th><th>GPU</th><th>OS</th><th>records</th></tr></thead>\n<tbody>\n");
@@ -355,7 +398,14 @@ mod tests {
             completed("cub", "default", "cross_entropy", None, 1, &[0.52, 0.62], 0.31),
             completed("cub", "default", "contrastive", Some("batch_hard"), 0, &[0.40, 0.55], 0.3),
             running("cub", "default", "snca", None, 0, 1, 4),
-            failed("cub", "default", "triplet_margin", Some("semihard"), 0, "plugin <triplet_margin>: NaN & worse\nstack line 2"),
+            failed(
+                "cub",
+                "default",
+                "triplet_margin",
+                Some("semihard"),
+                0,
+                "plugin <triplet_margin>: NaN & worse\nstack line 2",
+            ),
         ])
     }
 

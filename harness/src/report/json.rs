@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::report::record::CellStatus;
 use crate::report::stats::Summary;

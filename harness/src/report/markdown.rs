@@ -59,7 +59,8 @@ fn render_table(out: &mut String, table: &BoardTable, base_dir: &Path) {
     }
     let mut header = vec!["method".to_string()];
     header.extend(table.columns.iter().map(|c| c.label()));
-    header.extend(["seeds", "s/epoch", "img/s", "peak MiB", "epochs", "backend", "status", "records"].map(String::from));
+    header
+        .extend(["seeds", "s/epoch", "img/s", "peak MiB", "epochs", "backend", "status", "records"].map(String::from));
     let mut align = vec![":--".to_string()];
     align.extend(table.columns.iter().map(|_| "--:".to_string()));
     align.extend(["--:", "--:", "--:", "--:", "--:", ":--", ":--", ":--"].map(String::from));
@@ -91,9 +92,17 @@ fn render_table(out: &mut String, table: &BoardTable, base_dir: &Path) {
 }
 
 fn render_reproducibility(out: &mut String, board: &Leaderboard, base_dir: &Path) {
-    out.push_str("## Reproducibility\n\n### Experiments\n\n| experiment | file | fingerprint | records |\n|:--|:--|:--|--:|\n");
+    out.push_str(
+        "## Reproducibility\n\n### Experiments\n\n| experiment | file | fingerprint | records |\n|:--|:--|:--|--:|\n",
+    );
     for ((name, file, fingerprint), count) in board.experiments() {
-        out.push_str(&format!("| {} | {} | `{}` | {} |\n", escape_md(&name), escape_md(&file), fingerprint.replace('`', "'"), count));
+        out.push_str(&format!(
+            "| {} | {} | `{}` | {} |\n",
+            escape_md(&name),
+            escape_md(&file),
+            fingerprint.replace('`', "'"),
+            count
+        ));
     }
     out.push_str("\n### Revisions\n\n| git revision | dmlbench | records |\n|:--|:--|--:|\n");
     for ((revision, version), count) in board.revisions() {
@@ -113,7 +122,9 @@ fn render_reproducibility(out: &mut String, board: &Leaderboard, base_dir: &Path
         ));
     }
     if !board.superseded.is_empty() {
-        out.push_str("\n### Superseded records\n\nOlder records of a cell that has a newer record; not in the tables.\n\n");
+        out.push_str(
+            "\n### Superseded records\n\nOlder records of a cell that has a newer record; not in the tables.\n\n",
+        );
         for s in &board.superseded {
             out.push_str(&format!(
                 "- [{}]({}): superseded by [{}]({}){}\n",

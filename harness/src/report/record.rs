@@ -359,13 +359,16 @@ impl CellRecord {
 
     /// Writes the record atomically.
     pub fn save(&self, path: &Path) -> Result<(), RecordError> {
-        write_atomic(path, self.to_ron().as_bytes()).map_err(|source| RecordError::Io { path: path.to_path_buf(), source })
+        write_atomic(path, self.to_ron().as_bytes())
+            .map_err(|source| RecordError::Io { path: path.to_path_buf(), source })
     }
 
     /// Reads and checks a record.
     pub fn load(path: &Path) -> Result<CellRecord, RecordError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RecordError::Io { path: path.to_path_buf(), source })?;
-        let parse_error = |e: ron::error::SpannedError| RecordError::Parse { path: path.to_path_buf(), message: e.to_string() };
+        let text =
+            std::fs::read_to_string(path).map_err(|source| RecordError::Io { path: path.to_path_buf(), source })?;
+        let parse_error =
+            |e: ron::error::SpannedError| RecordError::Parse { path: path.to_path_buf(), message: e.to_string() };
         // The version first (other fields ignored), so that a record of another format gets a
         // clear message rather than a parse error about some field.
         #[derive(Deserialize)]
@@ -388,9 +391,15 @@ pub fn load_all(dirs: &[PathBuf]) -> (Vec<(PathBuf, CellRecord)>, Vec<RecordErro
     for dir in dirs {
         let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
             .into_iter()
-            .filter_entry(|e| e.depth() == 0 || (e.file_name() != "checkpoints" && !e.file_name().to_string_lossy().starts_with('.')))
+            .filter_entry(|e| {
+                e.depth() == 0 || (e.file_name() != "checkpoints" && !e.file_name().to_string_lossy().starts_with('.'))
+            })
             .flatten()
-            .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "ron") && e.file_name() != EXPERIMENT_COPY)
+            .filter(|e| {
+                e.file_type().is_file()
+                    && e.path().extension().is_some_and(|x| x == "ron")
+                    && e.file_name() != EXPERIMENT_COPY
+            })
             .map(|e| e.into_path())
             .collect();
         files.sort();
@@ -421,12 +430,37 @@ mod tests {
         };
         CellRecord {
             format_version: RECORD_FORMAT_VERSION,
-            experiment: ExperimentRef { name: "default".into(), file: "experiments/default.ron".into(), fingerprint: fingerprint(b"x") },
-            cell: CellKey { dataset: "cub".into(), recipe: "default".into(), loss: "contrastive".into(), miner: Some("batch_hard".into()), variant: String::new(), seed: 3 },
+            experiment: ExperimentRef {
+                name: "default".into(),
+                file: "experiments/default.ron".into(),
+                fingerprint: fingerprint(b"x"),
+            },
+            cell: CellKey {
+                dataset: "cub".into(),
+                recipe: "default".into(),
+                loss: "contrastive".into(),
+                miner: Some("batch_hard".into()),
+                variant: String::new(),
+                seed: 3,
+            },
             config: "(seed: 3)".into(),
             config_fingerprint: fingerprint(b"(seed: 3)"),
-            dataset: DatasetInfo { format: "cub".into(), root: "data/x".into(), fingerprint: "0".into(), train_images: 10, train_classes: 2, test_images: 8, test_classes: 2 },
-            plugins: vec![PluginRef { kind: "loss".into(), id: "contrastive".into(), version: "0.1.0".into(), sdk_version: "dmlbench-sdk 0.1.0".into(), config: String::new() }],
+            dataset: DatasetInfo {
+                format: "cub".into(),
+                root: "data/x".into(),
+                fingerprint: "0".into(),
+                train_images: 10,
+                train_classes: 2,
+                test_images: 8,
+                test_classes: 2,
+            },
+            plugins: vec![PluginRef {
+                kind: "loss".into(),
+                id: "contrastive".into(),
+                version: "0.1.0".into(),
+                sdk_version: "dmlbench-sdk 0.1.0".into(),
+                config: String::new(),
+            }],
             status: CellStatus::Failed { reason: "line one\nline \"two\"".into() },
             initial_test: None,
             epochs: vec![EpochRecord {
@@ -459,7 +493,10 @@ mod tests {
             std::fs::write(dir.path().join(name), b"half").unwrap();
         }
         remove_temporaries(&path);
-        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         left.sort();
         assert_eq!(left, vec![".b-seed0.ron.tmp-1", "a-seed0.ron", "a-seed0.ron.tmp-9"]);
         assert_eq!(std::fs::read(&path).unwrap(), b"record");

@@ -20,7 +20,8 @@ use std::fmt::Write as _;
 use crate::report::text::escape_xml;
 
 /// Series colours (the Tableau 10 palette: distinct, and readable on white).
-pub const PALETTE: [&str; 10] = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+pub const PALETTE: [&str; 10] =
+    ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 
 const WIDTH: f64 = 780.0;
 const PLOT_LEFT: f64 = 70.0;
@@ -127,7 +128,13 @@ fn num(v: f64) -> String {
 
 /// The frame shared by both charts: opening tag, title, grid, ticks, tick labels, axis
 /// labels. Returns the text and the two scales.
-fn frame(axes: &Axes, xs: (f64, f64), ys: (f64, f64), integer_x: bool, legend_entries: usize) -> (String, Scale, Scale) {
+fn frame(
+    axes: &Axes,
+    xs: (f64, f64),
+    ys: (f64, f64),
+    integer_x: bool,
+    legend_entries: usize,
+) -> (String, Scale, Scale) {
     let height = (PLOT_TOP + PLOT_HEIGHT + 60.0).max(PLOT_TOP + 10.0 + LEGEND_STEP * legend_entries as f64 + 10.0);
     let plot_bottom = PLOT_TOP + PLOT_HEIGHT;
     let (x_ticks, x_decimals) = nice_ticks(xs.0, xs.1, 6, integer_x);
@@ -154,8 +161,18 @@ fn frame(axes: &Axes, xs: (f64, f64), ys: (f64, f64), integer_x: bool, legend_en
     // Grid lines and tick labels.
     for &t in &x_ticks {
         let x = num(sx.at(t));
-        let _ = writeln!(s, r##"<line class="grid" x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#e4e4e4" stroke-width="1"/>"##, num(PLOT_TOP), num(plot_bottom));
-        let _ = writeln!(s, r##"<line class="tick" x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#444444" stroke-width="1"/>"##, num(plot_bottom), num(plot_bottom + 5.0));
+        let _ = writeln!(
+            s,
+            r##"<line class="grid" x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#e4e4e4" stroke-width="1"/>"##,
+            num(PLOT_TOP),
+            num(plot_bottom)
+        );
+        let _ = writeln!(
+            s,
+            r##"<line class="tick" x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#444444" stroke-width="1"/>"##,
+            num(plot_bottom),
+            num(plot_bottom + 5.0)
+        );
         let _ = writeln!(
             s,
             r##"<text class="tick-label" x="{x}" y="{}" {FONT} font-size="11" fill="#444444" text-anchor="middle">{:.*}</text>"##,
@@ -166,8 +183,18 @@ fn frame(axes: &Axes, xs: (f64, f64), ys: (f64, f64), integer_x: bool, legend_en
     }
     for &t in &y_ticks {
         let y = num(sy.at(t));
-        let _ = writeln!(s, r##"<line class="grid" x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#e4e4e4" stroke-width="1"/>"##, num(PLOT_LEFT), num(PLOT_RIGHT));
-        let _ = writeln!(s, r##"<line class="tick" x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#444444" stroke-width="1"/>"##, num(PLOT_LEFT - 5.0), num(PLOT_LEFT));
+        let _ = writeln!(
+            s,
+            r##"<line class="grid" x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#e4e4e4" stroke-width="1"/>"##,
+            num(PLOT_LEFT),
+            num(PLOT_RIGHT)
+        );
+        let _ = writeln!(
+            s,
+            r##"<line class="tick" x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#444444" stroke-width="1"/>"##,
+            num(PLOT_LEFT - 5.0),
+            num(PLOT_LEFT)
+        );
         let _ = writeln!(
             s,
             r##"<text class="tick-label" x="{}" y="{}" {FONT} font-size="11" fill="#444444" text-anchor="end">{:.*}</text>"##,
@@ -207,7 +234,14 @@ fn legend(s: &mut String, entries: &[(&str, &str)], marker_is_line: bool) {
     for (i, (label, color)) in entries.iter().enumerate() {
         let y = PLOT_TOP + 10.0 + LEGEND_STEP * i as f64;
         if marker_is_line {
-            let _ = writeln!(s, r#"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{color}" stroke-width="2"/>"#, num(LEGEND_LEFT), num(y), num(LEGEND_LEFT + 16.0), num(y));
+            let _ = writeln!(
+                s,
+                r#"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{color}" stroke-width="2"/>"#,
+                num(LEGEND_LEFT),
+                num(y),
+                num(LEGEND_LEFT + 16.0),
+                num(y)
+            );
         }
         let _ = writeln!(s, r#"<circle cx="{}" cy="{}" r="4" fill="{color}"/>"#, num(LEGEND_LEFT + 8.0), num(y));
         let _ = writeln!(
@@ -244,10 +278,10 @@ pub fn scatter(axes: &Axes, points: &[Point], pareto_front: bool) -> String {
         // One point beating all others is its own front: nothing to join.
         if coords.len() > 1 {
             let _ = writeln!(
-            s,
-            r##"<polyline class="pareto-front" points="{}" fill="none" stroke="#888888" stroke-width="1.5" stroke-dasharray="5 4"/>"##,
-            coords.join(" ")
-        );
+                s,
+                r##"<polyline class="pareto-front" points="{}" fill="none" stroke="#888888" stroke-width="1.5" stroke-dasharray="5 4"/>"##,
+                coords.join(" ")
+            );
         }
     }
     let plot_middle = (PLOT_LEFT + PLOT_RIGHT) / 2.0;
@@ -256,9 +290,23 @@ pub fn scatter(axes: &Axes, points: &[Point], pareto_front: bool) -> String {
         let _ = writeln!(s, r#"<g class="point">"#);
         if p.y_high > p.y_low {
             let (top, bottom) = (sy.at(p.y_high), sy.at(p.y_low));
-            let _ = writeln!(s, r#"<line class="error-bar" x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="{3}" stroke-width="1.5"/>"#, num(x), num(top), num(bottom), p.color);
+            let _ = writeln!(
+                s,
+                r#"<line class="error-bar" x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="{3}" stroke-width="1.5"/>"#,
+                num(x),
+                num(top),
+                num(bottom),
+                p.color
+            );
             for end in [top, bottom] {
-                let _ = writeln!(s, r#"<line x1="{}" y1="{2}" x2="{}" y2="{2}" stroke="{3}" stroke-width="1.5"/>"#, num(x - 4.0), num(x + 4.0), num(end), p.color);
+                let _ = writeln!(
+                    s,
+                    r#"<line x1="{}" y1="{2}" x2="{}" y2="{2}" stroke="{3}" stroke-width="1.5"/>"#,
+                    num(x - 4.0),
+                    num(x + 4.0),
+                    num(end),
+                    p.color
+                );
             }
         }
         let _ = writeln!(
@@ -294,11 +342,18 @@ pub fn line_chart(axes: &Axes, series: &[Series], integer_x: bool) -> String {
     let (y_lo, y_hi) = bounds(all().map(|p| p.1));
     let (mut s, sx, sy) = frame(axes, (x_lo, x_hi), (y_lo, y_hi), integer_x, series.len());
     for line in series {
-        let points: Vec<(f64, f64)> = line.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+        let points: Vec<(f64, f64)> =
+            line.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
         let _ = writeln!(s, r#"<g class="series">"#);
         if points.len() > 1 {
-            let coords: Vec<String> = points.iter().map(|&(x, y)| format!("{},{}", num(sx.at(x)), num(sy.at(y)))).collect();
-            let _ = writeln!(s, r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#, coords.join(" "), line.color);
+            let coords: Vec<String> =
+                points.iter().map(|&(x, y)| format!("{},{}", num(sx.at(x)), num(sy.at(y)))).collect();
+            let _ = writeln!(
+                s,
+                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
+                coords.join(" "),
+                line.color
+            );
         }
         for &(x, y) in &points {
             let _ = writeln!(
@@ -362,7 +417,11 @@ mod tests {
             tooltip: format!("{label} & more"),
         };
         // b is slower and worse than a: not on the front. c is slower and better: on it.
-        let svg = scatter(&axes, &[point("a", 10.0, 60.0, 2.0), point("b", 20.0, 50.0, 0.0), point("c", 30.0, 70.0, 1.0)], true);
+        let svg = scatter(
+            &axes,
+            &[point("a", 10.0, 60.0, 2.0), point("b", 20.0, 50.0, 0.0), point("c", 30.0, 70.0, 1.0)],
+            true,
+        );
         assert_eq!(svg.matches("<circle").count(), 3 + 3, "3 points and 3 legend markers");
         assert_eq!(svg.matches(r#"class="error-bar""#).count(), 2, "b has no interval");
         assert!(svg.contains("R@1 vs time &lt;cub&gt;") && svg.contains("a &amp; more"));

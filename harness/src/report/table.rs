@@ -101,12 +101,13 @@ pub struct Superseded {
 impl Superseded {
     /// A one-line explanation.
     pub fn message(&self) -> String {
-        let why = if self.fingerprint_differs {
-            "the experiment fingerprints differ"
-        } else {
-            "same experiment fingerprint"
-        };
-        format!("{}: superseded by the newer record {} of the same cell ({why})", self.path.display(), self.kept.display())
+        let why =
+            if self.fingerprint_differs { "the experiment fingerprints differ" } else { "same experiment fingerprint" };
+        format!(
+            "{}: superseded by the newer record {} of the same cell ({why})",
+            self.path.display(),
+            self.kept.display()
+        )
     }
 }
 
@@ -267,7 +268,9 @@ impl Row {
                 CellStatus::Completed if cell.completed() => {}
                 CellStatus::Completed => parts.push(format!("{who}completed without metrics")),
                 CellStatus::Running => parts.push(format!("{who}running: {}", cell.progress())),
-                CellStatus::Failed { reason } => parts.push(format!("{who}failed: {}", short_reason(reason, max_reason))),
+                CellStatus::Failed { reason } => {
+                    parts.push(format!("{who}failed: {}", short_reason(reason, max_reason)))
+                }
             }
         }
         parts.join("; ")
@@ -318,7 +321,10 @@ pub fn planned_epochs(config: &str) -> Option<usize> {
                 let rest = &config[i + "epochs".len()..];
                 if let Some(value) = rest.trim_start().strip_prefix(':') {
                     let digits: String = value.trim_start().chars().take_while(char::is_ascii_digit).collect();
-                    let whole = value.trim_start()[digits.len()..].chars().next().is_none_or(|n| !is_ident(n as u8) && n != '.');
+                    let whole = value.trim_start()[digits.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|n| !is_ident(n as u8) && n != '.');
                     if let (Ok(n), true) = (digits.parse::<usize>(), whole)
                         && best.is_none_or(|(d, _)| depth < d)
                     {
@@ -381,7 +387,10 @@ impl Leaderboard {
                 .or_default()
                 .push(entry);
         }
-        let tables = grouped.into_iter().map(|((dataset, recipe), rows)| build_table(dataset, recipe, rows.into_values().collect())).collect();
+        let tables = grouped
+            .into_iter()
+            .map(|((dataset, recipe), rows)| build_table(dataset, recipe, rows.into_values().collect()))
+            .collect();
 
         kept.sort_by(|a, b| a.0.cmp(&b.0));
         Leaderboard { tables, records: kept, superseded }
@@ -394,7 +403,9 @@ impl Leaderboard {
 
     /// The distinct experiments of the records: (name, file, fingerprint) → records.
     pub fn experiments(&self) -> BTreeMap<(String, String, String), usize> {
-        count_by(&self.records, |r| (r.experiment.name.clone(), r.experiment.file.clone(), r.experiment.fingerprint.clone()))
+        count_by(&self.records, |r| {
+            (r.experiment.name.clone(), r.experiment.file.clone(), r.experiment.fingerprint.clone())
+        })
     }
 
     /// The distinct revisions: (git revision, dmlbench version) → records.
@@ -455,7 +466,18 @@ fn build_table(dataset: String, recipe: String, groups: Vec<Vec<&(PathBuf, CellR
             ks.extend(metrics.recall_at_k.keys().copied());
         }
         let d = &record.dataset;
-        data.insert((d.format.clone(), d.root.clone(), d.fingerprint.clone(), d.train_images, d.train_classes, d.test_images, d.test_classes), d.clone());
+        data.insert(
+            (
+                d.format.clone(),
+                d.root.clone(),
+                d.fingerprint.clone(),
+                d.train_images,
+                d.train_classes,
+                d.test_images,
+                d.test_classes,
+            ),
+            d.clone(),
+        );
     }
     let mut columns: Vec<MetricId> = ks.into_iter().map(MetricId::RecallAt).collect();
     columns.extend([MetricId::MapAtR, MetricId::RPrecision, MetricId::Nmi]);
@@ -464,7 +486,8 @@ fn build_table(dataset: String, recipe: String, groups: Vec<Vec<&(PathBuf, CellR
     let mut rows: Vec<Row> = groups.into_iter().map(|group| build_row(group, &columns, headline)).collect();
 
     // Best Recall@1 first; rows without it last; ties and the rest by name.
-    let headline_mean = |row: &Row| row.metrics.first().copied().flatten().filter(|_| headline.is_some()).map(|s| s.mean);
+    let headline_mean =
+        |row: &Row| row.metrics.first().copied().flatten().filter(|_| headline.is_some()).map(|s| s.mean);
     rows.sort_by(|a, b| match (headline_mean(a), headline_mean(b)) {
         (Some(x), Some(y)) => y.total_cmp(&x).then_with(|| a.method.cmp(&b.method)),
         (Some(_), None) => std::cmp::Ordering::Less,
@@ -491,7 +514,8 @@ fn build_row(group: Vec<&(PathBuf, CellRecord)>, columns: &[MetricId], headline:
         .collect();
     cells.sort_by_key(|c| c.seed);
 
-    let completed: Vec<&Metrics> = cells.iter().filter(|c| c.completed()).filter_map(|c| c.final_metrics.as_ref()).collect();
+    let completed: Vec<&Metrics> =
+        cells.iter().filter(|c| c.completed()).filter_map(|c| c.final_metrics.as_ref()).collect();
     let metrics = columns
         .iter()
         .map(|column| {
@@ -502,18 +526,25 @@ fn build_row(group: Vec<&(PathBuf, CellRecord)>, columns: &[MetricId], headline:
 
     let with_epochs: Vec<&CellRecord> = group.iter().map(|(_, r)| r).filter(|r| !r.epochs.is_empty()).collect();
     let epoch_seconds = Summary::of(&with_epochs.iter().filter_map(|r| r.mean_epoch_seconds()).collect::<Vec<_>>());
-    let images_per_second = Summary::of(&with_epochs.iter().filter_map(|r| r.mean_images_per_second()).collect::<Vec<_>>());
+    let images_per_second =
+        Summary::of(&with_epochs.iter().filter_map(|r| r.mean_images_per_second()).collect::<Vec<_>>());
     let peak_rss_bytes = group.iter().map(|(_, r)| r.peak_rss_bytes).filter(|&b| b > 0).max();
     let peak_device_bytes = group.iter().filter_map(|(_, r)| r.peak_device_bytes).max();
-    let completed_epochs: Vec<usize> = group.iter().filter(|(_, r)| matches!(r.status, CellStatus::Completed)).map(|(_, r)| r.epochs.len()).collect();
+    let completed_epochs: Vec<usize> =
+        group.iter().filter(|(_, r)| matches!(r.status, CellStatus::Completed)).map(|(_, r)| r.epochs.len()).collect();
     let epochs = completed_epochs.iter().min().zip(completed_epochs.iter().max()).map(|(a, b)| (*a, *b));
-    let backends: BTreeSet<String> = group.iter().map(|(_, r)| r.environment.backend.clone()).filter(|b| !b.is_empty()).collect();
+    let backends: BTreeSet<String> =
+        group.iter().map(|(_, r)| r.environment.backend.clone()).filter(|b| !b.is_empty()).collect();
 
     let mut per_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     if let Some(headline) = headline {
         for (_, record) in &group {
             // The untrained network's test metrics, where measured, are epoch 0 of the curve.
-            let evaluated = record.initial_test.iter().map(|m| (0, m)).chain(record.epochs.iter().filter_map(|e| e.test.as_ref().map(|m| (e.epoch, m))));
+            let evaluated = record
+                .initial_test
+                .iter()
+                .map(|m| (0, m))
+                .chain(record.epochs.iter().filter_map(|e| e.test.as_ref().map(|m| (e.epoch, m))));
             for (epoch, metrics) in evaluated {
                 if let Some(value) = headline.get(metrics) {
                     per_epoch.entry(epoch).or_default().push(value);
@@ -578,7 +609,11 @@ mod tests {
         let names: Vec<(String, String)> = board.tables.iter().map(|t| (t.dataset.clone(), t.recipe.clone())).collect();
         assert_eq!(
             names,
-            [("cars196".to_string(), "default".to_string()), ("cub".into(), "default".into()), ("cub".into(), "paper".into())]
+            [
+                ("cars196".to_string(), "default".to_string()),
+                ("cub".into(), "default".into()),
+                ("cub".into(), "paper".into())
+            ]
         );
         let cub = &board.tables[1];
         let methods: Vec<&str> = cub.rows.iter().map(|r| r.method.as_str()).collect();
@@ -586,7 +621,10 @@ mod tests {
         assert_eq!(methods, ["contrastive+batch_hard", "cross_entropy", "snca"]);
         assert_eq!(cub.rows[1].completed_seeds(), 2);
         assert_eq!(cub.rows[1].cells.iter().map(|c| c.seed).collect::<Vec<_>>(), [0, 1]);
-        assert_eq!(cub.columns, [MetricId::RecallAt(1), MetricId::RecallAt(2), MetricId::MapAtR, MetricId::RPrecision, MetricId::Nmi]);
+        assert_eq!(
+            cub.columns,
+            [MetricId::RecallAt(1), MetricId::RecallAt(2), MetricId::MapAtR, MetricId::RPrecision, MetricId::Nmi]
+        );
         assert_eq!(board.record_count(), 6);
     }
 
@@ -694,7 +732,10 @@ mod tests {
         // Deeper first in the text, shallower later: the shallower wins.
         assert_eq!(planned_epochs("(loss: (config: (epochs: 3)), training: (epochs: 9))"), Some(9));
         // Not a field: inside a string, part of a longer name, or not a whole number.
-        assert_eq!(planned_epochs(r#"(note: "epochs: 4", warmup_epochs: 2, epochs_x: 1, training: (epochs: 2.5))"#), None);
+        assert_eq!(
+            planned_epochs(r#"(note: "epochs: 4", warmup_epochs: 2, epochs_x: 1, training: (epochs: 2.5))"#),
+            None
+        );
     }
 
     #[test]

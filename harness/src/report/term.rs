@@ -100,7 +100,14 @@ mod tests {
             completed("cub", "default", "cross_entropy", None, 1, &[0.62], 0.31),
             completed("cub", "default", "cross_entropy", None, 2, &[0.67], 0.31),
             completed("cub", "default", "contrastive", Some("batch_hard"), 0, &[0.40], 0.2),
-            failed("cub", "default", "triplet_margin", Some("semihard"), 0, &format!("{}\nsecond line", "q".repeat(100))),
+            failed(
+                "cub",
+                "default",
+                "triplet_margin",
+                Some("semihard"),
+                0,
+                &format!("{}\nsecond line", "q".repeat(100)),
+            ),
         ]);
         let out = render(&board, TermOptions { tty: false, width: Some(160) });
         assert!(out.starts_with("cub · default (5 records)\n"), "{out}");

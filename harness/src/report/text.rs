@@ -120,7 +120,8 @@ pub fn escape_md(text: &str) -> String {
                 out.push(c);
             }
             '_' => {
-                let inside = i > 0 && chars[i - 1].is_alphanumeric() && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
+                let inside =
+                    i > 0 && chars[i - 1].is_alphanumeric() && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
                 if !inside {
                     out.push('\\');
                 }
@@ -186,7 +187,8 @@ fn normalise(path: &Path) -> Vec<String> {
 fn percent_encode(segment: &str) -> String {
     let mut out = String::new();
     for byte in segment.bytes() {
-        let keep = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'+' | b'!' | b'$' | b',' | b'=' | b'@');
+        let keep = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'+' | b'!' | b'$' | b',' | b'=' | b'@');
         if keep {
             out.push(byte as char);
         } else {
@@ -226,9 +228,18 @@ mod tests {
 
     #[test]
     fn links_are_relative_and_encoded() {
-        assert_eq!(relative_link(Path::new("results"), Path::new("results/default/ce-seed0.ron")), "default/ce-seed0.ron");
-        assert_eq!(relative_link(Path::new("./results/"), Path::new("results/./default/../default/a b.ron")), "default/a%20b.ron");
-        assert_eq!(relative_link(Path::new("results"), Path::new("cluster/default/x+y-seed1.ron")), "../cluster/default/x+y-seed1.ron");
+        assert_eq!(
+            relative_link(Path::new("results"), Path::new("results/default/ce-seed0.ron")),
+            "default/ce-seed0.ron"
+        );
+        assert_eq!(
+            relative_link(Path::new("./results/"), Path::new("results/./default/../default/a b.ron")),
+            "default/a%20b.ron"
+        );
+        assert_eq!(
+            relative_link(Path::new("results"), Path::new("cluster/default/x+y-seed1.ron")),
+            "../cluster/default/x+y-seed1.ron"
+        );
         assert_eq!(relative_link(Path::new("."), Path::new("results/r.ron")), "results/r.ron");
         assert_eq!(relative_link(Path::new("/a/b"), Path::new("/a/c/d#1.ron")), "../c/d%231.ron");
         assert_eq!(relative_path(Path::new("./results"), Path::new("results/default/a b.ron")), "default/a b.ron");

@@ -17,17 +17,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use dmlbench_datasets::cache::ResizeCache;
 use dmlbench_datasets::{Loader, SplitIndex};
 use dmlbench_models::burn::optim::{ModuleOptimizer, OptimizerRecord};
 use dmlbench_models::burn::prelude::Device;
-use dmlbench_models::{load_checkpoint, save_checkpoint, EmbeddingModel};
+use dmlbench_models::{EmbeddingModel, load_checkpoint, save_checkpoint};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{carry_over, CheckpointDir, Progress};
-use super::stall::StallWatch;
-use super::unix_seconds;
+use super::checkpoint::{CheckpointDir, Progress, carry_over};
 use super::data::{self, CellData, Evaluation};
 use super::device_memory::{self, PeakSampler};
 use super::embed::embed_split;
@@ -35,15 +33,17 @@ use super::environment;
 use super::optimizer::{build, number_parameters};
 use super::sampler::epoch_batches;
 use super::schedule::lr_factor;
-use crate::eval::{evaluate, EvalInput, EvalOptions, Metrics};
+use super::stall::StallWatch;
+use super::unix_seconds;
+use crate::eval::{EvalInput, EvalOptions, Metrics, evaluate};
 use crate::experiment::device::parse_device;
 use crate::experiment::spec::{SamplerSpec, SelectionSpec};
 use crate::experiment::{Cell, Plan};
-use dmlbench_host::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
 use crate::report::record::{
-    remove_temporaries, CellRecord, CellStatus, DatasetInfo, EpochRecord, ExperimentRef, PluginRef, Selection, Timing,
-    RECORD_FORMAT_VERSION,
+    CellRecord, CellStatus, DatasetInfo, EpochRecord, ExperimentRef, PluginRef, RECORD_FORMAT_VERSION, Selection,
+    Timing, remove_temporaries,
 };
+use dmlbench_host::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
 
 /// What a running cell reports, one JSON line each on the cell process's stdout.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -155,13 +155,20 @@ pub fn run_cell(
     let paths = CellPaths::new(experiment_dir, cell);
     remove_temporaries(&paths.record);
     let mut record = empty_record(plan, cell);
-    let stall = StallWatch::start(Duration::from_secs_f64(plan.spec.training.stall_timeout), paths.record.clone(), record.clone());
+    let stall = StallWatch::start(
+        Duration::from_secs_f64(plan.spec.training.stall_timeout),
+        paths.record.clone(),
+        record.clone(),
+    );
     let mut trainer = Trainer::new(plan, cell, registry, paths.clone(), &mut record, &stall);
     if let Err(error) = &trainer
         && let Some(corrupt) = error.downcast_ref::<CorruptCheckpoint>()
     {
         let kept = paths.checkpoint.set_aside()?;
-        let message = format!("the checkpoint cannot be restored ({corrupt}); it is kept as {} and the cell starts over", kept.display());
+        let message = format!(
+            "the checkpoint cannot be restored ({corrupt}); it is kept as {} and the cell starts over",
+            kept.display()
+        );
         eprintln!("warning: {message}");
         events(Event::Warning { message });
         record = empty_record(plan, cell);
@@ -292,15 +299,20 @@ fn restore(
     record: &mut CellRecord,
 ) -> anyhow::Result<(EmbeddingModel, ModuleOptimizer)> {
     let record_file = dir.join(RECORD_IN_CHECKPOINT);
-    let previous = CellRecord::load(&record_file).with_context(|| format!("the checkpoint's record {}", record_file.display()))?;
+    let previous =
+        CellRecord::load(&record_file).with_context(|| format!("the checkpoint's record {}", record_file.display()))?;
     let numbers: Vec<usize> = previous.epochs.iter().map(|e| e.epoch).collect();
-    if previous.config_fingerprint != saved.fingerprint || numbers != (1..=saved.epochs_done).collect::<Vec<_>>() || previous.initial_test.is_none() {
+    if previous.config_fingerprint != saved.fingerprint
+        || numbers != (1..=saved.epochs_done).collect::<Vec<_>>()
+        || previous.initial_test.is_none()
+    {
         bail!("{} does not match the checkpoint's progress ({} epochs done)", record_file.display(), saved.epochs_done);
     }
     let model = number_parameters(load_checkpoint(model, &dir.join("model.safetensors"))?);
     let optimizer_file = dir.join("optimizer.bin");
     let optimizer = if optimizer_file.is_file() {
-        let state = OptimizerRecord::load(&optimizer_file).map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_file.display()))?;
+        let state = OptimizerRecord::load(&optimizer_file)
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_file.display()))?;
         optimizer.load_record(state)
     } else {
         optimizer
@@ -319,7 +331,14 @@ fn restore(
 }
 
 impl<'a> Trainer<'a> {
-    fn new(plan: &'a Plan, cell: &'a Cell, registry: &Registry, paths: CellPaths, record: &mut CellRecord, stall: &'a StallWatch) -> anyhow::Result<Self> {
+    fn new(
+        plan: &'a Plan,
+        cell: &'a Cell,
+        registry: &Registry,
+        paths: CellPaths,
+        record: &mut CellRecord,
+        stall: &'a StallWatch,
+    ) -> anyhow::Result<Self> {
         let spec = &plan.spec;
         let data = data::load(&spec.dataset, &plan.dataset_root)?;
         record.dataset = DatasetInfo { root: plan.shown(&plan.dataset_root), ..data.info.clone() };
@@ -335,7 +354,8 @@ impl<'a> Trainer<'a> {
             eprintln!("{report}");
         }
         let model = number_parameters(model);
-        record.environment = environment::capture(&plan.root, &backend.label(), &spec.training.device, rayon::current_num_threads());
+        record.environment =
+            environment::capture(&plan.root, &backend.label(), &spec.training.device, rayon::current_num_threads());
         let device_memory = backend.gpu_index().and_then(|index| match device_memory::nvml_source(index) {
             Ok((source, gpu)) => {
                 record.environment.gpu = Some(gpu);
@@ -374,8 +394,9 @@ impl<'a> Trainer<'a> {
         let fresh = Progress { fingerprint: cell.fingerprint.clone(), epochs_done: 0, iterations_done: 0, best: None };
         let (model, optimizer, progress) = match paths.checkpoint.progress().map_err(CorruptCheckpoint)? {
             Some(saved) if saved.fingerprint == cell.fingerprint => {
-                let (model, optimizer) = restore(paths.checkpoint.dir(), &saved, model, optimizer, &mut loss, miner.as_mut(), record)
-                    .map_err(CorruptCheckpoint)?;
+                let (model, optimizer) =
+                    restore(paths.checkpoint.dir(), &saved, model, optimizer, &mut loss, miner.as_mut(), record)
+                        .map_err(CorruptCheckpoint)?;
                 (model, optimizer, saved)
             }
             _ => {
@@ -383,7 +404,8 @@ impl<'a> Trainer<'a> {
                 (model, optimizer, fresh)
             }
         };
-        let cache = spec.training.cache_images.then(|| Arc::new(ResizeCache::in_memory(data.recipe.train.resize, 8 << 30)));
+        let cache =
+            spec.training.cache_images.then(|| Arc::new(ResizeCache::in_memory(data.recipe.train.resize, 8 << 30)));
         Ok(Trainer {
             plan,
             cell,
@@ -417,8 +439,13 @@ impl<'a> Trainer<'a> {
     fn train(&mut self, events: &mut dyn FnMut(Event)) -> anyhow::Result<()> {
         let training = &self.plan.spec.training;
         let labels = self.data.train.labels();
-        let batches_per_epoch = epoch_batches(training.sampler, &labels, training.batch_size, self.cell.key.seed, 0).len();
-        events(Event::Started { epochs: training.epochs, batches: batches_per_epoch, resumed_epochs: self.progress.epochs_done });
+        let batches_per_epoch =
+            epoch_batches(training.sampler, &labels, training.batch_size, self.cell.key.seed, 0).len();
+        events(Event::Started {
+            epochs: training.epochs,
+            batches: batches_per_epoch,
+            resumed_epochs: self.progress.epochs_done,
+        });
         if self.progress.epochs_done == 0 {
             // The untrained network's metrics: the baseline every trained number is read
             // against.
@@ -453,7 +480,13 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    fn train_epoch(&mut self, epoch: usize, labels: &[i64], batches_per_epoch: usize, events: &mut dyn FnMut(Event)) -> anyhow::Result<EpochRecord> {
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        labels: &[i64],
+        batches_per_epoch: usize,
+        events: &mut dyn FnMut(Event),
+    ) -> anyhow::Result<EpochRecord> {
         let training = &self.plan.spec.training;
         let seed = self.cell.key.seed;
         let epoch_start = Instant::now();
@@ -486,7 +519,8 @@ impl<'a> Trainer<'a> {
             let batch = batch.context("reading training images")?;
             lap(&mut timing.data_s);
             let (n, side) = (batch.len(), batch.side);
-            let pass = self.model().forward_host(&self.device, &batch.images, [n, 3, side, side]).context("forward pass")?;
+            let pass =
+                self.model().forward_host(&self.device, &batch.images, [n, 3, side, side]).context("forward pass")?;
             let d = pass.shape().1;
             lap(&mut timing.forward_s);
             let mined = match self.miner.as_mut() {
@@ -494,11 +528,13 @@ impl<'a> Trainer<'a> {
                 None => None,
             };
             lap(&mut timing.miner_s);
-            let out = self.loss.forward_backward(pass.embeddings(), d, &batch.labels, mined.as_ref().map(|m| &m.tuples))?;
+            let out =
+                self.loss.forward_backward(pass.embeddings(), d, &batch.labels, mined.as_ref().map(|m| &m.tuples))?;
             lap(&mut timing.loss_s);
             let grads = pass.backward(&out.grad, self.model()).context("backward pass")?;
             lap(&mut timing.backward_s);
-            let factor = lr_factor(training.schedule, self.progress.iterations_done, total_iterations, batches_per_epoch);
+            let factor =
+                lr_factor(training.schedule, self.progress.iterations_done, total_iterations, batches_per_epoch);
             let model = self.model.take().expect("the model is only taken during a step");
             self.model = Some(self.optimizer.step(training.optimizer.lr() * factor, model, grads));
             self.loss.step(factor)?;
@@ -525,7 +561,7 @@ impl<'a> Trainer<'a> {
 
         let evaluation = &self.plan.spec.evaluation;
         let last = epoch + 1 == training.epochs;
-        let due = evaluation.every > 0 && (epoch + 1) % evaluation.every == 0;
+        let due = evaluation.every > 0 && (epoch + 1).is_multiple_of(evaluation.every);
         let (mut test, mut validation) = (None, None);
         if last || due {
             events(Event::Evaluating { epoch: epoch + 1 });
@@ -559,12 +595,26 @@ impl<'a> Trainer<'a> {
 
     fn eval_options(&self) -> EvalOptions {
         let spec = &self.plan.spec.evaluation;
-        EvalOptions { k: self.plan.k.clone(), distance: spec.distance, cluster: spec.cluster, seed: self.cell.key.seed, ..EvalOptions::default() }
+        EvalOptions {
+            k: self.plan.k.clone(),
+            distance: spec.distance,
+            cluster: spec.cluster,
+            seed: self.cell.key.seed,
+            ..EvalOptions::default()
+        }
     }
 
     fn embed(&self, split: &Arc<SplitIndex>) -> anyhow::Result<Vec<f32>> {
         let batch_size = self.plan.spec.evaluation.batch_size;
-        embed_split(self.model(), &self.device, split, &self.data.recipe.eval, batch_size, self.plan.spec.training.workers, |_, _| self.stall.progress())
+        embed_split(
+            self.model(),
+            &self.device,
+            split,
+            &self.data.recipe.eval,
+            batch_size,
+            self.plan.spec.training.workers,
+            |_, _| self.stall.progress(),
+        )
     }
 
     fn evaluate_split(&self, split: &Arc<SplitIndex>) -> anyhow::Result<Metrics> {
@@ -611,7 +661,10 @@ impl<'a> Trainer<'a> {
         let model_config = ron::ser::to_string_pretty(&self.plan.spec.model, ron::ser::PrettyConfig::new())?;
         std::fs::write(staged.join("model.ron"), model_config)?;
         let optimizer_file = staged.join("optimizer.bin");
-        self.optimizer.to_record().save(&optimizer_file).map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_file.display()))?;
+        self.optimizer
+            .to_record()
+            .save(&optimizer_file)
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_file.display()))?;
         if self.loss.info().capabilities.supports_state {
             std::fs::write(staged.join("loss.state"), self.loss.save_state()?)?;
         }

@@ -89,7 +89,8 @@ impl CheckpointDir {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let progress = ron::from_str(&text).with_context(|| format!("{} is not a valid checkpoint progress file", path.display()))?;
+        let progress = ron::from_str(&text)
+            .with_context(|| format!("{} is not a valid checkpoint progress file", path.display()))?;
         Ok(Some(progress))
     }
 
@@ -133,7 +134,8 @@ impl CheckpointDir {
             std::fs::remove_dir_all(&kept).with_context(|| format!("removing {}", kept.display()))?;
         }
         if self.dir.exists() {
-            std::fs::rename(&self.dir, &kept).with_context(|| format!("moving {} to {}", self.dir.display(), kept.display()))?;
+            std::fs::rename(&self.dir, &kept)
+                .with_context(|| format!("moving {} to {}", self.dir.display(), kept.display()))?;
         }
         self.clear()?;
         Ok(kept)

@@ -5,14 +5,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use dmlbench_datasets::transform::{recipe, Recipe, RecipeSizes};
-use dmlbench_datasets::{index, ClassInfo, DatasetIndex, Format, Item, LoadOptions, Split, SplitIndex};
-use rand::seq::SliceRandom;
+use dmlbench_datasets::transform::{Recipe, RecipeSizes, recipe};
+use dmlbench_datasets::{ClassInfo, DatasetIndex, Format, Item, LoadOptions, Split, SplitIndex, index};
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::experiment::spec::DatasetSpec;
-use crate::report::record::{fingerprint, DatasetInfo};
+use crate::report::record::{DatasetInfo, fingerprint};
 
 /// What evaluation runs on.
 pub enum Evaluation {
@@ -73,7 +73,13 @@ pub fn hold_out_classes(train: SplitIndex, fraction: f64) -> (SplitIndex, Option
             .filter(|item| is_held[item.label as usize] == held_out)
             .map(|item| Item { label: relabel[item.label as usize], ..item.clone() })
             .collect();
-        SplitIndex { split: Split::Train, root: train.root.clone(), items, classes: new_classes, annotation: train.annotation.clone() }
+        SplitIndex {
+            split: Split::Train,
+            root: train.root.clone(),
+            items,
+            classes: new_classes,
+            annotation: train.annotation.clone(),
+        }
     };
     let (kept, validation) = (subset(false), subset(true));
     (kept, Some(validation))
@@ -94,7 +100,9 @@ pub fn load(spec: &DatasetSpec, root: &Path) -> anyhow::Result<CellData> {
     let listing: String = index
         .splits
         .iter()
-        .flat_map(|s| s.items.iter().map(move |item| format!("{}:{}:{}\n", s.split.name(), item.label, item.path.display())))
+        .flat_map(|s| {
+            s.items.iter().map(move |item| format!("{}:{}:{}\n", s.split.name(), item.label, item.path.display()))
+        })
         .collect();
     let train = split(&index, Split::Train)?;
     let (test, test_images, test_classes) = if spec.format == Format::Inshop {
@@ -148,7 +156,12 @@ mod tests {
             split: Split::Train,
             root: "/data".into(),
             items: (0..classes * per_class)
-                .map(|i| Item { path: format!("{i}.jpg").into(), label: (i / per_class) as i64, bbox: None, line: Some(i + 1) })
+                .map(|i| Item {
+                    path: format!("{i}.jpg").into(),
+                    label: (i / per_class) as i64,
+                    bbox: None,
+                    line: Some(i + 1),
+                })
                 .collect(),
             classes: (0..classes).map(|c| ClassInfo { id: c as i64 + 1, name: format!("c{c}") }).collect(),
             annotation: "/data/images.txt".into(),

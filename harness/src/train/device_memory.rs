@@ -17,8 +17,8 @@
 //! scripted source.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::periodic::Periodic;
@@ -84,10 +84,9 @@ pub fn nvml_source(cuda_index: usize) -> Result<(Box<dyn MemorySource>, String),
     let nvml = Nvml::init().map_err(|e| format!("NVML (libnvidia-ml.so) is not available: {e}"))?;
     let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     let selector = match visible.as_deref().map(|list| list.split(',').map(str::trim).collect::<Vec<_>>()) {
-        Some(list) => list
-            .get(cuda_index)
-            .map(|s| s.to_string())
-            .ok_or_else(|| format!("CUDA_VISIBLE_DEVICES={} has no device {cuda_index}", visible.clone().unwrap_or_default()))?,
+        Some(list) => list.get(cuda_index).map(|s| s.to_string()).ok_or_else(|| {
+            format!("CUDA_VISIBLE_DEVICES={} has no device {cuda_index}", visible.clone().unwrap_or_default())
+        })?,
         None => cuda_index.to_string(),
     };
     let name = {
@@ -177,7 +176,8 @@ mod tests {
 
     #[test]
     fn the_peak_is_the_largest_successful_reading() {
-        let (sampler, calls) = start(vec![Some(10), None, Some(500), Some(20), None, Some(30)], Duration::from_millis(1));
+        let (sampler, calls) =
+            start(vec![Some(10), None, Some(500), Some(20), None, Some(30)], Duration::from_millis(1));
         wait_for_calls(&calls, 6);
         assert_eq!(sampler.peak(), Some(500));
     }

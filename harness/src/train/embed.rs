@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use dmlbench_datasets::loader::sequential_batches;
 use dmlbench_datasets::transform::Transform;
 use dmlbench_datasets::{Loader, SplitIndex};
+use dmlbench_models::EmbeddingModel;
 use dmlbench_models::burn::module::Module;
 use dmlbench_models::burn::prelude::Device;
-use dmlbench_models::EmbeddingModel;
 
 /// Embeddings of every image of `split`, n × d row-major, in the split's order. `on_batch`
 /// is called after each batch with (done, total) for progress.

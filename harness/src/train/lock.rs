@@ -104,7 +104,12 @@ pub fn live_owner(path: &Path) -> Option<Owner> {
 
 /// Takes the lock at `path` for this process, unless a live owner holds it.
 pub fn acquire(path: &Path) -> anyhow::Result<Acquired> {
-    let me = Owner { host: host_name(), pid: std::process::id(), started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() };
+    let me = Owner {
+        host: host_name(),
+        pid: std::process::id(),
+        started_unix_s: unix_seconds(),
+        heartbeat_unix_s: unix_seconds(),
+    };
     // Two rounds: the second follows the removal of a stale lock.
     for _ in 0..2 {
         if create_exclusive(path, &me)? {
@@ -128,7 +133,12 @@ pub fn acquire(path: &Path) -> anyhow::Result<Acquired> {
 /// file meanwhile. `false` when another process is taking it over or renewed it.
 fn take_over(path: &Path, seen: Option<&Owner>) -> anyhow::Result<bool> {
     let guard = with_suffix(path, ".takeover");
-    let placeholder = Owner { host: host_name(), pid: std::process::id(), started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() };
+    let placeholder = Owner {
+        host: host_name(),
+        pid: std::process::id(),
+        started_unix_s: unix_seconds(),
+        heartbeat_unix_s: unix_seconds(),
+    };
     if !create_exclusive(&guard, &placeholder)? {
         // A taker that died mid-way leaves its guard; after the stale time it is cleared.
         if file_is_stale(&guard) {
@@ -156,7 +166,9 @@ fn create_exclusive(path: &Path, owner: &Owner) -> anyhow::Result<bool> {
     match OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(mut file) => {
             let json = serde_json::to_vec(owner).expect("an owner serialises");
-            file.write_all(&json).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", path.display()))?;
+            file.write_all(&json)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
             Ok(true)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
@@ -180,7 +192,10 @@ fn hold(path: PathBuf, owner: Owner) -> CellLock {
 /// has been taken over meanwhile.
 fn renew(path: &Path, owner: &Owner) {
     if !read_owner(path).is_some_and(|o| o.pid == owner.pid && o.host == owner.host) {
-        eprintln!("warning: the lock {} is no longer this process's; another process may train this cell", path.display());
+        eprintln!(
+            "warning: the lock {} is no longer this process's; another process may train this cell",
+            path.display()
+        );
         return;
     }
     let fresh = Owner { heartbeat_unix_s: unix_seconds(), ..owner.clone() };
@@ -229,7 +244,10 @@ fn unknown_owner(path: &Path) -> Owner {
 fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the command name, which is in parentheses and may hold spaces.
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|state| state != "Z" && state != "X"),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
 }
@@ -280,7 +298,10 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        write_owner(&path, &Owner { host: host_name(), pid, started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() });
+        write_owner(
+            &path,
+            &Owner { host: host_name(), pid, started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() },
+        );
         let Acquired::Owned(lock) = acquire(&path).unwrap() else { panic!("a dead owner's lock is taken over") };
         assert_eq!(lock.owner().pid, std::process::id());
         assert!(!with_suffix(&path, ".takeover").exists());
@@ -293,7 +314,10 @@ mod tests {
         let path = dir.path().join("cell.ron.lock");
         let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
         let pid = child.id();
-        write_owner(&path, &Owner { host: host_name(), pid, started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() });
+        write_owner(
+            &path,
+            &Owner { host: host_name(), pid, started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() },
+        );
         assert!(matches!(acquire(&path).unwrap(), Acquired::Busy(_)), "a running owner keeps its lock");
         child.kill().unwrap();
         // Not waited for yet: a zombie, as a cell whose run was killed becomes.
@@ -310,7 +334,12 @@ mod tests {
     fn a_silent_lock_of_another_host_is_taken_over_only_after_the_stale_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cell.ron.lock");
-        let recent = Owner { host: "elsewhere".into(), pid: 1, started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() - 60 };
+        let recent = Owner {
+            host: "elsewhere".into(),
+            pid: 1,
+            started_unix_s: unix_seconds(),
+            heartbeat_unix_s: unix_seconds() - 60,
+        };
         write_owner(&path, &recent);
         match acquire(&path).unwrap() {
             Acquired::Busy(owner) => {
@@ -331,7 +360,10 @@ mod tests {
         let silent = Owner { host: "elsewhere".into(), pid: 1, started_unix_s: 0, heartbeat_unix_s: 0 };
         write_owner(&path, &silent);
         std::fs::write(with_suffix(&path, ".takeover"), b"{}").unwrap();
-        assert!(matches!(acquire(&path).unwrap(), Acquired::Busy(_)), "only the holder of the takeover file replaces the lock");
+        assert!(
+            matches!(acquire(&path).unwrap(), Acquired::Busy(_)),
+            "only the holder of the takeover file replaces the lock"
+        );
         assert_eq!(read_owner(&path), Some(silent));
     }
 

@@ -158,7 +158,13 @@ mod tests {
 
     #[test]
     fn adamw_decay_is_decoupled_and_weights_only() {
-        assert_weights_only_decay(OptimizerSpec::AdamW { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.5 });
+        assert_weights_only_decay(OptimizerSpec::AdamW {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.5,
+        });
     }
 
     #[test]

@@ -49,8 +49,8 @@ impl Drop for Periodic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn ticks_until_dropped_and_not_after() {

@@ -16,13 +16,13 @@ use std::process::{Command, Stdio};
 use anyhow::Context as _;
 use dmlbench_datasets::synth::{self, SynthOptions};
 
-use super::cell::{empty_record, run_cell, CellPaths, Event};
+use super::cell::{CellPaths, Event, empty_record, run_cell};
 use super::lock::{self, Acquired};
 use super::with_suffix;
 use crate::experiment::{Cell, Plan};
-use dmlbench_host::Registry;
 use crate::report::record::{CellRecord, CellStatus, EXPERIMENT_COPY};
 use crate::report::text;
+use dmlbench_host::Registry;
 
 /// How to run a plan.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ pub struct RunSummary {
 #[derive(Clone, Debug)]
 pub enum CellOutcome {
     /// Its record: trained now, or found complete once the cell's lock was held.
-    Record(CellRecord),
+    Record(Box<CellRecord>),
     /// Another process owns the cell (who, in words).
     Busy(String),
 }
@@ -100,7 +100,8 @@ pub fn ensure_dataset(plan: &Plan) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&partial);
         let complete = dmlbench_datasets::expected::read_manifest(&plan.dataset_root).ok().flatten().is_some();
         if !complete {
-            return Err(error).with_context(|| format!("moving the generated dataset to {}", plan.dataset_root.display()));
+            return Err(error)
+                .with_context(|| format!("moving the generated dataset to {}", plan.dataset_root.display()));
         }
     }
     Ok(())
@@ -121,11 +122,17 @@ fn is_done(plan: &Plan, cell: &Cell, path: &Path) -> bool {
 pub fn describe(record: &CellRecord) -> String {
     match &record.status {
         CellStatus::Completed => {
-            let r1 = record.final_metrics.as_ref().and_then(|m| m.recall_at_k.get(&1)).map_or(text::MISSING.into(), |v| text::percent(*v));
+            let r1 = record
+                .final_metrics
+                .as_ref()
+                .and_then(|m| m.recall_at_k.get(&1))
+                .map_or(text::MISSING.into(), |v| text::percent(*v));
             let seconds = record.mean_epoch_seconds().map_or(text::MISSING.into(), text::significant);
             format!("completed, R@1 {r1}, {seconds} s/epoch")
         }
-        CellStatus::Failed { reason } => format!("FAILED: {}", dmlbench_host::errors::escape_terminal(reason.lines().next().unwrap_or(""))),
+        CellStatus::Failed { reason } => {
+            format!("FAILED: {}", dmlbench_host::errors::escape_terminal(reason.lines().next().unwrap_or("")))
+        }
         CellStatus::Running => "interrupted".into(),
     }
 }
@@ -143,10 +150,13 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
         .and_then(|_| std::fs::rename(&staged, &copy))
         .with_context(|| format!("copying {} to {}", plan.file.display(), copy.display()))?;
 
-    let cells: Vec<&Cell> = plan.cells.iter().filter(|c| options.only.is_empty() || options.only.contains(&c.key.id())).collect();
+    let cells: Vec<&Cell> =
+        plan.cells.iter().filter(|c| options.only.is_empty() || options.only.contains(&c.key.id())).collect();
     let bars = indicatif::MultiProgress::new();
     let overall = bars.add(indicatif::ProgressBar::new(cells.len() as u64));
-    overall.set_style(indicatif::ProgressStyle::with_template("cells {bar:30} {pos}/{len} {msg}").expect("valid template"));
+    overall.set_style(
+        indicatif::ProgressStyle::with_template("cells {bar:30} {pos}/{len} {msg}").expect("valid template"),
+    );
     let mut summary = RunSummary::default();
     for cell in cells {
         let id = cell.key.id();
@@ -164,13 +174,15 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
         }
         overall.set_message(id.clone());
         let bar = bars.add(indicatif::ProgressBar::new(0));
-        bar.set_style(indicatif::ProgressStyle::with_template("  {prefix} {bar:30} {pos}/{len} {msg}").expect("valid template"));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("  {prefix} {bar:30} {pos}/{len} {msg}").expect("valid template"),
+        );
         bar.set_prefix(id.clone());
         if bars.is_hidden() {
             eprintln!("running {id}");
         }
         let record = match run_child(plan, cell, options, &dir, &paths, &bar)? {
-            CellOutcome::Record(record) => record,
+            CellOutcome::Record(record) => *record,
             CellOutcome::Busy(owner) => {
                 bar.finish_and_clear();
                 summary.busy.push((id, owner));
@@ -191,7 +203,14 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
     Ok(summary)
 }
 
-fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: &CellPaths, bar: &indicatif::ProgressBar) -> anyhow::Result<CellOutcome> {
+fn run_child(
+    plan: &Plan,
+    cell: &Cell,
+    options: &RunOptions,
+    dir: &Path,
+    paths: &CellPaths,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<CellOutcome> {
     let exe = std::env::current_exe().context("locating the dmlbench executable")?;
     let log_path = dir.join("logs").join(format!("{}.log", cell.key.id()));
     // Appended to, never truncated: another run's process may be writing this cell's log.
@@ -238,9 +257,9 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
             Event::Epoch { .. } => bar.set_position(0),
             Event::Busy { owner } => busy = Some(owner),
             // Printed even without a terminal, where the bar (and its println) is hidden.
-            Event::Warning { message } => {
-                bar.suspend(|| eprintln!("warning: {}: {}", cell.key.id(), dmlbench_host::errors::escape_terminal(&message)))
-            }
+            Event::Warning { message } => bar.suspend(|| {
+                eprintln!("warning: {}: {}", cell.key.id(), dmlbench_host::errors::escape_terminal(&message))
+            }),
         }
     }
     let status = child.wait().context("waiting for the cell's process")?;
@@ -249,23 +268,34 @@ fn run_child(plan: &Plan, cell: &Cell, options: &RunOptions, dir: &Path, paths: 
     }
     let record = CellRecord::load(&paths.record).ok().filter(|r| r.config_fingerprint == cell.fingerprint);
     match record {
-        Some(r) if status.success() || matches!(r.status, CellStatus::Failed { .. }) => Ok(CellOutcome::Record(r)),
+        Some(r) if status.success() || matches!(r.status, CellStatus::Failed { .. }) => {
+            Ok(CellOutcome::Record(Box::new(r)))
+        }
         other => {
             // The process died without recording why: a crash, a kill, running out of memory.
             let how = dmlbench_host::errors::describe_exit(&status);
             let mut r = other.unwrap_or_else(|| empty_record(plan, cell));
             r.status = CellStatus::Failed {
-                reason: format!("the cell's process {how}; from {}:\n{}", log_path.display(), log_excerpt(&log_path, 8)),
+                reason: format!(
+                    "the cell's process {how}; from {}:\n{}",
+                    log_path.display(),
+                    log_excerpt(&log_path, 8)
+                ),
             };
             r.save(&paths.record)?;
-            Ok(CellOutcome::Record(r))
+            Ok(CellOutcome::Record(Box::new(r)))
         }
     }
 }
 
 /// The command-line overrides a plan was made with, for its cell processes.
 fn plan_overrides(plan: &Plan) -> Vec<String> {
-    let mut args = vec!["--epochs".into(), plan.spec.training.epochs.to_string(), "--device".into(), plan.spec.training.device.clone()];
+    let mut args = vec![
+        "--epochs".into(),
+        plan.spec.training.epochs.to_string(),
+        "--device".into(),
+        plan.spec.training.device.clone(),
+    ];
     if plan.overrides.smoke {
         args.push("--smoke".into());
     }
@@ -281,7 +311,8 @@ fn plan_overrides(plan: &Plan) -> Vec<String> {
 /// itself stays complete beside the record.
 fn log_excerpt(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && !dmlbench_host::errors::is_backtrace_line(l)).collect();
+    let kept: Vec<&str> =
+        text.lines().filter(|l| !l.trim().is_empty() && !dmlbench_host::errors::is_backtrace_line(l)).collect();
     let cause = kept.iter().position(|l| l.contains("panicked at") || l.trim_start().starts_with("error"));
     let tail_start = kept.len().saturating_sub(lines);
     let mut excerpt: Vec<&str> = Vec::new();
@@ -296,7 +327,13 @@ fn log_excerpt(path: &Path, lines: usize) -> String {
 /// Runs one cell in this process, printing events as JSON lines on stdout when `json_events`
 /// is set (the protocol [`run_plan`] reads), or showing a progress bar otherwise. The cell's
 /// lock is held throughout; a cell another process owns is left alone.
-pub fn run_single(plan: &Plan, cell: &Cell, registry: &Registry, results: &Path, json_events: bool) -> anyhow::Result<CellOutcome> {
+pub fn run_single(
+    plan: &Plan,
+    cell: &Cell,
+    registry: &Registry,
+    results: &Path,
+    json_events: bool,
+) -> anyhow::Result<CellOutcome> {
     super::allocator::keep_freed_memory_for_reuse();
     ensure_dataset(plan)?;
     let dir = plan.results_dir(results);
@@ -315,13 +352,15 @@ pub fn run_single(plan: &Plan, cell: &Cell, registry: &Registry, results: &Path,
     };
     // Another process may have finished the cell between this run's look and the lock.
     if is_done(plan, cell, &paths.record) {
-        return Ok(CellOutcome::Record(CellRecord::load(&paths.record)?));
+        return Ok(CellOutcome::Record(Box::new(CellRecord::load(&paths.record)?)));
     }
     let bar = indicatif::ProgressBar::new(0);
     if json_events {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    bar.set_style(indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} {msg}").expect("valid template"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} {msg}").expect("valid template"),
+    );
     bar.set_prefix(cell.key.id());
     let stdout = std::io::stdout();
     let mut epochs = 0;
@@ -353,7 +392,7 @@ pub fn run_single(plan: &Plan, cell: &Cell, registry: &Registry, results: &Path,
     };
     let record = run_cell(plan, cell, registry, &dir, &mut on_event)?;
     bar.finish_and_clear();
-    Ok(CellOutcome::Record(record))
+    Ok(CellOutcome::Record(Box::new(record)))
 }
 
 #[cfg(test)]
@@ -366,7 +405,9 @@ mod tests {
     fn the_excerpt_keeps_the_cause_and_drops_backtrace_frames() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("cell.log");
-        let mut text = String::from("epoch 1/3\nthread 'main' (7) panicked at plugins/x/src/lib.rs:10:5:\nindex out of bounds: the len is 3 but the index is 9\nstack backtrace:\n");
+        let mut text = String::from(
+            "epoch 1/3\nthread 'main' (7) panicked at plugins/x/src/lib.rs:10:5:\nindex out of bounds: the len is 3 but the index is 9\nstack backtrace:\n",
+        );
         for frame in 0..30 {
             text.push_str(&format!("  {frame}: some::function::name\n             at ./src/lib.rs:{frame}:1\n"));
         }
@@ -384,7 +425,10 @@ mod tests {
         }
         std::fs::write(&log, text).unwrap();
         let excerpt = log_excerpt(&log, 3);
-        assert_eq!(excerpt, "error: cannot read images/0001.jpg\ncaused by: truncated file\n...\nline 17\nline 18\nline 19");
+        assert_eq!(
+            excerpt,
+            "error: cannot read images/0001.jpg\ncaused by: truncated file\n...\nline 17\nline 18\nline 19"
+        );
     }
 
     #[test]
@@ -393,6 +437,10 @@ mod tests {
         let log = dir.path().join("cell.log");
         std::fs::write(&log, "x".repeat(10 << 20)).unwrap();
         let excerpt = log_excerpt(&log, 8);
-        assert!(excerpt.len() < dmlbench_host::errors::MESSAGE_LIMIT + 40 && excerpt.ends_with("more bytes)"), "{}", excerpt.len());
+        assert!(
+            excerpt.len() < dmlbench_host::errors::MESSAGE_LIMIT + 40 && excerpt.ends_with("more bytes)"),
+            "{}",
+            excerpt.len()
+        );
     }
 }

@@ -43,7 +43,11 @@ pub fn dmlbench_program(exe: &Path, project_root: &Path) -> Command {
 /// Runs a command and returns (exit code, stdout, stderr).
 pub fn run(command: &mut Command) -> (i32, String, String) {
     let Output { status, stdout, stderr } = command.output().expect("the command starts");
-    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
 }
 
 /// Builds a workspace cdylib crate in the test's profile and returns its library.

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use dmlbench::eval::Metrics;
 use dmlbench::report::record::{
-    fingerprint, CellKey, CellRecord, CellStatus, DatasetInfo, Environment, EpochRecord, ExperimentRef, PluginRef, Selection,
-    Timing, EXPERIMENT_COPY, RECORD_FORMAT_VERSION,
+    CellKey, CellRecord, CellStatus, DatasetInfo, EXPERIMENT_COPY, Environment, EpochRecord, ExperimentRef, PluginRef,
+    RECORD_FORMAT_VERSION, Selection, Timing, fingerprint,
 };
 
 /// The experiment file behind the records, kept beside them as `dmlbench run` does.
-pub const EXPERIMENT_TEXT: &str = "// the fixture's experiment\n(name: \"default\", seeds: [0, 1, 2], grid: [(loss: \"cross_entropy\")])\n";
+pub const EXPERIMENT_TEXT: &str =
+    "// the fixture's experiment\n(name: \"default\", seeds: [0, 1, 2], grid: [(loss: \"cross_entropy\")])\n";
 
 /// Final metrics of one completed seed.
 pub struct Final {
@@ -29,19 +30,31 @@ pub const COMPLETED: [(&str, Option<&str>, f64, [Final; 3]); 3] = [
         "cross_entropy",
         None,
         300.0,
-        [Final { r1: 0.60, map: 0.300, nmi: 0.70 }, Final { r1: 0.62, map: 0.310, nmi: 0.71 }, Final { r1: 0.67, map: 0.320, nmi: 0.72 }],
+        [
+            Final { r1: 0.60, map: 0.300, nmi: 0.70 },
+            Final { r1: 0.62, map: 0.310, nmi: 0.71 },
+            Final { r1: 0.67, map: 0.320, nmi: 0.72 },
+        ],
     ),
     (
         "contrastive",
         Some("batch_hard"),
         250.0,
-        [Final { r1: 0.55, map: 0.315, nmi: 0.66 }, Final { r1: 0.56, map: 0.316, nmi: 0.67 }, Final { r1: 0.57, map: 0.317, nmi: 0.68 }],
+        [
+            Final { r1: 0.55, map: 0.315, nmi: 0.66 },
+            Final { r1: 0.56, map: 0.316, nmi: 0.67 },
+            Final { r1: 0.57, map: 0.317, nmi: 0.68 },
+        ],
     ),
     (
         "multi_similarity",
         Some("multi_similarity"),
         360.0,
-        [Final { r1: 0.40, map: 0.200, nmi: 0.60 }, Final { r1: 0.41, map: 0.210, nmi: 0.61 }, Final { r1: 0.42, map: 0.220, nmi: 0.62 }],
+        [
+            Final { r1: 0.40, map: 0.200, nmi: 0.60 },
+            Final { r1: 0.41, map: 0.210, nmi: 0.61 },
+            Final { r1: 0.42, map: 0.220, nmi: 0.62 },
+        ],
     ),
 ];
 
@@ -79,13 +92,29 @@ fn record(loss: &str, miner: Option<&str>, seed: u64) -> CellRecord {
         "(dataset: (format: \"cub\", root: \"data/cub\"), model: (backbone: \"resnet50\", embedding: 512), \
          training: (epochs: {EPOCHS}, batch_size: 112, lr: 0.00001), seed: {seed})"
     );
-    let mut plugins = vec![PluginRef { kind: "loss".into(), id: loss.into(), version: "0.1.0".into(), sdk_version: "dmlbench-sdk 0.1.0".into(), config: String::new() }];
+    let mut plugins = vec![PluginRef {
+        kind: "loss".into(),
+        id: loss.into(),
+        version: "0.1.0".into(),
+        sdk_version: "dmlbench-sdk 0.1.0".into(),
+        config: String::new(),
+    }];
     if let Some(miner) = miner {
-        plugins.push(PluginRef { kind: "miner".into(), id: miner.into(), version: "0.1.0".into(), sdk_version: "dmlbench-sdk 0.1.0".into(), config: String::new() });
+        plugins.push(PluginRef {
+            kind: "miner".into(),
+            id: miner.into(),
+            version: "0.1.0".into(),
+            sdk_version: "dmlbench-sdk 0.1.0".into(),
+            config: String::new(),
+        });
     }
     CellRecord {
         format_version: RECORD_FORMAT_VERSION,
-        experiment: ExperimentRef { name: "default".into(), file: "experiments/default.ron".into(), fingerprint: fingerprint(EXPERIMENT_TEXT.as_bytes()) },
+        experiment: ExperimentRef {
+            name: "default".into(),
+            file: "experiments/default.ron".into(),
+            fingerprint: fingerprint(EXPERIMENT_TEXT.as_bytes()),
+        },
         cell,
         config_fingerprint: fingerprint(config.as_bytes()),
         config,

@@ -21,22 +21,10 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A little-endian f32 tensor from a safetensors file: (values, shape).
 pub fn read_f32(path: &std::path::Path, name: &str) -> (Vec<f32>, Vec<usize>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let tensors = safetensors::SafeTensors::deserialize(&bytes)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let view = tensors
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("{}: {name}: {e}", path.display()));
-    assert_eq!(
-        view.dtype(),
-        safetensors::Dtype::F32,
-        "{name} in {}",
-        path.display()
-    );
-    let values = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let view = tensors.tensor(name).unwrap_or_else(|e| panic!("{}: {name}: {e}", path.display()));
+    assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name} in {}", path.display());
+    let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     (values, view.shape().to_vec())
 }
 
@@ -51,21 +39,12 @@ pub struct Reference {
 pub fn reference(io_path: &std::path::Path) -> Reference {
     let (input, shape) = read_f32(io_path, "input");
     let (features, fshape) = read_f32(io_path, "features");
-    Reference {
-        input,
-        input_shape: shape.try_into().expect("input is 4-d"),
-        features,
-        feature_dim: fshape[1],
-    }
+    Reference { input, input_shape: shape.try_into().expect("input is 4-d"), features, feature_dim: fshape[1] }
 }
 
 /// A model that returns the backbone's pooled features unchanged: torchvision's `avgpool`
 /// output, flattened, before `fc`.
-pub fn pooled_features_config(
-    backbone: Backbone,
-    weights: PathBuf,
-    frozen_bn: bool,
-) -> ModelConfig {
+pub fn pooled_features_config(backbone: Backbone, weights: PathBuf, frozen_bn: bool) -> ModelConfig {
     ModelConfig {
         backbone,
         weights: Some(weights),
@@ -98,14 +77,10 @@ pub fn relative_errors(ours: &[f32], theirs: &[f32]) -> (f64, f64) {
 
 /// Deterministic pseudo-random values in [-1, 1) (a fixed LCG: tests need no RNG crate).
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -121,10 +96,7 @@ pub fn snapshot(model: &impl Module) -> Vec<(String, Vec<f32>)> {
         .map(|t| {
             let name = t.name.clone();
             let bytes = t.to_bytes().unwrap();
-            let values = bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             (name, values)
         })
         .collect()
@@ -167,10 +139,7 @@ pub fn parameters(model: &EmbeddingModel) -> Vec<ParamInfo> {
             });
         }
     }
-    let mut visitor = Visitor {
-        path: Vec::new(),
-        out: Vec::new(),
-    };
+    let mut visitor = Visitor { path: Vec::new(), out: Vec::new() };
     model.visit(&mut visitor);
     visitor.out
 }

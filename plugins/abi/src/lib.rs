@@ -154,8 +154,7 @@ pub struct StatSink {
     /// Host context, passed back unchanged.
     pub ctx: *mut c_void,
     /// Record `value` under the UTF-8 name `name[..name_len]`. Null means no statistics wanted.
-    pub record:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, name: *const u8, name_len: usize, value: f64)>,
+    pub record: Option<unsafe extern "C" fn(ctx: *mut c_void, name: *const u8, name_len: usize, value: f64)>,
 }
 
 /// What the exported entry function points at: the library's ABI version and its plugins.
@@ -200,11 +199,7 @@ pub struct Descriptor {
     /// Creates an instance. On success writes a non-null instance pointer to `instance_out`
     /// and returns [`Status::OK`]; the host later frees it with [`VTable::destroy`].
     pub create: Option<
-        unsafe extern "C" fn(
-            params: *const CreateParams,
-            instance_out: *mut *mut c_void,
-            error: *const Sink,
-        ) -> Status,
+        unsafe extern "C" fn(params: *const CreateParams, instance_out: *mut *mut c_void, error: *const Sink) -> Status,
     >,
     /// Instance functions.
     pub vtable: *const VTable,
@@ -251,9 +246,7 @@ pub struct VTable {
     /// Loss only, optional: updates the plugin's own parameters from the gradients of the
     /// last `forward_backward`, with its configured learning rate times `lr_scale` (the
     /// schedule's factor in [0, 1] or more during warm-up experiments).
-    pub step: Option<
-        unsafe extern "C" fn(instance: *mut c_void, lr_scale: f64, error: *const Sink) -> Status,
-    >,
+    pub step: Option<unsafe extern "C" fn(instance: *mut c_void, lr_scale: f64, error: *const Sink) -> Status>,
     /// Miner only, required: mines tuples from `batch` and reports them through
     /// `output.tuples` exactly once.
     pub mine: Option<
@@ -265,17 +258,10 @@ pub struct VTable {
         ) -> Status,
     >,
     /// Optional: writes the instance's state (safetensors layout) through `out`.
-    pub save_state:
-        Option<unsafe extern "C" fn(instance: *mut c_void, out: *const Sink, error: *const Sink) -> Status>,
+    pub save_state: Option<unsafe extern "C" fn(instance: *mut c_void, out: *const Sink, error: *const Sink) -> Status>,
     /// Optional: restores state written by `save_state` of the same plugin and configuration.
-    pub load_state: Option<
-        unsafe extern "C" fn(
-            instance: *mut c_void,
-            bytes: *const u8,
-            len: usize,
-            error: *const Sink,
-        ) -> Status,
-    >,
+    pub load_state:
+        Option<unsafe extern "C" fn(instance: *mut c_void, bytes: *const u8, len: usize, error: *const Sink) -> Status>,
 }
 
 /// Kind of a [`Tuples`] value.

@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use dmlbench_abi::{
-    ABI_MAJOR, ABI_MINOR, Batch, CreateParams, Descriptor, ENTRY_SYMBOL, Entry, Kind, LossOutput, MineOutput,
-    Sink, StatSink, Status, TupleKind, TupleSink, Tuples, VTable, capability,
+    ABI_MAJOR, ABI_MINOR, Batch, CreateParams, Descriptor, ENTRY_SYMBOL, Entry, Kind, LossOutput, MineOutput, Sink,
+    StatSink, Status, TupleKind, TupleSink, Tuples, VTable, capability,
 };
 
 /// One field of a `#[repr(C)]` struct, as the Rust compiler laid it out.
@@ -206,15 +206,9 @@ fn listed_fields_tile_each_rust_struct() {
 #[test]
 fn capability_list_is_complete() {
     // capability::ALL grows with every new flag, so a flag missing from `constants` shows here.
-    let listed = constants()
-        .iter()
-        .filter(|(name, _)| name.starts_with("DMLBENCH_CAP_"))
-        .fold(0, |all, (_, value)| all | value);
-    assert_eq!(
-        listed,
-        i128::from(capability::ALL),
-        "a capability flag is missing from the header or from this test"
-    );
+    let listed =
+        constants().iter().filter(|(name, _)| name.starts_with("DMLBENCH_CAP_")).fold(0, |all, (_, value)| all | value);
+    assert_eq!(listed, i128::from(capability::ALL), "a capability flag is missing from the header or from this test");
 }
 
 #[test]
@@ -222,8 +216,7 @@ fn every_rust_type_is_listed() {
     let lib = fs::read_to_string(crate_dir().join("src/lib.rs")).unwrap();
     let mut in_lib: Vec<&str> =
         lib.lines().filter_map(|l| l.trim().strip_prefix("pub struct ")).map(leading_identifier).collect();
-    let mut listed: Vec<&str> =
-        structs().iter().map(|s| s.rust).chain(newtypes().iter().map(|n| n.rust)).collect();
+    let mut listed: Vec<&str> = structs().iter().map(|s| s.rust).chain(newtypes().iter().map(|n| n.rust)).collect();
     in_lib.sort();
     listed.sort();
     assert_eq!(in_lib, listed, "src/lib.rs declares a type this test does not check");

@@ -50,10 +50,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::matrix::{matmul, MatRef, Matrix, Op};
-use crate::normalize::{l2_normalize, l2_normalize_backward, Normalized};
+use crate::matrix::{MatRef, Matrix, Op, matmul};
+use crate::normalize::{Normalized, l2_normalize, l2_normalize_backward};
 use crate::plugin::{Context, Stats};
-use crate::rng::{decode_counter, encode_counter, CallRng};
+use crate::rng::{CallRng, decode_counter, encode_counter};
 use crate::softmax::log_sum_exp;
 use crate::state::TensorMap;
 
@@ -236,8 +236,13 @@ pub struct Classifier {
 }
 
 /// Names of the classifier's state tensors.
-pub const STATE_NAMES: [&str; 5] =
-    ["classifier.weight", "classifier.bias", "classifier.weight_momentum", "classifier.bias_momentum", "classifier.steps"];
+pub const STATE_NAMES: [&str; 5] = [
+    "classifier.weight",
+    "classifier.bias",
+    "classifier.weight_momentum",
+    "classifier.bias_momentum",
+    "classifier.steps",
+];
 
 impl Classifier {
     /// A classifier over `context.num_classes` classes of `context.embedding_dim` features.
@@ -495,10 +500,18 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_gradient, context, random_embeddings, random_labels, GradCheck};
+    use crate::testing::{GradCheck, check_gradient, context, random_embeddings, random_labels};
 
     /// The definition in f64 loops, for a given dropout mask.
-    fn reference(config: &ClassifierConfig, w: &[f32], b: &[f32], z: &[f32], labels: &[i64], d: usize, mask: Option<&[f32]>) -> f64 {
+    fn reference(
+        config: &ClassifierConfig,
+        w: &[f32],
+        b: &[f32],
+        z: &[f32],
+        labels: &[i64],
+        d: usize,
+        mask: Option<&[f32]>,
+    ) -> f64 {
         let classes = b.len();
         let n = labels.len();
         let unit = |v: Vec<f64>| {
@@ -565,9 +578,8 @@ mod tests {
             head.set_parameters(&w, &b).unwrap();
             let mask = head.dropout_mask(0, n);
             let mut dz = vec![0.0; n * d];
-            let loss = head
-                .forward_backward(MatRef::new(n, d, &z), &labels, 1.0, &mut dz, &mut Stats::default())
-                .unwrap();
+            let loss =
+                head.forward_backward(MatRef::new(n, d, &z), &labels, 1.0, &mut dz, &mut Stats::default()).unwrap();
             let want = reference(&config, &w, &b, &z, &labels, d, mask.as_deref());
             assert!((loss - want).abs() < 1e-5 * want.abs().max(1.0), "config {k}: {loss} vs {want}");
             let pending = head.pending.clone().unwrap();
@@ -666,7 +678,10 @@ mod tests {
         assert_eq!((l1, g1), (l2, g2));
         let other = Classifier::new(config, &context(3, 5), "").unwrap();
         let mut map = TensorMap::parse(&bytes).unwrap();
-        let e = { let mut o = other; o.load(&mut map).unwrap_err() };
+        let e = {
+            let mut o = other;
+            o.load(&mut map).unwrap_err()
+        };
         assert!(e.message().contains("classifier.weight"), "{e}");
     }
 
@@ -678,11 +693,17 @@ mod tests {
             (ClassifierConfig { dropout: -0.1, ..Default::default() }, "c.dropout"),
             (ClassifierConfig { temperature: 0.0, ..Default::default() }, "c.temperature"),
             (
-                ClassifierConfig { optimizer: SgdConfig { lr: Some(-1.0), ..Default::default() }, ..Default::default() },
+                ClassifierConfig {
+                    optimizer: SgdConfig { lr: Some(-1.0), ..Default::default() },
+                    ..Default::default()
+                },
                 "c.optimizer.lr",
             ),
             (
-                ClassifierConfig { optimizer: SgdConfig { nesterov: true, ..Default::default() }, ..Default::default() },
+                ClassifierConfig {
+                    optimizer: SgdConfig { nesterov: true, ..Default::default() },
+                    ..Default::default()
+                },
                 "c.optimizer.nesterov",
             ),
         ];

@@ -17,8 +17,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::matrix::{MatRef, Matrix};
-use crate::normalize::{l2_normalize, l2_normalize_backward, Normalized};
-use crate::pairwise::{pairwise_self, Measure, Pairwise};
+use crate::normalize::{Normalized, l2_normalize, l2_normalize_backward};
+use crate::pairwise::{Measure, Pairwise, pairwise_self};
 
 /// Which measure, and whether embeddings are L2-normalised first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ impl BatchDistances {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_gradient, random_embeddings, GradCheck};
+    use crate::testing::{GradCheck, check_gradient, random_embeddings};
 
     #[test]
     fn backward_through_normalisation_matches_finite_differences() {
@@ -100,8 +100,7 @@ mod tests {
                     let v = config.compute(MatRef::new(n, d, x));
                     Ok(v.values().data.iter().zip(&g).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum())
                 };
-                check_gradient(f, &z, &dz.data, &GradCheck::default())
-                    .unwrap_or_else(|e| panic!("{config:?}: {e}"));
+                check_gradient(f, &z, &dz.data, &GradCheck::default()).unwrap_or_else(|e| panic!("{config:?}: {e}"));
             }
         }
     }

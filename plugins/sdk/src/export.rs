@@ -5,18 +5,18 @@
 //! [`Status::PANICKED`] with the panic message, and the instance that panicked is marked
 //! poisoned, so later calls on it fail cleanly instead of running on half-updated state.
 
-use std::ffi::{c_void, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::{CString, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use dmlbench_abi::{
-    capability, CreateParams, Descriptor, Entry, Kind, LossOutput, MineOutput, Sink, Status,
-    TupleKind, Tuples as RawTuples, VTable, ABI_MAJOR, ABI_MINOR,
+    ABI_MAJOR, ABI_MINOR, CreateParams, Descriptor, Entry, Kind, LossOutput, MineOutput, Sink, Status, TupleKind,
+    Tuples as RawTuples, VTable, capability,
 };
 
 use crate::error::{Error, Result};
-use crate::instance::{default_config_text, Instance, RawBatch};
+use crate::instance::{Instance, RawBatch, default_config_text};
 use crate::plugin::{Context, Loss, Miner, Plugin, Stats, TupleUse};
-use crate::tuples::{Pairs, TupleForm, Triplets, Tuples};
+use crate::tuples::{Pairs, Triplets, TupleForm, Tuples};
 
 /// The version of this SDK, reported in the entry.
 pub const SDK_VERSION: &str = concat!("dmlbench-sdk ", env!("CARGO_PKG_VERSION"));
@@ -162,16 +162,10 @@ pub fn loss<T: Loss>() -> Registered {
     let tuples = match T::TUPLES {
         TupleUse::Ignored => 0,
         TupleUse::Optional(_) => capability::ACCEPTS_PAIRS | capability::ACCEPTS_TRIPLETS,
-        TupleUse::Required(_) => {
-            capability::ACCEPTS_PAIRS | capability::ACCEPTS_TRIPLETS | capability::NEEDS_TUPLES
-        }
+        TupleUse::Required(_) => capability::ACCEPTS_PAIRS | capability::ACCEPTS_TRIPLETS | capability::NEEDS_TUPLES,
     };
     let params = if T::OWNS_PARAMETERS { capability::OWNS_PARAMETERS } else { 0 };
-    let vtable = VTable {
-        forward_backward: Some(forward_backward::<T>),
-        step: Some(step::<T>),
-        ..base_vtable::<T>()
-    };
+    let vtable = VTable { forward_backward: Some(forward_backward::<T>), step: Some(step::<T>), ..base_vtable::<T>() };
     register::<T>(Kind::LOSS, tuples | params, vtable)
 }
 
@@ -190,10 +184,10 @@ pub fn miner<T: Miner>() -> Registered {
 /// # Safety
 /// `sink` is null or points at a valid [`Sink`].
 unsafe fn report(sink: *const Sink, message: &str) {
-    if let Some(sink) = unsafe { sink.as_ref() } {
-        if let Some(write) = sink.write {
-            unsafe { write(sink.ctx, message.as_ptr(), message.len()) };
-        }
+    if let Some(sink) = unsafe { sink.as_ref() }
+        && let Some(write) = sink.write
+    {
+        unsafe { write(sink.ctx, message.as_ptr(), message.len()) };
     }
 }
 
@@ -308,10 +302,7 @@ unsafe fn read_tuples(t: &RawTuples) -> Result<Option<Tuples>> {
         TupleKind::NONE => Ok(None),
         TupleKind::TRIPLETS => {
             if t.neg_len != t.pos_len {
-                return Err(Error::bad_input(format!(
-                    "triplets have pos_len {} but neg_len {}",
-                    t.pos_len, t.neg_len
-                )));
+                return Err(Error::bad_input(format!("triplets have pos_len {} but neg_len {}", t.pos_len, t.neg_len)));
             }
             Ok(Some(Tuples::Triplets(Triplets {
                 a: copy("triplet anchors", t.a1, t.pos_len)?,

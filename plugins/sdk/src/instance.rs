@@ -113,9 +113,7 @@ impl<T: Plugin> Instance<T> {
                 self.context.embedding_dim
             )));
         }
-        let expected = n
-            .checked_mul(d)
-            .ok_or_else(|| Error::bad_input(format!("n·d overflows (n = {n}, d = {d})")))?;
+        let expected = n.checked_mul(d).ok_or_else(|| Error::bad_input(format!("n·d overflows (n = {n}, d = {d})")))?;
         if embeddings.len() != expected {
             return Err(Error::bad_input(format!(
                 "{} embedding values for n = {n}, d = {d} (expected n·d = {expected})",
@@ -126,22 +124,15 @@ impl<T: Plugin> Instance<T> {
             return Err(Error::bad_input(format!("{} labels for {n} embeddings", labels.len())));
         }
         if let Some(i) = first_non_finite(embeddings) {
-            return Err(Error::bad_input(format!(
-                "embedding row {}, column {} is {}",
-                i / d,
-                i % d,
-                embeddings[i]
-            )));
+            return Err(Error::bad_input(format!("embedding row {}, column {} is {}", i / d, i % d, embeddings[i])));
         }
         let classes = self.context.num_classes;
-        if classes > 0 {
-            if let Some((i, &label)) =
-                labels.iter().enumerate().find(|&(_, &l)| l < 0 || l as u64 >= classes as u64)
-            {
-                return Err(Error::bad_input(format!(
-                    "label {label} of row {i} is outside 0..{classes} (the number of classes)"
-                )));
-            }
+        if classes > 0
+            && let Some((i, &label)) = labels.iter().enumerate().find(|&(_, &l)| l < 0 || l as u64 >= classes as u64)
+        {
+            return Err(Error::bad_input(format!(
+                "label {label} of row {i} is outside 0..{classes} (the number of classes)"
+            )));
         }
         Ok(Batch { embeddings: MatRef::new(n, d, embeddings), labels, tuples: None })
     }
@@ -160,11 +151,7 @@ impl<T: Plugin> Instance<T> {
 /// Index of the first NaN or infinite value. Written as a branch-free scan first, because
 /// it runs on every batch in both directions and must cost next to nothing.
 pub fn first_non_finite(values: &[f32]) -> Option<usize> {
-    if values.iter().fold(true, |ok, v| ok & v.is_finite()) {
-        None
-    } else {
-        values.iter().position(|v| !v.is_finite())
-    }
+    if values.iter().fold(true, |ok, v| ok & v.is_finite()) { None } else { values.iter().position(|v| !v.is_finite()) }
 }
 
 impl<T: Loss> Instance<T> {
@@ -219,7 +206,12 @@ impl<T: Loss> Instance<T> {
     }
 
     /// Checked forward and backward pass on an n×d batch (n from the label count).
-    pub fn forward_backward(&mut self, embeddings: &[f32], labels: &[i64], tuples: Option<&Tuples>) -> Result<LossValue> {
+    pub fn forward_backward(
+        &mut self,
+        embeddings: &[f32],
+        labels: &[i64],
+        tuples: Option<&Tuples>,
+    ) -> Result<LossValue> {
         let d = self.context.embedding_dim.max(1);
         let raw = RawBatch { n: labels.len(), d, embeddings, labels };
         let mut grad = vec![0.0; embeddings.len()];
@@ -231,7 +223,9 @@ impl<T: Loss> Instance<T> {
     /// Updates the loss's own parameters.
     pub fn step(&mut self, lr_scale: f64) -> Result<()> {
         if !lr_scale.is_finite() || lr_scale < 0.0 {
-            return Err(Error::bad_input(format!("learning-rate scale {lr_scale} is not a finite non-negative number")));
+            return Err(Error::bad_input(format!(
+                "learning-rate scale {lr_scale} is not a finite non-negative number"
+            )));
         }
         self.plugin.step(lr_scale)
     }

@@ -73,4 +73,4 @@ pub use dmlbench_abi as abi;
 pub use error::{Error, Result};
 pub use instance::{Instance, LossValue};
 pub use plugin::{Batch, Context, Loss, Miner, Plugin, Stats, TupleUse};
-pub use tuples::{Pairs, TupleForm, Triplets, Tuples};
+pub use tuples::{Pairs, Triplets, TupleForm, Tuples};

@@ -192,7 +192,9 @@ mod tests {
         let b = Matrix::from_vec(4, 3, (0..12).map(|x| (x as f32 * 0.91).cos()).collect());
         let a_t = Matrix::from_vec(4, 3, (0..12).map(|i| a.get(i % 3, i / 3)).collect());
         let b_t = Matrix::from_vec(3, 4, (0..12).map(|i| b.get(i % 4, i / 4)).collect());
-        for (x, ox, y, oy) in [(&a, Op::N, &b, Op::N), (&a_t, Op::T, &b, Op::N), (&a, Op::N, &b_t, Op::T), (&a_t, Op::T, &b_t, Op::T)] {
+        for (x, ox, y, oy) in
+            [(&a, Op::N, &b, Op::N), (&a_t, Op::T, &b, Op::N), (&a, Op::N, &b_t, Op::T), (&a_t, Op::T, &b_t, Op::T)]
+        {
             let got = matmul(x.view(), ox, y.view(), oy);
             let want = naive(x, ox, y, oy);
             for (g, w) in got.data.iter().zip(&want.data) {

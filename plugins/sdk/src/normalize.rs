@@ -71,7 +71,7 @@ pub fn l2_normalize_backward(normalized: &Normalized, grad_unit: MatRef<'_>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_gradient, naive, random_embeddings, GradCheck};
+    use crate::testing::{GradCheck, check_gradient, naive, random_embeddings};
 
     #[test]
     fn forward_matches_naive_and_backward_matches_finite_differences() {

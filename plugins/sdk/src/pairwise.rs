@@ -24,8 +24,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::matrix::{matmul, matmul_into, MatRef, Matrix, Op};
-use crate::normalize::{l2_normalize, l2_normalize_backward, Normalized};
+use crate::matrix::{MatRef, Matrix, Op, matmul, matmul_into};
+use crate::normalize::{Normalized, l2_normalize, l2_normalize_backward};
 
 /// How two embeddings are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,9 +74,9 @@ pub fn pairwise(measure: Measure, x: MatRef<'_>, y: MatRef<'_>) -> Pairwise {
             let sq_x: Vec<f32> = (0..x.rows).map(|i| squared_norm(x.row(i))).collect();
             let sq_y: Vec<f32> = (0..y.rows).map(|j| squared_norm(y.row(j))).collect();
             matmul_into(-2.0, x, Op::N, y, Op::T, 0.0, &mut values);
-            for i in 0..x.rows {
-                for (j, v) in values.row_mut(i).iter_mut().enumerate() {
-                    let d2 = (*v + sq_x[i] + sq_y[j]).max(0.0);
+            for (i, sq_xi) in sq_x.iter().enumerate() {
+                for (v, sq_yj) in values.row_mut(i).iter_mut().zip(&sq_y) {
+                    let d2 = (*v + sq_xi + sq_yj).max(0.0);
                     *v = if measure == Measure::Euclidean { d2.sqrt() } else { d2 };
                 }
             }
@@ -189,7 +189,7 @@ fn transpose(m: MatRef<'_>) -> Matrix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_gradient, naive, random_embeddings, GradCheck};
+    use crate::testing::{GradCheck, check_gradient, naive, random_embeddings};
 
     const MEASURES: [Measure; 4] = [Measure::Dot, Measure::Cosine, Measure::Euclidean, Measure::SquaredEuclidean];
 

@@ -6,8 +6,8 @@
 //! (finite loss and gradient, valid tuples) after, converts mined tuples to the form the loss
 //! wants, and reports errors and panics to the host.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;

@@ -22,10 +22,8 @@ use crate::error::{Error, Result};
 pub fn save_tensors(tensors: &[(&str, &[usize], &[f32])]) -> Result<Vec<u8>> {
     let mut views = Vec::with_capacity(tensors.len());
     // The byte buffers must outlive the views, so convert them all first.
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, values)| values.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, values)| values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     for ((name, shape, values), data) in tensors.iter().zip(&bytes) {
         let expected: usize = shape.iter().product();
         if expected != values.len() {
@@ -60,11 +58,7 @@ impl TensorMap {
                     view.dtype()
                 )));
             }
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             tensors.insert(name.to_string(), (view.shape().to_vec(), values));
         }
         Ok(TensorMap { tensors })
@@ -72,14 +66,10 @@ impl TensorMap {
 
     /// Removes and returns tensor `name`, checking that its shape is `shape`.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (found, values) = self
-            .tensors
-            .remove(name)
-            .ok_or_else(|| Error::bad_input(format!("state has no tensor '{name}'")))?;
+        let (found, values) =
+            self.tensors.remove(name).ok_or_else(|| Error::bad_input(format!("state has no tensor '{name}'")))?;
         if found != shape {
-            return Err(Error::bad_input(format!(
-                "state tensor '{name}' has shape {found:?}, expected {shape:?}"
-            )));
+            return Err(Error::bad_input(format!("state tensor '{name}' has shape {found:?}, expected {shape:?}")));
         }
         Ok(values)
     }

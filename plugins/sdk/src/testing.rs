@@ -40,7 +40,8 @@ pub fn random_embeddings(seed: u64, n: usize, d: usize) -> Vec<f32> {
 /// n labels in `0..classes`, each class present at least once when n ≥ classes, from `seed`.
 pub fn random_labels(seed: u64, n: usize, classes: usize) -> Vec<i64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_1abe);
-    let mut labels: Vec<i64> = (0..n).map(|i| if i < classes { i as i64 } else { rng.random_range(0..classes as i64) }).collect();
+    let mut labels: Vec<i64> =
+        (0..n).map(|i| if i < classes { i as i64 } else { rng.random_range(0..classes as i64) }).collect();
     // Shuffle so the guaranteed members are not always first.
     for i in (1..n).rev() {
         let j = rng.random_range(0..=i);
@@ -197,22 +198,13 @@ pub fn check_loss_gradient<T: Loss>(
 ) -> std::result::Result<GradReport, String> {
     let value = instance.forward_backward(embeddings, labels, tuples).map_err(|e| e.to_string())?;
     let options = GradCheck { columns: instance.context().embedding_dim, ..options.clone() };
-    check_gradient(
-        |x| instance.forward_backward(x, labels, tuples).map(|v| v.loss),
-        embeddings,
-        &value.grad,
-        &options,
-    )
+    check_gradient(|x| instance.forward_backward(x, labels, tuples).map(|v| v.loss), embeddings, &value.grad, &options)
 }
 
 /// Asserts |a − b| ≤ tol·max(1, |b|), naming `what` on failure.
 #[track_caller]
 pub fn assert_close(a: f64, b: f64, tol: f64, what: &str) {
-    assert!(
-        (a - b).abs() <= tol * b.abs().max(1.0),
-        "{what}: {a} vs reference {b} (difference {:.3e})",
-        (a - b).abs()
-    );
+    assert!((a - b).abs() <= tol * b.abs().max(1.0), "{what}: {a} vs reference {b} (difference {:.3e})", (a - b).abs());
 }
 
 /// Asserts two slices agree element by element within `tol` (relative to max(1, |b|)).
@@ -220,10 +212,7 @@ pub fn assert_close(a: f64, b: f64, tol: f64, what: &str) {
 pub fn assert_all_close(a: &[f32], b: &[f64], tol: f64, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths differ");
     for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (f64::from(x) - y).abs() <= tol * y.abs().max(1.0),
-            "{what}[{i}]: {x} vs reference {y}"
-        );
+        assert!((f64::from(x) - y).abs() <= tol * y.abs().max(1.0), "{what}[{i}]: {x} vs reference {y}");
     }
 }
 

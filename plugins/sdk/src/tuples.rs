@@ -150,18 +150,14 @@ impl Tuples {
             if (index as usize) < n {
                 Ok(())
             } else {
-                Err(Error::bad_input(format!(
-                    "{what}: {name}[{i}] = {index} is out of range for a batch of {n}"
-                )))
+                Err(Error::bad_input(format!("{what}: {name}[{i}] = {index} is out of range for a batch of {n}")))
             }
         };
         let check_positive = |i: usize, a: u32, p: u32| -> Result<()> {
             check_index("a", i, a)?;
             check_index("p", i, p)?;
             if a == p {
-                return Err(Error::bad_input(format!(
-                    "{what}: positive {i} pairs index {a} with itself"
-                )));
+                return Err(Error::bad_input(format!("{what}: positive {i} pairs index {a} with itself")));
             }
             if labels[a as usize] != labels[p as usize] {
                 return Err(Error::bad_input(format!(

@@ -35,7 +35,7 @@
 //! State: `centres` (C×d) and, with cross-entropy, the classifier's `classifier.*` tensors.
 
 use dmlbench_sdk::classifier::{Classifier, ClassifierConfig};
-use dmlbench_sdk::state::{save_tensors, TensorMap};
+use dmlbench_sdk::state::{TensorMap, save_tensors};
 use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats};
 use serde::{Deserialize, Serialize};
 
@@ -88,8 +88,7 @@ impl Plugin for Center {
     const ID: &'static str = "center";
     const NAME: &'static str = "Centre loss";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const SUMMARY: &'static str =
-        "cross-entropy + λ·mean ½‖z_i − c_{y_i}‖², centres moved by rate α (Wen et al. 2016)";
+    const SUMMARY: &'static str = "cross-entropy + λ·mean ½‖z_i − c_{y_i}‖², centres moved by rate α (Wen et al. 2016)";
     const HAS_STATE: bool = true;
 
     fn new(config: Config, context: &Context) -> Result<Self> {
@@ -105,7 +104,8 @@ impl Plugin for Center {
                 "centre loss keeps one centre per training class and needs num_classes and embedding_dim, the run gave {classes} and {dim}"
             )));
         }
-        let head = if config.cross_entropy { Some(Classifier::new(config.classifier, context, "classifier.")?) } else { None };
+        let head =
+            if config.cross_entropy { Some(Classifier::new(config.classifier, context, "classifier.")?) } else { None };
         Ok(Center {
             alpha: config.alpha,
             lambda: config.lambda,
@@ -150,7 +150,8 @@ impl Loss for Center {
         if d != self.dim {
             return Err(Error::bad_input(format!("centre loss expects embeddings of size {}, got {d}", self.dim)));
         }
-        if let Some((i, &l)) = batch.labels.iter().enumerate().find(|&(_, &l)| l < 0 || l as u64 >= self.classes as u64) {
+        if let Some((i, &l)) = batch.labels.iter().enumerate().find(|&(_, &l)| l < 0 || l as u64 >= self.classes as u64)
+        {
             return Err(Error::bad_input(format!("label {l} of row {i} is outside 0..{}", self.classes)));
         }
         let cross_entropy = match &mut self.head {

@@ -3,7 +3,7 @@
 
 use dmlbench_loss_center::{Center, Config};
 use dmlbench_sdk::classifier::ClassifierConfig;
-use dmlbench_sdk::testing::{assert_close, check_loss_gradient, random_embeddings, random_labels, GradCheck};
+use dmlbench_sdk::testing::{GradCheck, assert_close, check_loss_gradient, random_embeddings, random_labels};
 use dmlbench_sdk::{Context, Instance};
 
 fn ctx(d: usize, classes: usize) -> Context {
@@ -62,7 +62,8 @@ fn matches_the_definition_and_finite_differences_after_training() {
         assert_close(out.loss, ce + config.lambda * lc, 1e-5, &format!("config {k}"));
         assert_close(out.stats.get("centre_loss").unwrap(), lc, 1e-5, "centre_loss statistic");
         assert_close(out.stats.get("cross_entropy").unwrap(), ce, 1e-5, "cross_entropy statistic");
-        check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default()).unwrap_or_else(|e| panic!("config {k}: {e}"));
+        check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default())
+            .unwrap_or_else(|e| panic!("config {k}: {e}"));
     }
 }
 
@@ -106,7 +107,8 @@ fn centres_follow_the_papers_update_rule() {
 #[test]
 fn state_round_trip_continues_the_run_exactly() {
     let (n, d, classes) = (8, 3, 4);
-    let config = Config { classifier: ClassifierConfig { dropout: 0.2, ..ClassifierConfig::default() }, ..Config::default() };
+    let config =
+        Config { classifier: ClassifierConfig { dropout: 0.2, ..ClassifierConfig::default() }, ..Config::default() };
     let mut original = Instance::<Center>::new(config.clone(), ctx(d, classes)).unwrap();
     for s in 0..2 {
         original.forward_backward(&random_embeddings(s, n, d), &random_labels(s, n, classes), None).unwrap();
@@ -130,7 +132,8 @@ fn state_round_trip_continues_the_run_exactly() {
 
     // Without cross-entropy the state is the centres alone, and a state with a classifier
     // is refused rather than half-loaded.
-    let mut centres_only = Instance::<Center>::new(Config { cross_entropy: false, ..Config::default() }, ctx(d, classes)).unwrap();
+    let mut centres_only =
+        Instance::<Center>::new(Config { cross_entropy: false, ..Config::default() }, ctx(d, classes)).unwrap();
     let e = centres_only.load(&bytes).unwrap_err();
     assert!(e.message().contains("unexpected tensors"), "{e}");
     let own = centres_only.save().unwrap();
@@ -139,7 +142,11 @@ fn state_round_trip_continues_the_run_exactly() {
 
 #[test]
 fn invalid_settings_name_their_field() {
-    for (text, field) in [("(alpha: 1.5)", "alpha"), ("(lambda: -1.0)", "lambda"), ("(classifier: (dropout: 2.0))", "classifier.dropout")] {
+    for (text, field) in [
+        ("(alpha: 1.5)", "alpha"),
+        ("(lambda: -1.0)", "lambda"),
+        ("(classifier: (dropout: 2.0))", "classifier.dropout"),
+    ] {
         let e = Instance::<Center>::from_config_text(text, ctx(3, 4)).err().unwrap();
         assert!(e.message().contains(field), "{text}: {e}");
     }

@@ -3,12 +3,17 @@
 use dmlbench_loss_contrastive::{Config, Contrastive};
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::pairwise::Measure;
-use dmlbench_sdk::testing::{assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels, GradCheck};
+use dmlbench_sdk::testing::{
+    GradCheck, assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels,
+};
 use dmlbench_sdk::{Instance, Triplets, Tuples};
+
+/// (anchor, other) index pairs.
+type PairList = Vec<(usize, usize)>;
 
 /// The definition, written out: every ordered pair (or the given ones), hinge, mean of the
 /// non-zero terms of each kind, summed.
-fn reference(config: &Config, z: &[f32], labels: &[i64], d: usize, pairs: Option<(Vec<(usize, usize)>, Vec<(usize, usize)>)>) -> f64 {
+fn reference(config: &Config, z: &[f32], labels: &[i64], d: usize, pairs: Option<(PairList, PairList)>) -> f64 {
     let rows: Vec<Vec<f64>> = (0..labels.len()).map(|i| naive::row(z, d, i)).collect();
     let measure = |a: usize, b: usize| {
         let (x, y) = (naive::normalized(&rows[a]), naive::normalized(&rows[b]));

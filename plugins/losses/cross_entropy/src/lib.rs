@@ -42,7 +42,7 @@
 //! counter) is saved in the safetensors layout under `classifier.*`.
 
 use dmlbench_sdk::classifier::{Classifier, ClassifierConfig};
-use dmlbench_sdk::state::{save_tensors, TensorMap};
+use dmlbench_sdk::state::{TensorMap, save_tensors};
 use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats};
 
 /// The cross-entropy loss and its classifier.

@@ -3,13 +3,21 @@
 
 use dmlbench_loss_cross_entropy::CrossEntropy;
 use dmlbench_sdk::classifier::{ClassifierConfig, SgdConfig};
-use dmlbench_sdk::testing::{assert_close, check_loss_gradient, random_embeddings, random_labels, GradCheck};
+use dmlbench_sdk::testing::{GradCheck, assert_close, check_loss_gradient, random_embeddings, random_labels};
 use dmlbench_sdk::{Context, Instance};
 
 /// The definition in f64: optional normalisations, the given dropout mask (already scaled by
 /// 1/(1 − p)), logits divided by T, smoothed targets, mean over rows.
 #[allow(clippy::too_many_arguments)]
-fn reference(config: &ClassifierConfig, w: &[f32], b: &[f32], z: &[f32], labels: &[i64], d: usize, mask: Option<&[f32]>) -> f64 {
+fn reference(
+    config: &ClassifierConfig,
+    w: &[f32],
+    b: &[f32],
+    z: &[f32],
+    labels: &[i64],
+    d: usize,
+    mask: Option<&[f32]>,
+) -> f64 {
     let classes = b.len();
     let unit = |v: Vec<f64>| {
         let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
@@ -120,7 +128,7 @@ fn dropout_is_seeded_per_step_and_its_gradient_is_exact() {
     warm_up(&mut loss, n, d, classes, 2);
     let head = loss.plugin().classifier();
     let mask = head.dropout_mask(head.steps(), n).unwrap();
-    assert!(mask.iter().any(|&m| m == 0.0) && mask.iter().any(|&m| m == 2.0), "not a dropout mask");
+    assert!(mask.contains(&0.0) && mask.contains(&2.0), "not a dropout mask");
     let (w, b) = (head.weight().to_vec(), head.bias().to_vec());
     let out = loss.forward_backward(&z, &labels, None).unwrap();
     assert_close(out.loss, reference(&config, &w, &b, &z, &labels, d, Some(&mask)), 1e-5, "with dropout");

@@ -60,8 +60,7 @@ impl Plugin for MultiSimilarity {
     const ID: &'static str = "multi_similarity";
     const NAME: &'static str = "Multi-similarity loss";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const SUMMARY: &'static str =
-        "(1/α)log(1+Σ_p e^{−α(S_ip−λ)}) + (1/β)log(1+Σ_n e^{β(S_in−λ)}), mean over rows (Wang et al. 2019; PML defaults)";
+    const SUMMARY: &'static str = "(1/α)log(1+Σ_p e^{−α(S_ip−λ)}) + (1/β)log(1+Σ_n e^{β(S_in−λ)}), mean over rows (Wang et al. 2019; PML defaults)";
 
     fn new(config: Config, _context: &Context) -> Result<Self> {
         for (name, value) in [("alpha", config.alpha), ("beta", config.beta)] {

@@ -4,7 +4,9 @@
 use dmlbench_loss_multi_similarity::{Config, MultiSimilarity};
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::pairwise::Measure;
-use dmlbench_sdk::testing::{assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels, GradCheck};
+use dmlbench_sdk::testing::{
+    GradCheck, assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels,
+};
 use dmlbench_sdk::{Instance, Pairs, Triplets, Tuples};
 
 /// Positive and negative pairs (anchor, other).
@@ -80,7 +82,8 @@ fn matches_the_definition_on_random_batches() {
             let out = loss.forward_backward(&z, &labels, None).unwrap();
             let what = format!("config {k}, n {n}");
             assert_close(out.loss, reference(config, &z, &labels, d, None), 1e-5, &what);
-            check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default())
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
         }
     }
 }

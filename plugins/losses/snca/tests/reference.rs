@@ -2,8 +2,10 @@
 //! NCA formulation (softmax of scaled squared distances), and against finite differences.
 
 use dmlbench_loss_snca::{Config, Snca};
-use dmlbench_sdk::testing::{assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels, GradCheck};
 use dmlbench_sdk::Instance;
+use dmlbench_sdk::testing::{
+    GradCheck, assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels,
+};
 
 /// The definition: p_ij over k ≠ i, −log of the positive mass, mean over anchors that have
 /// a positive.
@@ -32,7 +34,9 @@ fn pml_nca(scale: f64, z: &[f32], labels: &[i64], d: usize) -> f64 {
     let n = labels.len();
     let mut losses = vec![];
     for i in 0..n {
-        let weights: Vec<f64> = (0..n).map(|k| if k == i { 0.0 } else { (-scale * naive::squared_euclidean(&u[i], &u[k])).exp() }).collect();
+        let weights: Vec<f64> = (0..n)
+            .map(|k| if k == i { 0.0 } else { (-scale * naive::squared_euclidean(&u[i], &u[k])).exp() })
+            .collect();
         let total: f64 = weights.iter().sum();
         let same: f64 = (0..n).filter(|&j| labels[j] == labels[i]).map(|j| weights[j] / total).sum();
         if same != 0.0 {
@@ -55,7 +59,8 @@ fn matches_the_definition_and_finite_differences() {
             assert_close(out.loss, reference(sigma, &z, &labels, d), 1e-5, &what);
             let skipped = (0..n).filter(|&i| !(0..n).any(|j| j != i && labels[j] == labels[i])).count();
             assert_eq!(out.stats.get("skipped_anchors"), Some(skipped as f64), "{what}");
-            check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default())
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
         }
     }
 }

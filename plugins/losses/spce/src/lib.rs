@@ -29,7 +29,7 @@
 //! large or too small for the softmax. A batch with one class gives 0 and a zero gradient,
 //! with `one_class`. No pytorch-metric-learning counterpart exists.
 
-use dmlbench_sdk::matrix::{matmul, MatRef, Matrix, Op};
+use dmlbench_sdk::matrix::{MatRef, Matrix, Op, matmul};
 use dmlbench_sdk::normalize::{l2_normalize, l2_normalize_backward};
 use dmlbench_sdk::softmax::log_sum_exp;
 use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats};
@@ -85,7 +85,8 @@ impl Loss for Spce {
             stats.record("one_class", 1.0);
             return Ok(0.0);
         }
-        let class_of: Vec<usize> = batch.labels.iter().map(|l| present.binary_search(l).expect("label is present")).collect();
+        let class_of: Vec<usize> =
+            batch.labels.iter().map(|l| present.binary_search(l).expect("label is present")).collect();
 
         let normalized = self.config.normalize_embeddings.then(|| l2_normalize(batch.embeddings));
         let x: MatRef<'_> = normalized.as_ref().map_or(batch.embeddings, |nz| nz.unit.view());

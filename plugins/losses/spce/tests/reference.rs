@@ -2,8 +2,10 @@
 //! classes present), and against finite differences.
 
 use dmlbench_loss_spce::{Config, Spce};
-use dmlbench_sdk::testing::{assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels, GradCheck};
 use dmlbench_sdk::Instance;
+use dmlbench_sdk::testing::{
+    GradCheck, assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels,
+};
 
 /// −(1/n²) Σ_i Σ_{j: y_j = y_i} s·z_iᵀz_j + (1/n) Σ_i log Σ_k exp((1/n) Σ_{j: y_j = k} s·z_iᵀz_j).
 fn reference(config: &Config, z: &[f32], labels: &[i64], d: usize) -> f64 {
@@ -54,7 +56,8 @@ fn matches_the_equation_and_finite_differences() {
             let out = loss.forward_backward(&z, &labels, None).unwrap();
             let what = format!("config {k}, n {n}");
             assert_close(out.loss, reference(config, &z, &labels, d), 1e-5, &what);
-            check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default())
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
         }
     }
 }

@@ -25,7 +25,7 @@
 
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::matrix::Matrix;
-use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats, TupleForm, TupleUse, Tuples, Triplets};
+use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats, Triplets, TupleForm, TupleUse, Tuples};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults).

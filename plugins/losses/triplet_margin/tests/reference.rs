@@ -3,7 +3,9 @@
 use dmlbench_loss_triplet_margin::{Config, TripletMargin};
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::pairwise::Measure;
-use dmlbench_sdk::testing::{assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels, GradCheck};
+use dmlbench_sdk::testing::{
+    GradCheck, assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels,
+};
 use dmlbench_sdk::{Instance, Pairs, Triplets, Tuples};
 
 /// The definition: every triplet (or the given ones), the hinge or softplus of the
@@ -78,7 +80,8 @@ fn matches_the_definition_on_random_batches() {
             let out = loss.forward_backward(&z, &labels, None).unwrap();
             let what = format!("config {k}, n {n}");
             assert_close(out.loss, reference(config, &z, &labels, d, None), 1e-5, &what);
-            check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default())
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
         }
     }
 }

@@ -14,7 +14,7 @@
 //! output is deterministic.
 
 use dmlbench_sdk::distance::DistanceConfig;
-use dmlbench_sdk::{Batch, Context, Miner, Plugin, Result, Stats, TupleForm, Triplets, Tuples};
+use dmlbench_sdk::{Batch, Context, Miner, Plugin, Result, Stats, Triplets, TupleForm, Tuples};
 use serde::{Deserialize, Serialize};
 
 /// Configuration.

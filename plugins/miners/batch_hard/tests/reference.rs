@@ -9,7 +9,9 @@ use dmlbench_sdk::{Instance, Triplets, Tuples};
 /// negative with the smallest (lowest index on ties).
 fn reference(z: &[f32], labels: &[i64], d: usize, cosine: bool) -> Triplets {
     let rows = naive::normalized_rows(z, d);
-    let dist = |a: usize, b: usize| if cosine { -naive::dot(&rows[a], &rows[b]) } else { naive::euclidean(&rows[a], &rows[b]) };
+    let dist = |a: usize, b: usize| {
+        if cosine { -naive::dot(&rows[a], &rows[b]) } else { naive::euclidean(&rows[a], &rows[b]) }
+    };
     let mut out = Triplets::default();
     for a in 0..labels.len() {
         let positives: Vec<usize> = (0..labels.len()).filter(|&j| j != a && labels[j] == labels[a]).collect();
@@ -19,11 +21,15 @@ fn reference(z: &[f32], labels: &[i64], d: usize, cosine: bool) -> Triplets {
         }
         let mut p = positives[0];
         for &j in &positives {
-            if dist(a, j) > dist(a, p) { p = j; }
+            if dist(a, j) > dist(a, p) {
+                p = j;
+            }
         }
         let mut n = negatives[0];
         for &j in &negatives {
-            if dist(a, j) < dist(a, n) { n = j; }
+            if dist(a, j) < dist(a, n) {
+                n = j;
+            }
         }
         out.a.push(a as u32);
         out.p.push(p as u32);

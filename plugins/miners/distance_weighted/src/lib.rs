@@ -41,9 +41,9 @@
 //! The distance is fixed to PML's only compatible one: Euclidean on normalised embeddings.
 
 use dmlbench_sdk::distance::DistanceConfig;
-use dmlbench_sdk::rng::{decode_counter, encode_counter, CallRng};
-use dmlbench_sdk::state::{save_tensors, TensorMap};
-use dmlbench_sdk::{Batch, Context, Error, Miner, Plugin, Result, Stats, TupleForm, Triplets, Tuples};
+use dmlbench_sdk::rng::{CallRng, decode_counter, encode_counter};
+use dmlbench_sdk::state::{TensorMap, save_tensors};
+use dmlbench_sdk::{Batch, Context, Error, Miner, Plugin, Result, Stats, Triplets, TupleForm, Tuples};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults).
@@ -97,8 +97,7 @@ impl Plugin for DistanceWeighted {
     const ID: &'static str = "distance_weighted";
     const NAME: &'static str = "Distance-weighted sampling";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const SUMMARY: &'static str =
-        "one negative per (anchor, positive), drawn ∝ 1/q(d) on the unit sphere, cut off at 0.5 and 1.4 (Wu et al. 2017; PML)";
+    const SUMMARY: &'static str = "one negative per (anchor, positive), drawn ∝ 1/q(d) on the unit sphere, cut off at 0.5 and 1.4 (Wu et al. 2017; PML)";
     const HAS_STATE: bool = true;
 
     fn new(config: Config, context: &Context) -> Result<Self> {

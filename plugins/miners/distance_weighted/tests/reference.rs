@@ -48,7 +48,10 @@ fn draws_follow_the_inverse_density_of_distances() {
         .filter(|&(a, b)| labels[a] != labels[b] && naive::euclidean(&u[a], &u[b]) < 0.5)
         .count();
     let choices = expected.iter().map(|p| p.iter().filter(|&&x| x > 0.0).count()).max().unwrap();
-    assert!(beyond > 0 && clamped > 0 && choices >= 3, "uninformative batch: {beyond} beyond, {clamped} clamped, {choices} choices");
+    assert!(
+        beyond > 0 && clamped > 0 && choices >= 3,
+        "uninformative batch: {beyond} beyond, {clamped} clamped, {choices} choices"
+    );
 
     let draws = 3000;
     let mut miner = Instance::<DistanceWeighted>::new(config, ctx(k, 42)).unwrap();

@@ -80,9 +80,11 @@ fn keeps_the_informative_pairs_of_a_known_batch() {
     let point = |angle: f32| [angle.cos(), angle.sin()];
     let z: Vec<f32> = [0.0, 0.2, 1.2, 0.9, 2.5].iter().flat_map(|&a| point(a)).collect();
     let labels = [0, 0, 0, 1, 2];
-    let (tuples, _) = Instance::<MultiSimilarityMiner>::new(Config::default(), context(2, 0)).unwrap().mine(&z, &labels).unwrap();
+    let (tuples, _) =
+        Instance::<MultiSimilarityMiner>::new(Config::default(), context(2, 0)).unwrap().mine(&z, &labels).unwrap();
     let Tuples::Pairs(pairs) = tuples else { panic!("triplets from a pair miner") };
-    let of_anchor_0 = |a: &[u32], b: &[u32]| a.iter().zip(b).filter(|&(&x, _)| x == 0).map(|(_, &y)| y).collect::<Vec<u32>>();
+    let of_anchor_0 =
+        |a: &[u32], b: &[u32]| a.iter().zip(b).filter(|&(&x, _)| x == 0).map(|(_, &y)| y).collect::<Vec<u32>>();
     assert_eq!(of_anchor_0(&pairs.a1, &pairs.p), vec![2]);
     assert_eq!(of_anchor_0(&pairs.a2, &pairs.n), vec![3]);
 }

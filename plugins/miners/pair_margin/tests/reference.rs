@@ -60,9 +60,11 @@ fn keeps_far_positives_and_close_negatives() {
     // 3 at 0.5 (chord 0.495 from 0) and 4 at 3.0 (chord 1.995) in class 1.
     let point = |angle: f32| [angle.cos(), angle.sin()];
     let z: Vec<f32> = [0.0, 0.1, 1.0, 0.5, 3.0].iter().flat_map(|&a| point(a)).collect();
-    let (tuples, _) = Instance::<PairMargin>::new(Config::default(), context(2, 0)).unwrap().mine(&z, &[0, 0, 0, 1, 1]).unwrap();
+    let (tuples, _) =
+        Instance::<PairMargin>::new(Config::default(), context(2, 0)).unwrap().mine(&z, &[0, 0, 0, 1, 1]).unwrap();
     let Tuples::Pairs(p) = tuples else { panic!("triplets from a pair miner") };
-    let from_0 = |a: &[u32], b: &[u32]| a.iter().zip(b).filter(|&(&x, _)| x == 0).map(|(_, &y)| y).collect::<Vec<u32>>();
+    let from_0 =
+        |a: &[u32], b: &[u32]| a.iter().zip(b).filter(|&(&x, _)| x == 0).map(|(_, &y)| y).collect::<Vec<u32>>();
     assert_eq!(from_0(&p.a1, &p.p), vec![2]);
     assert_eq!(from_0(&p.a2, &p.n), vec![3]);
     let e = Instance::<PairMargin>::from_config_text("(neg_margin: inf)", context(2, 0)).err().unwrap();

@@ -20,7 +20,7 @@
 //! triplet in the band.
 
 use dmlbench_sdk::distance::DistanceConfig;
-use dmlbench_sdk::{Batch, Context, Error, Miner, Plugin, Result, Stats, TupleForm, Triplets, Tuples};
+use dmlbench_sdk::{Batch, Context, Error, Miner, Plugin, Result, Stats, Triplets, TupleForm, Tuples};
 use serde::{Deserialize, Serialize};
 
 /// Which triplets to keep.

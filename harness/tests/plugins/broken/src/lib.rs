@@ -2,7 +2,7 @@
 //! from `DMLBENCH_PLUGIN_PATH` and expect `dmlbench plugins check` to fail each with a
 //! message saying what is wrong, while the host itself keeps running.
 
-use dmlbench_sdk::{Batch, Context, Loss, Miner, Plugin, Result, Stats, TupleForm, Triplets, Tuples};
+use dmlbench_sdk::{Batch, Context, Loss, Miner, Plugin, Result, Stats, Triplets, TupleForm, Tuples};
 use serde::{Deserialize, Serialize};
 
 #[derive(Default, Serialize, Deserialize)]
