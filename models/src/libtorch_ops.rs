@@ -68,15 +68,7 @@ impl LibTorchOps for LibTorch {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (output, mean, inv_std) = x.tensor.native_batch_norm(
-            Some(&gamma.tensor),
-            Some(&beta.tensor),
-            None::<&tch::Tensor>,
-            None::<&tch::Tensor>,
-            true,
-            0.0,
-            epsilon,
-        );
+        let (output, mean, inv_std) = batch_norm_forward(&x.tensor, &gamma.tensor, &beta.tensor, epsilon);
         let variance = variance_of(&inv_std, epsilon);
         (TchTensor::new(output), TchTensor::new(mean), TchTensor::new(variance))
     }
@@ -120,15 +112,7 @@ impl<C: CheckpointStrategy> LibTorchOps for Autodiff<LibTorch, C> {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let nodes = [x.node(), gamma.node(), beta.node()];
         let [x, gamma, beta] = [x.into_primitive(), gamma.into_primitive(), beta.into_primitive()];
-        let (output, mean, inv_std) = x.tensor.native_batch_norm(
-            Some(&gamma.tensor),
-            Some(&beta.tensor),
-            None::<&tch::Tensor>,
-            None::<&tch::Tensor>,
-            true,
-            0.0,
-            epsilon,
-        );
+        let (output, mean, inv_std) = batch_norm_forward(&x.tensor, &gamma.tensor, &beta.tensor, epsilon);
         let variance = variance_of(&inv_std, epsilon);
         // burn gets a copy of the mean: the backward pass reads the kernel's own, and burn may
         // overwrite a tensor it holds the only handle to.
@@ -184,6 +168,17 @@ pub(crate) fn batch_norm_train(
 /// Whether `device` is LibTorch's, with or without autodiff.
 pub(crate) fn on_libtorch(device: &Device) -> bool {
     matches!(device.as_dispatch().clone().inner(), DispatchDevice::LibTorch(_))
+}
+
+/// LibTorch's batch norm over the batch: the output, the batch mean and the inverse standard
+/// deviation `1/√(var + ε)` (what its backward reads); no running statistics.
+fn batch_norm_forward(
+    x: &tch::Tensor,
+    gamma: &tch::Tensor,
+    beta: &tch::Tensor,
+    epsilon: f64,
+) -> (tch::Tensor, tch::Tensor, tch::Tensor) {
+    x.native_batch_norm(Some(gamma), Some(beta), None::<&tch::Tensor>, None::<&tch::Tensor>, true, 0.0, epsilon)
 }
 
 /// The biased variance from the inverse standard deviation `1/√(var + ε)` LibTorch's batch norm
