@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::report::markdown::READING_NOTE;
 use crate::report::record::{self, CellStatus, EXPERIMENT_COPY};
 use crate::report::svg::{self, Axes, PALETTE, Point, Series};
-use crate::report::table::{BoardTable, Leaderboard, Row, RowState, short_reason};
+use crate::report::table::{BoardTable, Leaderboard, Row, short_reason};
 use crate::report::text::{self, escape_xml as esc, relative_link, relative_path};
 
 /// Name of the HTML leaderboard inside a results directory.
@@ -182,28 +182,20 @@ fn render_row(s: &mut String, row: &Row, base_dir: &Path) {
 /// The status cell: the state, progress of running seeds, and each failure's first line with
 /// the full reason under a disclosure (no script needed).
 fn status_html(row: &Row) -> String {
-    if row.state() == RowState::Completed {
-        return "completed".into();
-    }
-    let single = row.cells.len() == 1;
-    let mut parts = Vec::new();
-    let completed = row.completed_seeds();
-    if completed > 0 {
-        parts.push(format!("{completed} completed"));
-    }
-    for cell in &row.cells {
-        let who = if single { String::new() } else { format!("seed {} ", cell.seed) };
-        match &cell.status {
-            CellStatus::Completed if cell.completed() => {}
-            CellStatus::Completed => parts.push(esc(&format!("{who}completed without metrics"))),
-            CellStatus::Running => parts.push(esc(&format!("{who}running: {}", cell.progress()))),
-            CellStatus::Failed { reason } => parts.push(format!(
-                "<details><summary>{}</summary><pre>{}</pre></details>",
-                esc(&format!("{who}failed: {}", short_reason(reason, Some(REASON_CHARS)))),
-                esc(reason.trim_end())
-            )),
-        }
-    }
+    let parts: Vec<String> = row
+        .status_parts(Some(REASON_CHARS))
+        .into_iter()
+        .map(|part| match part.reason {
+            None => esc(&part.text),
+            Some(reason) => {
+                format!(
+                    "<details><summary>{}</summary><pre>{}</pre></details>",
+                    esc(&part.text),
+                    esc(reason.trim_end())
+                )
+            }
+        })
+        .collect();
     parts.join("<br>")
 }
 

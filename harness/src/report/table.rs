@@ -253,28 +253,45 @@ impl Row {
     /// several seeds in different states, `2 completed; seed 3 failed: <reason>`. Reasons are
     /// cut to their first line and, with `max_reason` set, to that many characters.
     pub fn status_line(&self, max_reason: Option<usize>) -> String {
+        let texts: Vec<String> = self.status_parts(max_reason).into_iter().map(|part| part.text).collect();
+        texts.join("; ")
+    }
+
+    /// The parts of [`status_line`](Self::status_line), each with the whole reason of a
+    /// failure, for renderers that show it in full (the HTML page's disclosures).
+    pub fn status_parts(&self, max_reason: Option<usize>) -> Vec<StatusPart<'_>> {
+        let part = |text: String| StatusPart { text, reason: None };
         if self.state() == RowState::Completed {
-            return "completed".into();
+            return vec![part("completed".into())];
         }
         let single = self.cells.len() == 1;
         let mut parts = Vec::new();
         let completed = self.completed_seeds();
         if completed > 0 {
-            parts.push(format!("{completed} completed"));
+            parts.push(part(format!("{completed} completed")));
         }
         for cell in &self.cells {
             let who = if single { String::new() } else { format!("seed {} ", cell.seed) };
             match &cell.status {
                 CellStatus::Completed if cell.completed() => {}
-                CellStatus::Completed => parts.push(format!("{who}completed without metrics")),
-                CellStatus::Running => parts.push(format!("{who}running: {}", cell.progress())),
-                CellStatus::Failed { reason } => {
-                    parts.push(format!("{who}failed: {}", short_reason(reason, max_reason)))
-                }
+                CellStatus::Completed => parts.push(part(format!("{who}completed without metrics"))),
+                CellStatus::Running => parts.push(part(format!("{who}running: {}", cell.progress()))),
+                CellStatus::Failed { reason } => parts.push(StatusPart {
+                    text: format!("{who}failed: {}", short_reason(reason, max_reason)),
+                    reason: Some(reason),
+                }),
             }
         }
-        parts.join("; ")
+        parts
     }
+}
+
+/// One part of a row's status: its text and, for a failure, the whole reason.
+pub struct StatusPart<'a> {
+    /// What the status line says, e.g. `seed 1 running: epoch 3/10`.
+    pub text: String,
+    /// The failure's full reason, for a failed seed.
+    pub reason: Option<&'a str>,
 }
 
 /// First line of `reason`, cut to `max` characters (with an ellipsis) when given.
