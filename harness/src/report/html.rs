@@ -13,10 +13,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::report::markdown::READING_NOTE;
+use crate::report::paths::{relative_link, relative_path};
 use crate::report::record::{self, CellStatus, EXPERIMENT_COPY};
 use crate::report::svg::{self, Axes, PALETTE, Point, Series};
 use crate::report::table::{BoardTable, Leaderboard, Row, short_reason};
-use crate::report::text::{self, escape_xml as esc, relative_link, relative_path};
+use crate::report::text::{self, escape_xml as esc};
 
 /// Name of the HTML leaderboard inside a results directory.
 pub const FILE_NAME: &str = "index.html";

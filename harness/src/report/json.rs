@@ -12,10 +12,10 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use crate::report::paths::relative_path;
 use crate::report::record::CellStatus;
 use crate::report::stats::Summary;
 use crate::report::table::{BoardTable, Leaderboard, Row};
-use crate::report::text::relative_path;
 
 /// Version of the JSON shape.
 pub const JSON_VERSION: u32 = 1;

@@ -6,8 +6,9 @@
 
 use std::path::Path;
 
+use crate::report::paths::{relative_link, relative_path};
 use crate::report::table::{BoardTable, Leaderboard};
-use crate::report::text::{self, escape_md, relative_link, relative_path};
+use crate::report::text::{self, escape_md};
 
 /// Name of the Markdown leaderboard inside a results directory.
 pub const FILE_NAME: &str = "LEADERBOARD.md";

@@ -12,6 +12,7 @@ mod fixtures;
 pub mod html;
 pub mod json;
 pub mod markdown;
+pub mod paths;
 pub mod record;
 pub mod stats;
 pub mod svg;

@@ -368,7 +368,7 @@ impl Leaderboard {
         // Overlapping directories (`results` and `results/default`) list a file twice: it is
         // one record, not a duplicate cell.
         let mut seen = std::collections::HashSet::new();
-        records.retain(|(path, _)| seen.insert(crate::report::text::path_key(path)));
+        records.retain(|(path, _)| seen.insert(crate::report::paths::path_key(path)));
 
         // Keep one record per cell key: the newest, then the later path.
         let mut by_key: BTreeMap<CellKey, Vec<(PathBuf, CellRecord)>> = BTreeMap::new();
