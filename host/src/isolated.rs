@@ -391,7 +391,7 @@ struct JobProgram {
 /// otherwise `exe` itself with the hidden command. The answer is the same for the whole process.
 fn job_program(exe: &Path) -> JobProgram {
     static SIBLING: OnceLock<Option<PathBuf>> = OnceLock::new();
-    match SIBLING.get_or_init(|| matching_job_program(exe)) {
+    match SIBLING.get_or_init(|| matching_job_program(exe, SOURCES_TIMEOUT)) {
         Some(path) => JobProgram { path: path.clone(), args: &[] },
         // `--no-build` comes first: a program other than dmlbench (a test harness) rejects it
         // at once instead of doing something else with the arguments.
@@ -399,11 +399,37 @@ fn job_program(exe: &Path) -> JobProgram {
     }
 }
 
-/// [`JOB_PROGRAM`] in the directory of `exe`, if it is there and reports this build's sources.
-fn matching_job_program(exe: &Path) -> Option<PathBuf> {
+/// How long [`JOB_PROGRAM`] may take to say what it was built from; one that takes longer is
+/// not used (it answers in milliseconds).
+const SOURCES_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`JOB_PROGRAM`] in the directory of `exe`, if it is there and reports this build's sources
+/// within `timeout`.
+fn matching_job_program(exe: &Path, timeout: Duration) -> Option<PathBuf> {
     let path = exe.with_file_name(format!("{JOB_PROGRAM}{}", std::env::consts::EXE_SUFFIX));
-    let output = Command::new(&path).arg(SOURCES_QUERY).stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
-    (output.status.success() && output.stdout.trim_ascii() == BUILD_SOURCES.as_bytes()).then_some(path)
+    let mut child = Command::new(&path)
+        .arg(SOURCES_QUERY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    };
+    // The answer is one short line, already in the pipe.
+    let mut answer = Vec::new();
+    child.stdout.take()?.take(256).read_to_end(&mut answer).ok()?;
+    (status.success() && answer.trim_ascii() == BUILD_SOURCES.as_bytes()).then_some(path)
 }
 
 /// Runs `request` in a child, giving `on_reply` every answer but `Done` as it comes.
@@ -637,8 +663,8 @@ mod tests {
     use super::*;
 
     /// A `dmlbench-plugin-job` beside the executable is used only when it reports the same
-    /// sources: one from another build, one that fails, or none at all leaves the jobs to the
-    /// executable's own hidden command.
+    /// sources in time: one from another build, one that fails, one that hangs, or none at all
+    /// leaves the jobs to the executable's own hidden command.
     #[cfg(unix)]
     #[test]
     fn the_job_program_beside_dmlbench_is_used_only_when_built_from_the_same_sources() {
@@ -650,13 +676,18 @@ mod tests {
             std::fs::write(&sibling, format!("#!/bin/sh\n{script}\n")).unwrap();
             std::fs::set_permissions(&sibling, std::fs::Permissions::from_mode(0o755)).unwrap();
         };
-        assert_eq!(matching_job_program(&exe), None, "no program beside it");
+        let timeout = Duration::from_secs(5);
+        assert_eq!(matching_job_program(&exe, timeout), None, "no program beside it");
         write_sibling(&format!("[ \"$1\" = {SOURCES_QUERY} ] && echo {BUILD_SOURCES}"));
-        assert_eq!(matching_job_program(&exe), Some(sibling.clone()));
+        assert_eq!(matching_job_program(&exe, timeout), Some(sibling.clone()));
         write_sibling("echo 0123456789abcdef");
-        assert_eq!(matching_job_program(&exe), None, "built from other sources");
+        assert_eq!(matching_job_program(&exe, timeout), None, "built from other sources");
         write_sibling(&format!("echo {BUILD_SOURCES}; exit 1"));
-        assert_eq!(matching_job_program(&exe), None, "it failed");
+        assert_eq!(matching_job_program(&exe, timeout), None, "it failed");
+        write_sibling(&format!("echo {BUILD_SOURCES}; exec sleep 60"));
+        let started = Instant::now();
+        assert_eq!(matching_job_program(&exe, Duration::from_millis(300)), None, "it hangs");
+        assert!(started.elapsed() < Duration::from_secs(30), "the hanging program was not cut short");
     }
 
     #[test]
