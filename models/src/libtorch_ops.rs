@@ -207,16 +207,9 @@ impl Backward<LibTorch, 2> for ConvBackward {
     type State = SavedConv;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let output_grad = grads.consume::<LibTorch>(&ops.node);
-        let wanted = ops.parents.each_ref().map(Option::is_some);
-        let saved = ops.state;
-        let gradients =
-            conv2d_backward(&output_grad.tensor, &saved.input.tensor, &saved.weight.tensor, &saved.options, wanted);
-        for (node, grad) in ops.parents.into_iter().zip(gradients) {
-            if let (Some(node), Some(grad)) = (node, grad) {
-                grads.register::<LibTorch>(node.id, grad);
-            }
-        }
+        backward_through(ops, grads, |saved, output_grad, wanted| {
+            conv2d_backward(&output_grad.tensor, &saved.input.tensor, &saved.weight.tensor, &saved.options, wanted)
+        });
     }
 }
 
@@ -283,33 +276,54 @@ impl Backward<LibTorch, 3> for BatchNormBackward {
     type State = SavedBatchNorm;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let output_grad = grads.consume::<LibTorch>(&ops.node);
-        let [want_input, want_gamma, want_beta] = ops.parents.each_ref().map(Option::is_some);
-        let saved = ops.state;
-        let mut outputs = [std::ptr::null_mut(); 3];
-        let [grad_input, grad_gamma, grad_beta] = &mut outputs;
-        // SAFETY: as for the convolution.
-        let message = unsafe {
-            ffi::dmlbench_batch_norm_backward(
-                output_grad.tensor.as_ptr(),
-                saved.input.tensor.as_ptr(),
-                saved.gamma.tensor.as_ptr(),
-                saved.mean.as_ptr(),
-                saved.inv_std.as_ptr(),
-                saved.epsilon,
-                want_input,
-                want_gamma,
-                want_beta,
-                grad_input,
-                grad_gamma,
-                grad_beta,
-            )
-        };
-        let gradients = take_outputs(message, outputs, "batch norm");
-        for (node, grad) in ops.parents.into_iter().zip(gradients) {
-            if let (Some(node), Some(grad)) = (node, grad) {
-                grads.register::<LibTorch>(node.id, grad);
-            }
+        backward_through(ops, grads, |saved, output_grad, wanted| {
+            batch_norm_backward(&output_grad.tensor, &saved, wanted)
+        });
+    }
+}
+
+/// dL/dx, dL/dγ and dL/dβ of batch norm over the batch (those `wanted` asks for) from dL/dy.
+fn batch_norm_backward(
+    output_grad: &tch::Tensor,
+    saved: &SavedBatchNorm,
+    [want_input, want_gamma, want_beta]: [bool; 3],
+) -> [Option<TchTensor>; 3] {
+    let mut outputs = [std::ptr::null_mut(); 3];
+    let [grad_input, grad_gamma, grad_beta] = &mut outputs;
+    // SAFETY: as for the convolution.
+    let message = unsafe {
+        ffi::dmlbench_batch_norm_backward(
+            output_grad.as_ptr(),
+            saved.input.tensor.as_ptr(),
+            saved.gamma.tensor.as_ptr(),
+            saved.mean.as_ptr(),
+            saved.inv_std.as_ptr(),
+            saved.epsilon,
+            want_input,
+            want_gamma,
+            want_beta,
+            grad_input,
+            grad_gamma,
+            grad_beta,
+        )
+    };
+    take_outputs(message, outputs, "batch norm")
+}
+
+/// What every backward step here shares: takes burn's gradient of the operation's output, has
+/// `kernel` compute the gradients of the inputs that need one (it is told which), and hands
+/// those to burn.
+fn backward_through<S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    kernel: impl FnOnce(S, &TchTensor, [bool; N]) -> [Option<TchTensor>; N],
+) {
+    let output_grad = grads.consume::<LibTorch>(&ops.node);
+    let wanted = ops.parents.each_ref().map(Option::is_some);
+    let gradients = kernel(ops.state, &output_grad, wanted);
+    for (node, grad) in ops.parents.into_iter().zip(gradients) {
+        if let (Some(node), Some(grad)) = (node, grad) {
+            grads.register::<LibTorch>(node.id, grad);
         }
     }
 }
@@ -381,12 +395,9 @@ impl Backward<LibTorch, 1> for ReluBackward {
     type State = TchTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let output_grad = grads.consume::<LibTorch>(&ops.node);
-        if let Some(node) = node {
-            let grad = ops.state.tensor.threshold_backward(&output_grad.tensor, 0.0);
-            grads.register::<LibTorch>(node.id, TchTensor::new(grad));
-        }
+        backward_through(ops, grads, |output, output_grad, [wanted]| {
+            [wanted.then(|| TchTensor::new(output.tensor.threshold_backward(&output_grad.tensor, 0.0)))]
+        });
     }
 }
 
