@@ -500,54 +500,7 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{GradCheck, check_gradient, context, random_embeddings, random_labels};
-
-    /// The definition in f64 loops, for a given dropout mask.
-    fn reference(
-        config: &ClassifierConfig,
-        w: &[f32],
-        b: &[f32],
-        z: &[f32],
-        labels: &[i64],
-        d: usize,
-        mask: Option<&[f32]>,
-    ) -> f64 {
-        let classes = b.len();
-        let n = labels.len();
-        let unit = |v: Vec<f64>| {
-            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-            v.into_iter().map(|x| x / norm).collect::<Vec<f64>>()
-        };
-        let mut total = 0.0;
-        for i in 0..n {
-            let mut x: Vec<f64> = z[i * d..(i + 1) * d].iter().map(|&v| f64::from(v)).collect();
-            if config.normalize_features {
-                x = unit(x);
-            }
-            if let Some(m) = mask {
-                for (k, v) in x.iter_mut().enumerate() {
-                    *v *= f64::from(m[i * d + k]);
-                }
-            }
-            let logits: Vec<f64> = (0..classes)
-                .map(|c| {
-                    let mut wc: Vec<f64> = w[c * d..(c + 1) * d].iter().map(|&v| f64::from(v)).collect();
-                    if config.normalize_weights {
-                        wc = unit(wc);
-                    }
-                    (wc.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>() + f64::from(b[c])) / config.temperature
-                })
-                .collect();
-            let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
-            for (c, l) in logits.iter().enumerate() {
-                let eps = config.label_smoothing;
-                let t = if c as i64 == labels[i] { 1.0 - eps } else { eps / (classes - 1) as f64 };
-                total -= t * (l - lse);
-            }
-        }
-        total / n as f64
-    }
+    use crate::testing::{GradCheck, check_gradient, context, naive, random_embeddings, random_labels};
 
     fn configs() -> Vec<ClassifierConfig> {
         vec![
@@ -580,16 +533,16 @@ mod tests {
             let mut dz = vec![0.0; n * d];
             let loss =
                 head.forward_backward(MatRef::new(n, d, &z), &labels, 1.0, &mut dz, &mut Stats::default()).unwrap();
-            let want = reference(&config, &w, &b, &z, &labels, d, mask.as_deref());
+            let want = naive::classifier_loss(&config, &w, &b, &z, &labels, d, mask.as_deref());
             assert!((loss - want).abs() < 1e-5 * want.abs().max(1.0), "config {k}: {loss} vs {want}");
             let pending = head.pending.clone().unwrap();
             let opts = GradCheck::default();
-            let f = |x: &[f32]| Ok(reference(&config, &w, &b, x, &labels, d, mask.as_deref()));
+            let f = |x: &[f32]| Ok(naive::classifier_loss(&config, &w, &b, x, &labels, d, mask.as_deref()));
             check_gradient(f, &z, &dz, &opts).unwrap_or_else(|e| panic!("config {k} dZ: {e}"));
-            let f = |x: &[f32]| Ok(reference(&config, x, &b, &z, &labels, d, mask.as_deref()));
+            let f = |x: &[f32]| Ok(naive::classifier_loss(&config, x, &b, &z, &labels, d, mask.as_deref()));
             check_gradient(f, &w, &pending.weight, &opts).unwrap_or_else(|e| panic!("config {k} dW: {e}"));
             if config.bias {
-                let f = |x: &[f32]| Ok(reference(&config, &w, x, &z, &labels, d, mask.as_deref()));
+                let f = |x: &[f32]| Ok(naive::classifier_loss(&config, &w, x, &z, &labels, d, mask.as_deref()));
                 check_gradient(f, &b, &pending.bias, &opts).unwrap_or_else(|e| panic!("config {k} db: {e}"));
             } else {
                 assert!(pending.bias.iter().all(|&g| g == 0.0));

@@ -239,6 +239,52 @@ pub mod naive {
         a.iter().map(|x| x / n).collect()
     }
 
+    /// Cross-entropy of the SDK's linear classifier ([`crate::classifier`]) by its definition:
+    /// each row L2-normalised if the configuration says so, then multiplied by the given
+    /// dropout mask (already scaled by 1/(1 − p)); class weights L2-normalised if it says so;
+    /// logits (w_c·x + b_c)/T; label-smoothed targets; the mean over rows. `w` is
+    /// classes × d and `b` has one bias per class.
+    pub fn classifier_loss(
+        config: &crate::classifier::ClassifierConfig,
+        w: &[f32],
+        b: &[f32],
+        z: &[f32],
+        labels: &[i64],
+        d: usize,
+        mask: Option<&[f32]>,
+    ) -> f64 {
+        let classes = b.len();
+        let mut total = 0.0;
+        for (i, &label) in labels.iter().enumerate() {
+            let mut x = row(z, d, i);
+            if config.normalize_features {
+                x = normalized(&x);
+            }
+            if let Some(m) = mask {
+                for (k, v) in x.iter_mut().enumerate() {
+                    *v *= f64::from(m[i * d + k]);
+                }
+            }
+            let logits: Vec<f64> = (0..classes)
+                .map(|c| {
+                    let mut wc = row(w, d, c);
+                    if config.normalize_weights {
+                        wc = normalized(&wc);
+                    }
+                    (dot(&wc, &x) + f64::from(b[c])) / config.temperature
+                })
+                .collect();
+            let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let log_sum_exp = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+            let eps = config.label_smoothing;
+            for (c, l) in logits.iter().enumerate() {
+                let target = if c as i64 == label { 1.0 - eps } else { eps / (classes - 1) as f64 };
+                total -= target * (l - log_sum_exp);
+            }
+        }
+        total / labels.len() as f64
+    }
+
     /// Cosine similarity.
     pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
         dot(&normalized(a), &normalized(b))

@@ -3,56 +3,8 @@
 
 use dmlbench_loss_cross_entropy::CrossEntropy;
 use dmlbench_sdk::classifier::{ClassifierConfig, SgdConfig};
-use dmlbench_sdk::testing::{GradCheck, assert_close, check_loss_gradient, random_embeddings, random_labels};
+use dmlbench_sdk::testing::{GradCheck, assert_close, check_loss_gradient, naive, random_embeddings, random_labels};
 use dmlbench_sdk::{Context, Instance};
-
-/// The definition in f64: optional normalisations, the given dropout mask (already scaled by
-/// 1/(1 − p)), logits divided by T, smoothed targets, mean over rows.
-#[allow(clippy::too_many_arguments)]
-fn reference(
-    config: &ClassifierConfig,
-    w: &[f32],
-    b: &[f32],
-    z: &[f32],
-    labels: &[i64],
-    d: usize,
-    mask: Option<&[f32]>,
-) -> f64 {
-    let classes = b.len();
-    let unit = |v: Vec<f64>| {
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-        v.into_iter().map(|x| x / norm).collect::<Vec<f64>>()
-    };
-    let mut total = 0.0;
-    for (i, &label) in labels.iter().enumerate() {
-        let mut x: Vec<f64> = z[i * d..(i + 1) * d].iter().map(|&v| f64::from(v)).collect();
-        if config.normalize_features {
-            x = unit(x);
-        }
-        if let Some(m) = mask {
-            for (k, v) in x.iter_mut().enumerate() {
-                *v *= f64::from(m[i * d + k]);
-            }
-        }
-        let logits: Vec<f64> = (0..classes)
-            .map(|c| {
-                let mut wc: Vec<f64> = w[c * d..(c + 1) * d].iter().map(|&v| f64::from(v)).collect();
-                if config.normalize_weights {
-                    wc = unit(wc);
-                }
-                let dot: f64 = wc.iter().zip(&x).map(|(a, b)| a * b).sum();
-                (dot + f64::from(b[c])) / config.temperature
-            })
-            .collect();
-        let norm: f64 = logits.iter().map(|l| l.exp()).sum();
-        for (c, l) in logits.iter().enumerate() {
-            let eps = config.label_smoothing;
-            let target = if c as i64 == label { 1.0 - eps } else { eps / (classes - 1) as f64 };
-            total -= target * (l.exp() / norm).ln();
-        }
-    }
-    total / labels.len() as f64
-}
 
 fn ctx(d: usize, classes: usize, seed: u64) -> Context {
     Context { embedding_dim: d, num_classes: classes, seed, base_lr: 0.5 }
@@ -92,7 +44,12 @@ fn matches_the_definition_and_finite_differences_after_training() {
         let z = random_embeddings(7 + k as u64, n, d);
         let labels = random_labels(7 + k as u64, n, classes);
         let out = loss.forward_backward(&z, &labels, None).unwrap();
-        assert_close(out.loss, reference(config, &w, &b, &z, &labels, d, None), 1e-5, &format!("config {k}"));
+        assert_close(
+            out.loss,
+            naive::classifier_loss(config, &w, &b, &z, &labels, d, None),
+            1e-5,
+            &format!("config {k}"),
+        );
         let accuracy = out.stats.get("accuracy").unwrap();
         assert!((0.0..=1.0).contains(&accuracy));
         check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default())
@@ -131,7 +88,7 @@ fn dropout_is_seeded_per_step_and_its_gradient_is_exact() {
     assert!(mask.contains(&0.0) && mask.contains(&2.0), "not a dropout mask");
     let (w, b) = (head.weight().to_vec(), head.bias().to_vec());
     let out = loss.forward_backward(&z, &labels, None).unwrap();
-    assert_close(out.loss, reference(&config, &w, &b, &z, &labels, d, Some(&mask)), 1e-5, "with dropout");
+    assert_close(out.loss, naive::classifier_loss(&config, &w, &b, &z, &labels, d, Some(&mask)), 1e-5, "with dropout");
     assert_eq!(loss.forward_backward(&z, &labels, None).unwrap().loss, out.loss, "the mask changed without a step");
     check_loss_gradient(&mut loss, &z, &labels, None, &GradCheck::default()).unwrap();
 }
