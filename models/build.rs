@@ -1,5 +1,8 @@
 include!("../build-support/libtorch_rpath.rs");
 
+#[cfg(feature = "tch")]
+use std::process::Command;
+
 fn main() {
     link_libtorch_run_path();
     #[cfg(feature = "tch")]
@@ -14,11 +17,7 @@ fn compile_libtorch_backward() {
     let source = "src/libtorch_backward.cpp";
     println!("cargo:rerun-if-changed={source}");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
-    // torch-sys passes its LibTorch directory to the crates that depend on it directly.
-    let lib = PathBuf::from(
-        std::env::var_os("DEP_TCH_LIBTORCH_LIB")
-            .expect("torch-sys did not report where LibTorch is (DEP_TCH_LIBTORCH_LIB)"),
-    );
+    let lib = libtorch_lib_dir().expect("built with the tch feature");
     let include = lib.parent().expect("LibTorch's lib directory has a parent").join("include");
     cc::Build::new()
         .cpp(true)
