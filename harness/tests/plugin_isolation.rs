@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -135,6 +135,29 @@ fn the_job_program_beside_dmlbench_reports_its_sources() {
     let (code, stdout, stderr) = run(Command::new(program).arg(dmlbench_host::isolated::SOURCES_QUERY));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), dmlbench_host::isolated::BUILD_SOURCES);
+}
+
+/// The job program is started by dmlbench, but a person who runs it gets help, not a wait for
+/// a job: `--help` has an example, an unknown argument is named, and a job that is not JSON is
+/// refused.
+#[test]
+fn the_job_program_explains_itself_when_run_by_hand() {
+    let program = env!("CARGO_BIN_EXE_dmlbench-plugin-job");
+    let (code, stdout, _) = run(Command::new(program).arg("--help"));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("not meant to be run by hand") && stdout.contains("Example"), "{stdout}");
+    assert!(stdout.contains("dmlbench plugins check contrastive"), "{stdout}");
+    let (code, _, stderr) = run(Command::new(program).arg("--frobnicate"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unexpected argument '--frobnicate'"), "{stderr}");
+    let mut garbage = Command::new(program);
+    garbage.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = garbage.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"{\"tasks\": [trunc").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a plugin job"), "{stderr}");
 }
 
 /// A `dmlbench` on its own, or beside a job program from another build, runs plugin jobs

@@ -7,12 +7,42 @@
 //! With `--sources` it prints the identity of the sources it was built from instead, which
 //! `dmlbench` compares with its own before using it.
 
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
 use dmlbench_host::isolated::{BUILD_SOURCES, SOURCES_QUERY, serve};
 
-fn main() -> std::process::ExitCode {
-    if std::env::args().nth(1).as_deref() == Some(SOURCES_QUERY) {
-        println!("{BUILD_SOURCES}");
-        return std::process::ExitCode::SUCCESS;
+const HELP: &str = "\
+dmlbench-plugin-job: runs plugin jobs for dmlbench, which starts it and writes the job on its
+standard input; it is not meant to be run by hand.
+
+Usage:
+  dmlbench-plugin-job < JOB.json    what dmlbench does
+  dmlbench-plugin-job --sources     print the identity of the sources it was built from
+
+Example (dmlbench runs the conformance suite of a plugin in this program):
+  dmlbench plugins check contrastive";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        // A terminal on stdin is a person, not dmlbench: waiting for a job would look like a hang.
+        [] if !std::io::stdin().is_terminal() => serve(),
+        [query] if *query == SOURCES_QUERY => {
+            println!("{BUILD_SOURCES}");
+            ExitCode::SUCCESS
+        }
+        ["--help" | "-h"] => {
+            println!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        [] => {
+            eprintln!("{HELP}");
+            ExitCode::from(2)
+        }
+        [unknown, ..] => {
+            eprintln!("error: unexpected argument '{unknown}'\n\n{HELP}");
+            ExitCode::from(2)
+        }
     }
-    serve()
 }
