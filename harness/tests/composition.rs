@@ -4,8 +4,8 @@
 //! found is included, so a new miner or loss is covered without editing this file.
 
 use dmlbench_host::{CreateOptions, HostOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
-use dmlbench_sdk::testing::{GradCheck, check_gradient, random_embeddings};
-use dmlbench_sdk::{Error, Tuples};
+use dmlbench_testkit::{GradCheck, check_gradient, random_embeddings};
+use dmlbench_tuples::Tuples;
 
 const D: usize = 6;
 
@@ -75,9 +75,7 @@ fn every_miner_feeds_every_tuple_consuming_loss() {
                 }
             }
             let f = |x: &[f32]| {
-                loss.forward_backward(x, D, &labels, Some(&tuples))
-                    .map(|o| o.loss)
-                    .map_err(|e| Error::failed(e.to_string()))
+                loss.forward_backward(x, D, &labels, Some(&tuples)).map(|o| o.loss).map_err(|e| e.to_string())
             };
             check_gradient(f, &z, &out.grad, &GradCheck { columns: D, ..GradCheck::default() })
                 .unwrap_or_else(|e| panic!("{what}: {e}"));

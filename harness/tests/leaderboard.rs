@@ -7,9 +7,9 @@ mod leaderboard_fixture;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use dmlbench::report::record::CellRecord;
-use dmlbench::report::table::Leaderboard;
-use dmlbench::report::{html, markdown};
+use dmlbench_leaderboard::table::Leaderboard;
+use dmlbench_leaderboard::{html, markdown};
+use dmlbench_record::CellRecord;
 use leaderboard_fixture::{FAILURE, write_records};
 use serde_json::Value;
 
@@ -260,7 +260,7 @@ fn rendering_in_process_equals_what_the_command_writes() {
     let dir = tempfile::tempdir().unwrap();
     write_records(dir.path());
     write_committed(dir.path());
-    let (records, errors) = dmlbench::report::record::load_all(&[dir.path().to_path_buf()]);
+    let (records, errors) = dmlbench_record::load_all(&[dir.path().to_path_buf()]);
     assert!(errors.is_empty());
     let board = Leaderboard::from_records(records);
     assert_eq!(std::fs::read_to_string(dir.path().join("index.html")).unwrap(), html::render(&board, dir.path()));

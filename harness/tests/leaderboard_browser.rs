@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dmlbench::report::html;
-use dmlbench::report::record::load_all;
-use dmlbench::report::table::Leaderboard;
+use dmlbench_leaderboard::html;
+use dmlbench_leaderboard::table::Leaderboard;
+use dmlbench_record::load_all;
 
 /// Longest a single Chromium run may take before the test gives up on it.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(120);

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{compile_c_plugin_with, dmlbench, dmlbench_program, json, root};
-use dmlbench::report::record::{CellRecord, CellStatus};
+use dmlbench_record::{CellRecord, CellStatus};
 
 /// A directory holding `misbehaving.c` compiled once per (id, behaviour).
 fn misbehaving(plugins: &[(&str, &str)]) -> tempfile::TempDir {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{build_cdylib, dmlbench, run};
-use dmlbench::eval::Metrics;
-use dmlbench::report::record::{CellRecord, CellStatus};
+use dmlbench_eval::Metrics;
+use dmlbench_record::{CellRecord, CellStatus};
 
 /// A tiny experiment: 8 synthetic classes of 8 images at 32 px, a 2-stage CNN, seed 0.
 fn experiment(dir: &Path, name: &str, epochs: usize, grid: &str) -> PathBuf {

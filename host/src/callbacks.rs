@@ -5,7 +5,7 @@
 use std::ffi::c_void;
 
 use dmlbench_abi::{Sink, StatSink, TupleKind, TupleSink, Tuples as RawTuples};
-use dmlbench_sdk::{Pairs, Triplets, Tuples};
+use dmlbench_tuples::{Pairs, Triplets, Tuples};
 
 /// Bytes written by a plugin: an error message or its state.
 #[derive(Default)]

@@ -16,10 +16,10 @@
 //! so that a child that dies can be blamed on the check it was running.
 
 use dmlbench_abi::Status;
-use dmlbench_sdk::error::status_name;
-use dmlbench_sdk::testing::{GradCheck, check_gradient, random_embeddings};
-use dmlbench_sdk::tuples::{all_pairs, all_triplets};
-use dmlbench_sdk::{Error, Triplets, Tuples};
+
+use dmlbench_testkit::{GradCheck, check_gradient, random_embeddings};
+use dmlbench_tuples::{Triplets, Tuples};
+use dmlbench_tuples::{all_pairs, all_triplets};
 use serde::{Deserialize, Serialize};
 
 use super::handle::{CreateOptions, LossHandle, MinerHandle, PluginError};
@@ -120,12 +120,8 @@ fn create_check(info: &PluginInfo, config: &str, expected: Status) -> Result<Str
 }
 
 fn expect_status((status, message): (Status, String), expected: Status) -> Result<String, String> {
-    let shown = if message.is_empty() {
-        status_name(status).to_string()
-    } else {
-        format!("{}: {message}", status_name(status))
-    };
-    if status == expected { Ok(shown) } else { Err(format!("expected {}, got {shown}", status_name(expected))) }
+    let shown = if message.is_empty() { status.name().to_string() } else { format!("{}: {message}", status.name()) };
+    if status == expected { Ok(shown) } else { Err(format!("expected {}, got {shown}", expected.name())) }
 }
 
 fn status_of<T>(result: Result<T, PluginError>) -> (Status, String) {
@@ -163,9 +159,7 @@ fn gradient_check(info: &PluginInfo, shape: &Shape, form: Option<&str>) -> Resul
     let z = random_embeddings(shape.seed, labels.len(), D);
     let tuples = tuples_for(info, labels, form);
     let out = loss.forward_backward(&z, D, labels, tuples.as_ref()).map_err(|e| e.to_string())?;
-    let f = |x: &[f32]| {
-        loss.forward_backward(x, D, labels, tuples.as_ref()).map(|o| o.loss).map_err(|e| Error::failed(e.to_string()))
-    };
+    let f = |x: &[f32]| loss.forward_backward(x, D, labels, tuples.as_ref()).map(|o| o.loss).map_err(|e| e.to_string());
     let report = check_gradient(f, &z, &out.grad, &GradCheck { columns: D, ..GradCheck::default() })?;
     Ok(format!(
         "loss {:.4}, {} coordinates agree (max error {:.1e}){}",

@@ -110,30 +110,9 @@ pub fn is_backtrace_line(line: &str) -> bool {
         || trimmed.starts_with("note: Some details are omitted")
 }
 
-/// Text from records (method names, failure reasons) made safe for a terminal: control
-/// characters, which could move the cursor or recolour the screen, are shown as escapes
-/// (`\u{1b}`); everything else, line breaks included, is kept.
-pub fn escape_terminal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() && c != '\n' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{MESSAGE_LIMIT, cap_message, cap_message_tail, describe, escape_terminal, signal_name};
-
-    #[test]
-    fn a_terminal_never_receives_control_characters() {
-        assert_eq!(escape_terminal("a\u{1b}[31mred\tb\nc"), "a\\u{1b}[31mred\\tb\nc");
-        assert_eq!(escape_terminal("cross_entropy[β]"), "cross_entropy[β]");
-    }
+    use super::{MESSAGE_LIMIT, cap_message, cap_message_tail, describe, signal_name};
 
     #[test]
     fn the_tail_of_long_output_is_kept() {

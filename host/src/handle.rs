@@ -10,9 +10,9 @@ use std::ffi::c_void;
 use std::fmt;
 
 use dmlbench_abi::{Batch, CreateParams, LossOutput as RawLossOutput, MineOutput, Sink, Status, VTable};
-use dmlbench_sdk::Tuples;
-use dmlbench_sdk::error::status_name;
-use dmlbench_sdk::instance::first_non_finite;
+use dmlbench_tuples::Tuples;
+
+use dmlbench_abi::first_non_finite;
 
 use super::callbacks::{ByteBuffer, StatBuffer, TupleBuffer, raw_tuples};
 use super::library::{PluginInfo, PluginKind};
@@ -32,7 +32,7 @@ pub struct PluginError {
 
 impl fmt::Display for PluginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} ({}): {}", self.plugin, self.operation, status_name(self.status), self.message)
+        write!(f, "{} {} ({}): {}", self.plugin, self.operation, self.status.name(), self.message)
     }
 }
 
@@ -191,7 +191,7 @@ fn check_input(embeddings: &[f32], d: usize, labels: &[i64], tuples: Option<&Tup
         return Err(format!("embedding row {}, column {} is {}", i / d, i % d, embeddings[i]));
     }
     if let Some(t) = tuples {
-        t.validate(labels, "input tuples").map_err(|e| e.message().to_string())?;
+        t.validate(labels, "input tuples").map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -332,9 +332,7 @@ impl MinerHandle {
         if !declared_ok {
             return Err(self.instance.error("mine", Status::FAILED, "returned a tuple form it does not declare"));
         }
-        out.tuples
-            .validate(labels, "mined tuples")
-            .map_err(|e| self.instance.error("mine", Status::FAILED, e.message()))?;
+        out.tuples.validate(labels, "mined tuples").map_err(|e| self.instance.error("mine", Status::FAILED, e.0))?;
         Ok(out)
     }
 

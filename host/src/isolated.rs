@@ -31,7 +31,7 @@ use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use dmlbench_abi::Status;
-use dmlbench_sdk::error::status_name;
+
 use serde::{Deserialize, Serialize};
 
 use super::check::{CheckEvent, CheckOutcome, run_suite};
@@ -575,7 +575,7 @@ impl OutputTail {
         let lines: Vec<&str> =
             text.lines().map(str::trim_end).filter(|l| !l.is_empty() && !crate::errors::is_backtrace_line(l)).collect();
         let last = lines[lines.len().saturating_sub(OUTPUT_LINES)..].join("\n");
-        crate::errors::escape_terminal(&crate::errors::cap_message_tail(&last))
+        dmlbench_abi::escape_terminal(&crate::errors::cap_message_tail(&last))
     }
 }
 
@@ -653,7 +653,7 @@ fn reply(reply: &Reply) {
 /// The message a validation error shows for a failed `create`.
 pub fn describe_create_error(error: &CreateError) -> String {
     match error {
-        CreateError::Refused(e) => format!("{} ({})", e.message, status_name(e.status)),
+        CreateError::Refused(e) => format!("{} ({})", e.message, e.status.name()),
         CreateError::Child(failure) => failure.to_string(),
     }
 }

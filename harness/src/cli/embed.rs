@@ -90,7 +90,7 @@ fn parse_split(text: &str) -> Result<Split, String> {
 }
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
-    let backend = parse_device(&args.device).map_err(anyhow::Error::msg)?;
+    let backend = parse_device(&args.device)?;
     let device = backend.device().context("opening the device")?;
     let (config, checkpoint) = match (&args.checkpoint, args.backbone) {
         (Some(file), _) => {

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use dmlbench_datasets::npy;
 
-use crate::eval::{self, Distance, EvalInput, EvalOptions, Metrics};
+use dmlbench_eval::{Distance, EvalInput, EvalOptions, Metrics};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -95,7 +95,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let input = EvalInput {
         queries: &queries.data,
         query_labels: &query_labels,
-        gallery: gallery.as_ref().map(|(g, gl)| eval::Gallery { embeddings: &g.data, labels: gl }),
+        gallery: gallery.as_ref().map(|(g, gl)| dmlbench_eval::Gallery { embeddings: &g.data, labels: gl }),
         dim: queries.d,
     };
     let options = EvalOptions {
@@ -113,7 +113,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         Some(g) => format!("{} against {}", args.embeddings.display(), g.display()),
         None => args.embeddings.display().to_string(),
     };
-    let metrics = eval::evaluate(&input, &options).with_context(|| format!("cannot evaluate {what}"))?;
+    let metrics = dmlbench_eval::evaluate(&input, &options).with_context(|| format!("cannot evaluate {what}"))?;
     if args.json {
         println!("{}", serde_json::to_string(&metrics)?);
     } else {

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::ValueEnum;
 
-use crate::report::record::{load_all, write_atomic};
-use crate::report::table::Leaderboard;
-use crate::report::term::TermOptions;
-use crate::report::{check, html, json, markdown, term};
+use dmlbench_leaderboard::table::Leaderboard;
+use dmlbench_leaderboard::term::TermOptions;
+use dmlbench_leaderboard::{check, html, json, markdown, term};
+use dmlbench_record::{load_all, write_atomic};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

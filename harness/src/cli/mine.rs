@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use dmlbench_sdk::Tuples;
+use dmlbench_tuples::Tuples;
 use serde_json::{Value, json};
 
 use super::HostArgs;

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use dmlbench_host::{HostOptions, Registry, plugin_path_dirs};
 
 mod batch_input;
+mod cell;
 mod data;
 mod embed;
 mod eval;
@@ -84,6 +85,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Render leaderboards (terminal, Markdown, HTML, JSON) from result records.
     Leaderboard(leaderboard::LeaderboardArgs),
+    /// Train one cell, reporting progress as JSON lines (`dmlbench run` starts this itself).
+    #[command(hide = true)]
+    Cell(cell::CellArgs),
     /// Run one plugin job sent on stdin (dmlbench starts this itself; see
     /// `dmlbench_host::isolated`).
     #[command(name = "plugin-job", hide = true)]
@@ -95,6 +99,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args, &cli.host),
+        Command::Cell(args) => cell::run(args, &cli.host),
         Command::Plugins(command) => plugins::run(command, &cli.host),
         Command::Loss(args) => loss::run(args, &cli.host),
         Command::Mine(args) => mine::run(args, &cli.host),

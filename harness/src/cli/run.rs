@@ -1,18 +1,17 @@
 //! `dmlbench run [EXPERIMENT.ron]`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use dmlbench_host::{Registry, resolve_root};
+use dmlbench_record::CellStatus;
 
 use super::HostArgs;
-use crate::experiment::{self, Overrides};
-use crate::report::record::CellStatus;
+use crate::experiment::{self, Overrides, Plan};
 use crate::train::runner::{CellOutcome, RunOptions, describe, run_plan, run_single};
-use dmlbench_host::parent::follow_parent;
-use dmlbench_host::resolve_root;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -39,6 +38,14 @@ pub struct RunArgs {
     /// List the cell ids of the experiment and exit
     #[arg(long)]
     list_cells: bool,
+    #[command(flatten)]
+    plan: PlanArgs,
+}
+
+/// What changes an experiment file before it is validated: shared by `run` and the cell
+/// processes it starts, which receive the same values.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
     /// One epoch and the first seed only, a quick check that every cell runs; records go to
     /// <RESULTS>/<experiment name>-smoke/, never over the real results
     #[arg(long)]
@@ -54,29 +61,25 @@ pub struct RunArgs {
     /// process, before it is killed and the file reported invalid [default: 30]
     #[arg(long, value_name = "SECONDS", env = "DMLBENCH_CREATE_TIMEOUT", value_parser = dmlbench_host::isolated::parse_seconds)]
     create_timeout: Option<std::time::Duration>,
-    /// Progress as JSON lines on stdout (what `run` reads from its cell processes)
-    #[arg(long, value_enum, hide = true)]
-    events: Option<EventsFormat>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum EventsFormat {
-    Json,
-}
-
-pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
-    let root = resolve_root(host.root.as_deref())
-        .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
-    let file = args.experiment.clone().unwrap_or_else(|| root.join("experiments/default.ron"));
-    let registry = host.open_registry();
+/// Reads and validates `file` with the overrides of `args`; a smoke run keeps the first seed
+/// only. `skip_plugin_creation`: see [`Overrides::skip_plugin_creation`].
+pub fn load_plan(
+    file: &Path,
+    root: &Path,
+    registry: &Registry,
+    args: &PlanArgs,
+    skip_plugin_creation: bool,
+) -> anyhow::Result<Plan> {
     let overrides = Overrides {
         epochs: if args.smoke { Some(1) } else { args.epochs },
         device: args.device.clone(),
         smoke: args.smoke,
         create_timeout: args.create_timeout,
-        skip_plugin_creation: args.events.is_some(),
+        skip_plugin_creation,
     };
-    let mut plan = experiment::load(&file, &root, &registry, &overrides).map_err(|e| {
+    let mut plan = experiment::load(file, root, registry, &overrides).map_err(|e| {
         for problem in registry.problems() {
             eprintln!("warning: skipped plugin {}: {}", problem.path.display(), problem.reason);
         }
@@ -86,14 +89,28 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         let first = plan.spec.seeds[0];
         plan.cells.retain(|c| c.key.seed == first);
     }
+    Ok(plan)
+}
+
+/// `path` made absolute against the working directory, so that cell processes (started in
+/// another directory) and records name the same place.
+pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) })
+}
+
+pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
+    let root = resolve_root(host.root.as_deref())
+        .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
+    let file = args.experiment.clone().unwrap_or_else(|| root.join("experiments/default.ron"));
+    let registry = host.open_registry();
+    let plan = load_plan(&file, &root, &registry, &args.plan, false)?;
     if args.list_cells {
         for cell in &plan.cells {
             println!("{}", cell.key.id());
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let results =
-        if args.results.is_absolute() { args.results.clone() } else { std::env::current_dir()?.join(&args.results) };
+    let results = absolute(&args.results)?;
     for id in &args.cells {
         anyhow::ensure!(
             plan.cell(id).is_some(),
@@ -103,29 +120,19 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    if !args.cells.is_empty() && (args.events.is_some() || args.cells.len() == 1) {
-        // One cell (or a few) in this process: a cell process of `run`, or a cluster task.
-        if args.events.is_some() {
-            follow_parent();
-        }
-        let mut all_completed = true;
-        for id in &args.cells {
-            let cell = plan.cell(id).expect("checked above");
-            match run_single(&plan, cell, &registry, &results, args.events.is_some())? {
-                CellOutcome::Record(record) => {
-                    if args.events.is_none() {
-                        println!("{id}: {}", describe(&record));
-                    }
-                    all_completed &= record.status == CellStatus::Completed;
-                }
-                CellOutcome::Busy(owner) => {
-                    if args.events.is_none() {
-                        println!("{id}: left alone, {owner} is training it");
-                    }
-                }
+    if let [id] = args.cells.as_slice() {
+        // One cell in this process, with a progress bar: a cluster task.
+        let cell = plan.cell(id).expect("checked above");
+        return Ok(match run_single(&plan, cell, &registry, &results, false)? {
+            CellOutcome::Record(record) => {
+                println!("{id}: {}", describe(&record));
+                if record.status == CellStatus::Completed { ExitCode::SUCCESS } else { ExitCode::from(1) }
             }
-        }
-        return Ok(if all_completed { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            CellOutcome::Busy(owner) => {
+                println!("{id}: left alone, {} is training it", dmlbench_abi::escape_terminal(&owner));
+                ExitCode::SUCCESS
+            }
+        });
     }
 
     let options = RunOptions { results: results.clone(), only: args.cells.clone(), root };
@@ -143,7 +150,7 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
     if !summary.busy.is_empty() {
         println!("{} cell(s) are being trained by other processes and were left to them:", summary.busy.len());
         for (id, owner) in &summary.busy {
-            println!("  {id}: {}", dmlbench_host::errors::escape_terminal(owner));
+            println!("  {id}: {}", dmlbench_abi::escape_terminal(owner));
         }
         println!("run this command again once they finish to see them here");
     }

@@ -20,6 +20,7 @@
 //! )
 //! ```
 
+mod checks;
 pub mod device;
 pub mod plan;
 pub mod spec;

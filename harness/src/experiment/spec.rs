@@ -9,7 +9,7 @@ use dmlbench_models::ModelConfig;
 use ron::value::RawValue;
 use serde::{Deserialize, Serialize};
 
-use crate::eval::Distance;
+use dmlbench_eval::Distance;
 
 /// A whole experiment file.
 #[derive(Debug, Clone, Serialize, Deserialize)]

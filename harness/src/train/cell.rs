@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use dmlbench_datasets::cache::ResizeCache;
-use dmlbench_datasets::{Loader, SplitIndex};
-use dmlbench_models::burn::optim::{ModuleOptimizer, OptimizerRecord};
+use dmlbench_datasets::{ImageBatch, Loader, SplitIndex};
+use dmlbench_models::burn::optim::ModuleOptimizer;
 use dmlbench_models::burn::prelude::Device;
-use dmlbench_models::{EmbeddingModel, load_checkpoint, save_checkpoint};
+use dmlbench_models::{EmbeddingModel, save_checkpoint};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{CheckpointDir, Progress, carry_over};
+use super::checkpoint::{CheckpointDir, CorruptCheckpoint, Progress, RECORD_IN_CHECKPOINT, carry_over, restore};
 use super::data::{self, CellData, Evaluation};
 use super::device_memory::{self, PeakSampler};
 use super::embed::embed_split;
@@ -35,15 +35,14 @@ use super::sampler::epoch_batches;
 use super::schedule::lr_factor;
 use super::stall::StallWatch;
 use super::unix_seconds;
-use crate::eval::{EvalInput, EvalOptions, Metrics, evaluate};
-use crate::experiment::device::parse_device;
-use crate::experiment::spec::{SamplerSpec, SelectionSpec};
+use crate::experiment::spec::SamplerSpec;
 use crate::experiment::{Cell, Plan};
-use crate::report::record::{
+use dmlbench_eval::{EvalInput, EvalOptions, Metrics, evaluate};
+use dmlbench_host::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
+use dmlbench_record::{
     CellRecord, CellStatus, DatasetInfo, EpochRecord, ExperimentRef, PluginRef, RECORD_FORMAT_VERSION, Selection,
     Timing, remove_temporaries,
 };
-use dmlbench_host::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
 
 /// What a running cell reports, one JSON line each on the cell process's stdout.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,6 +139,29 @@ struct Trainer<'a> {
     stall: &'a StallWatch,
 }
 
+/// What the steps of one epoch add up.
+#[derive(Default)]
+struct EpochTotals {
+    loss_sum: f64,
+    images: usize,
+    steps: usize,
+    /// Plugin statistic name → (sum, count).
+    stat_sums: BTreeMap<String, (f64, usize)>,
+    timing: Timing,
+}
+
+/// A stopwatch read in laps: each call returns the seconds since the previous one.
+struct Lap(Instant);
+
+impl Lap {
+    fn lap(&mut self) -> f64 {
+        let now = Instant::now();
+        let seconds = (now - self.0).as_secs_f64();
+        self.0 = now;
+        seconds
+    }
+}
+
 /// Runs `cell` of `plan`, writing its record and checkpoints under `experiment_dir`, and
 /// returns the final record (completed or failed). Only errors that prevent writing the
 /// record itself are returned as errors.
@@ -160,7 +182,7 @@ pub fn run_cell(
         paths.record.clone(),
         record.clone(),
     );
-    let mut trainer = Trainer::new(plan, cell, registry, paths.clone(), &mut record, &stall);
+    let mut trainer = Trainer::start(plan, cell, registry, paths.clone(), &mut record, &stall);
     if let Err(error) = &trainer
         && let Some(corrupt) = error.downcast_ref::<CorruptCheckpoint>()
     {
@@ -172,7 +194,7 @@ pub fn run_cell(
         eprintln!("warning: {message}");
         events(Event::Warning { message });
         record = empty_record(plan, cell);
-        trainer = Trainer::new(plan, cell, registry, paths.clone(), &mut record, &stall);
+        trainer = Trainer::start(plan, cell, registry, paths.clone(), &mut record, &stall);
     }
     let outcome = trainer.and_then(|mut trainer| {
         let result = trainer.train(events);
@@ -191,9 +213,9 @@ pub fn run_cell(
 
 /// A record of `cell` with no epoch yet, status `Running`.
 pub fn empty_record(plan: &Plan, cell: &Cell) -> CellRecord {
-    let selection = match &plan.spec.evaluation.selection {
-        SelectionSpec::Last => Selection::Last,
-        SelectionSpec::Best { metric } => Selection::Best { metric: metric.clone(), epoch: None },
+    let selection = match plan.selection {
+        None => Selection::Last,
+        Some(metric) => Selection::Best { metric, epoch: None },
     };
     CellRecord {
         format_version: RECORD_FORMAT_VERSION,
@@ -218,21 +240,6 @@ pub fn empty_record(plan: &Plan, cell: &Cell) -> CellRecord {
         started_unix_s: unix_seconds(),
         updated_unix_s: unix_seconds(),
         resumed: 0,
-    }
-}
-
-/// The value of `metric` (`recall_at_1`, `map_at_r`, ...) in `m`.
-pub fn metric_value(m: &Metrics, metric: &str) -> Option<f64> {
-    match metric {
-        "precision_at_1" => Some(m.precision_at_1),
-        "r_precision" => Some(m.r_precision),
-        "map_at_r" => Some(m.map_at_r),
-        "nmi" => m.nmi,
-        "ami" => m.ami,
-        _ => metric
-            .strip_prefix("recall_at_")
-            .and_then(|k| k.parse::<usize>().ok())
-            .and_then(|k| m.recall_at_k.get(&k).copied()),
     }
 }
 
@@ -262,75 +269,23 @@ fn plugin_ref(info: &PluginInfo, config: &str) -> PluginRef {
     }
 }
 
-fn restore_state(dir: &Path, file: &str, load: impl FnOnce(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let path = dir.join(file);
-    if path.is_file() {
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        load(&bytes).with_context(|| format!("restoring {}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// A checkpoint that exists but cannot be restored: the cell starts over, saying so.
-#[derive(Debug)]
-struct CorruptCheckpoint(anyhow::Error);
-
-impl std::fmt::Display for CorruptCheckpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
-    }
-}
-
-impl std::error::Error for CorruptCheckpoint {}
-
-/// The checkpoint's copy of the record: the finished epochs and the untrained baseline it was
-/// written with.
-const RECORD_IN_CHECKPOINT: &str = "record.ron";
-
-/// Loads the checkpoint in `dir` (described by `saved`) into the model, optimiser, plugins and
-/// `record`.
-fn restore(
-    dir: &Path,
-    saved: &Progress,
-    model: EmbeddingModel,
-    optimizer: ModuleOptimizer,
-    loss: &mut LossHandle,
-    miner: Option<&mut MinerHandle>,
-    record: &mut CellRecord,
-) -> anyhow::Result<(EmbeddingModel, ModuleOptimizer)> {
-    let record_file = dir.join(RECORD_IN_CHECKPOINT);
-    let previous =
-        CellRecord::load(&record_file).with_context(|| format!("the checkpoint's record {}", record_file.display()))?;
-    let numbers: Vec<usize> = previous.epochs.iter().map(|e| e.epoch).collect();
-    if previous.config_fingerprint != saved.fingerprint
-        || numbers != (1..=saved.epochs_done).collect::<Vec<_>>()
-        || previous.initial_test.is_none()
-    {
-        bail!("{} does not match the checkpoint's progress ({} epochs done)", record_file.display(), saved.epochs_done);
-    }
-    let model = number_parameters(load_checkpoint(model, &dir.join("model.safetensors"))?);
-    let optimizer_file = dir.join("optimizer.bin");
-    let optimizer = if optimizer_file.is_file() {
-        let state = OptimizerRecord::load(&optimizer_file)
-            .map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_file.display()))?;
-        optimizer.load_record(state)
-    } else {
-        optimizer
-    };
-    restore_state(dir, "loss.state", |bytes| loss.load_state(bytes).map_err(Into::into))?;
-    if let Some(m) = miner {
-        restore_state(dir, "miner.state", |bytes| m.load_state(bytes).map_err(Into::into))?;
-    }
-    record.epochs = previous.epochs;
-    record.initial_test = previous.initial_test;
-    record.started_unix_s = previous.started_unix_s;
-    record.resumed = previous.resumed + 1;
-    record.peak_rss_bytes = previous.peak_rss_bytes;
-    record.peak_device_bytes = previous.peak_device_bytes;
-    Ok((model, optimizer))
-}
-
 impl<'a> Trainer<'a> {
+    /// A trainer of `cell`, resumed from its checkpoint when there is one ([`Trainer::resume`]).
+    fn start(
+        plan: &'a Plan,
+        cell: &'a Cell,
+        registry: &Registry,
+        paths: CellPaths,
+        record: &mut CellRecord,
+        stall: &'a StallWatch,
+    ) -> anyhow::Result<Self> {
+        let mut trainer = Trainer::new(plan, cell, registry, paths, record, stall)?;
+        trainer.resume()?;
+        Ok(trainer)
+    }
+
+    /// A trainer of `cell` from its first epoch: data, model, optimiser and plugins, with the
+    /// data, environment and plugins written into `record`.
     fn new(
         plan: &'a Plan,
         cell: &'a Cell,
@@ -343,7 +298,7 @@ impl<'a> Trainer<'a> {
         let data = data::load(&spec.dataset, &plan.dataset_root)?;
         record.dataset = DatasetInfo { root: plan.shown(&plan.dataset_root), ..data.info.clone() };
         check_batch_fills(spec.training.sampler, spec.training.batch_size, data.train.num_classes())?;
-        let backend = parse_device(&spec.training.device).map_err(anyhow::Error::msg)?;
+        let backend = plan.backend;
         let device = backend.training_device().context("opening the training device")?;
         device.seed(cell.key.seed);
         // Pretrained weights are named relative to the project root, like every other path.
@@ -376,9 +331,9 @@ impl<'a> Trainer<'a> {
             base_lr: spec.training.optimizer.lr(),
         };
         let loss_info = registry.get(PluginKind::Loss, &cell.loss.id).map_err(anyhow::Error::msg)?;
-        let mut loss = LossHandle::create(loss_info, &options(&cell.loss.config))?;
+        let loss = LossHandle::create(loss_info, &options(&cell.loss.config))?;
         record.plugins = vec![plugin_ref(loss_info, &cell.loss.config)];
-        let mut miner = match &cell.miner {
+        let miner = match &cell.miner {
             Some(choice) => {
                 let info = registry.get(PluginKind::Miner, &choice.id).map_err(anyhow::Error::msg)?;
                 record.plugins.push(plugin_ref(info, &choice.config));
@@ -388,22 +343,8 @@ impl<'a> Trainer<'a> {
         };
         let optimizer = build(&spec.training.optimizer);
 
-        // Resume when a checkpoint of this very configuration exists. Everything a resumed cell
-        // continues from comes out of the checkpoint, the record's finished epochs included, so
-        // what the record file holds (lagging, cut short, missing) never shapes the result.
-        let fresh = Progress { fingerprint: cell.fingerprint.clone(), epochs_done: 0, iterations_done: 0, best: None };
-        let (model, optimizer, progress) = match paths.checkpoint.progress().map_err(CorruptCheckpoint)? {
-            Some(saved) if saved.fingerprint == cell.fingerprint => {
-                let (model, optimizer) =
-                    restore(paths.checkpoint.dir(), &saved, model, optimizer, &mut loss, miner.as_mut(), record)
-                        .map_err(CorruptCheckpoint)?;
-                (model, optimizer, saved)
-            }
-            _ => {
-                paths.checkpoint.clear()?;
-                (model, optimizer, fresh)
-            }
-        };
+        let progress =
+            Progress { fingerprint: cell.fingerprint.clone(), epochs_done: 0, iterations_done: 0, best: None };
         let cache =
             spec.training.cache_images.then(|| Arc::new(ResizeCache::in_memory(data.recipe.train.resize, 8 << 30)));
         Ok(Trainer {
@@ -423,6 +364,29 @@ impl<'a> Trainer<'a> {
             device_memory,
             stall,
         })
+    }
+
+    /// Continues from the checkpoint when one of this very configuration exists, and clears
+    /// any other. Everything a resumed cell continues from comes out of the checkpoint, the
+    /// record's finished epochs included, so what the record file holds (lagging, cut short,
+    /// missing) never shapes the result. A checkpoint that cannot be restored is a
+    /// [`CorruptCheckpoint`] error, after which this trainer must not be used.
+    fn resume(&mut self) -> anyhow::Result<()> {
+        match self.paths.checkpoint.progress().map_err(CorruptCheckpoint)? {
+            Some(saved) if saved.fingerprint == self.cell.fingerprint => {
+                let model = self.model.take().expect("the model is only taken during a step");
+                let optimizer = std::mem::replace(&mut self.optimizer, build(&self.plan.spec.training.optimizer));
+                let dir = self.paths.checkpoint.dir();
+                let (model, optimizer) =
+                    restore(dir, &saved, model, optimizer, &mut self.loss, self.miner.as_mut(), &mut self.record)
+                        .map_err(CorruptCheckpoint)?;
+                self.model = Some(model);
+                self.optimizer = optimizer;
+                self.progress = saved;
+            }
+            _ => self.paths.checkpoint.clear()?,
+        }
+        Ok(())
     }
 
     /// Folds this process's peak host and device memory so far into the record.
@@ -487,99 +451,23 @@ impl<'a> Trainer<'a> {
         batches_per_epoch: usize,
         events: &mut dyn FnMut(Event),
     ) -> anyhow::Result<EpochRecord> {
-        let training = &self.plan.spec.training;
-        let seed = self.cell.key.seed;
         let epoch_start = Instant::now();
-        let mut timing = Timing::default();
-        let mut batches = epoch_batches(training.sampler, labels, training.batch_size, seed, epoch);
-        // A last batch of one image cannot form a pair, and batch norm cannot normalise it.
-        batches.retain(|b| b.len() >= 2);
-        let mut loader = Loader::new(
-            self.data.train.clone(),
-            self.data.recipe.train.clone(),
-            batches,
-            epoch as u64,
-            seed,
-            training.workers,
-            training.prefetch,
-        );
-        if let Some(cache) = &self.cache {
-            loader = loader.with_cache(cache.clone());
-        }
-        let total_iterations = training.epochs * batches_per_epoch;
-        let (mut loss_sum, mut images, mut steps) = (0.0, 0usize, 0usize);
-        let mut stat_sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-        let mut clock = Instant::now();
-        let mut lap = |slot: &mut f64| {
-            let t = Instant::now();
-            *slot += (t - clock).as_secs_f64();
-            clock = t;
-        };
-        for batch in loader {
+        let mut totals = EpochTotals::default();
+        let mut clock = Lap(Instant::now());
+        for batch in self.loader(epoch, labels) {
             let batch = batch.context("reading training images")?;
-            lap(&mut timing.data_s);
-            let (n, side) = (batch.len(), batch.side);
-            let pass =
-                self.model().forward_host(&self.device, &batch.images, [n, 3, side, side]).context("forward pass")?;
-            let d = pass.shape().1;
-            lap(&mut timing.forward_s);
-            let mined = match self.miner.as_mut() {
-                Some(miner) => Some(miner.mine(pass.embeddings(), d, &batch.labels)?),
-                None => None,
-            };
-            lap(&mut timing.miner_s);
-            let out =
-                self.loss.forward_backward(pass.embeddings(), d, &batch.labels, mined.as_ref().map(|m| &m.tuples))?;
-            lap(&mut timing.loss_s);
-            let grads = pass.backward(&out.grad, self.model()).context("backward pass")?;
-            lap(&mut timing.backward_s);
-            let factor =
-                lr_factor(training.schedule, self.progress.iterations_done, total_iterations, batches_per_epoch);
-            let model = self.model.take().expect("the model is only taken during a step");
-            self.model = Some(self.optimizer.step(training.optimizer.lr() * factor, model, grads));
-            self.loss.step(factor)?;
-            lap(&mut timing.optimizer_s);
-
-            self.progress.iterations_done += 1;
-            loss_sum += out.loss;
-            self.loss.recycle(out.grad);
-            images += n;
-            steps += 1;
-            let miner_stats = mined.iter().flat_map(|m| m.stats.iter().map(|(k, v)| (format!("miner.{k}"), *v)));
-            for (name, value) in out.stats.iter().map(|(k, v)| (format!("loss.{k}"), *v)).chain(miner_stats) {
-                let entry = stat_sums.entry(name).or_insert((0.0, 0));
-                entry.0 += value;
-                entry.1 += 1;
-            }
+            totals.timing.data_s += clock.lap();
+            let loss = self.train_step(batch, batches_per_epoch, &mut totals, &mut clock)?;
             self.stall.progress();
-            events(Event::Batch { epoch: epoch + 1, batch: steps, loss: out.loss });
+            events(Event::Batch { epoch: epoch + 1, batch: totals.steps, loss });
         }
-        if steps == 0 {
+        if totals.steps == 0 {
             bail!("epoch {} had no batch of at least 2 images; the training split is too small", epoch + 1);
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
-
-        let evaluation = &self.plan.spec.evaluation;
-        let last = epoch + 1 == training.epochs;
-        let due = evaluation.every > 0 && (epoch + 1).is_multiple_of(evaluation.every);
-        let (mut test, mut validation) = (None, None);
-        if last || due {
-            events(Event::Evaluating { epoch: epoch + 1 });
-            let eval_start = Instant::now();
-            test = Some(self.evaluate_test()?);
-            if let Some(val) = self.data.validation.clone() {
-                validation = Some(self.evaluate_split(&val)?);
-            }
-            timing.eval_s = eval_start.elapsed().as_secs_f64();
-        }
-        self.new_best = false;
-        if let (SelectionSpec::Best { metric }, Some(v)) = (&evaluation.selection, &validation) {
-            let value = metric_value(v, metric).with_context(|| format!("the validation metrics lack '{metric}'"))?;
-            if self.progress.best.is_none_or(|(_, best)| value > best) {
-                self.progress.best = Some((epoch + 1, value));
-                self.new_best = true;
-            }
-        }
+        let (test, validation) = self.evaluate_epoch(epoch, &mut totals.timing, events)?;
+        self.note_best(epoch, validation.as_ref())?;
+        let EpochTotals { loss_sum, images, steps, stat_sums, mut timing } = totals;
         timing.total_s = epoch_start.elapsed().as_secs_f64();
         Ok(EpochRecord {
             epoch: epoch + 1,
@@ -591,6 +479,111 @@ impl<'a> Trainer<'a> {
             validation,
             plugin_stats: stat_sums.into_iter().map(|(k, (sum, count))| (k, sum / count as f64)).collect(),
         })
+    }
+
+    /// The batches of `epoch`, loaded and augmented in the background.
+    fn loader(&self, epoch: usize, labels: &[i64]) -> Loader {
+        let training = &self.plan.spec.training;
+        let mut batches = epoch_batches(training.sampler, labels, training.batch_size, self.cell.key.seed, epoch);
+        // A last batch of one image cannot form a pair, and batch norm cannot normalise it.
+        batches.retain(|b| b.len() >= 2);
+        let loader = Loader::new(
+            self.data.train.clone(),
+            self.data.recipe.train.clone(),
+            batches,
+            epoch as u64,
+            self.cell.key.seed,
+            training.workers,
+            training.prefetch,
+        );
+        match &self.cache {
+            Some(cache) => loader.with_cache(cache.clone()),
+            None => loader,
+        }
+    }
+
+    /// One optimisation step on `batch`, timed phase by phase into `totals`; returns the
+    /// batch's loss.
+    fn train_step(
+        &mut self,
+        batch: ImageBatch,
+        batches_per_epoch: usize,
+        totals: &mut EpochTotals,
+        clock: &mut Lap,
+    ) -> anyhow::Result<f64> {
+        let training = &self.plan.spec.training;
+        let (n, side) = (batch.len(), batch.side);
+        let pass =
+            self.model().forward_host(&self.device, &batch.images, [n, 3, side, side]).context("forward pass")?;
+        let d = pass.shape().1;
+        totals.timing.forward_s += clock.lap();
+        let mined = match self.miner.as_mut() {
+            Some(miner) => Some(miner.mine(pass.embeddings(), d, &batch.labels)?),
+            None => None,
+        };
+        totals.timing.miner_s += clock.lap();
+        let out = self.loss.forward_backward(pass.embeddings(), d, &batch.labels, mined.as_ref().map(|m| &m.tuples))?;
+        totals.timing.loss_s += clock.lap();
+        let grads = pass.backward(&out.grad, self.model()).context("backward pass")?;
+        totals.timing.backward_s += clock.lap();
+        let total_iterations = training.epochs * batches_per_epoch;
+        let factor = lr_factor(training.schedule, self.progress.iterations_done, total_iterations, batches_per_epoch);
+        let model = self.model.take().expect("the model is only taken during a step");
+        self.model = Some(self.optimizer.step(training.optimizer.lr() * factor, model, grads));
+        self.loss.step(factor)?;
+        totals.timing.optimizer_s += clock.lap();
+
+        self.progress.iterations_done += 1;
+        totals.loss_sum += out.loss;
+        totals.images += n;
+        totals.steps += 1;
+        let miner_stats = mined.iter().flat_map(|m| m.stats.iter().map(|(k, v)| (format!("miner.{k}"), *v)));
+        for (name, value) in out.stats.iter().map(|(k, v)| (format!("loss.{k}"), *v)).chain(miner_stats) {
+            let entry = totals.stat_sums.entry(name).or_insert((0.0, 0));
+            entry.0 += value;
+            entry.1 += 1;
+        }
+        let loss = out.loss;
+        self.loss.recycle(out.grad);
+        Ok(loss)
+    }
+
+    /// Test (and validation) metrics after `epoch`, when it is due for evaluation or the last.
+    fn evaluate_epoch(
+        &mut self,
+        epoch: usize,
+        timing: &mut Timing,
+        events: &mut dyn FnMut(Event),
+    ) -> anyhow::Result<(Option<Metrics>, Option<Metrics>)> {
+        let evaluation = &self.plan.spec.evaluation;
+        let last = epoch + 1 == self.plan.spec.training.epochs;
+        let due = evaluation.every > 0 && (epoch + 1).is_multiple_of(evaluation.every);
+        if !(last || due) {
+            return Ok((None, None));
+        }
+        events(Event::Evaluating { epoch: epoch + 1 });
+        let eval_start = Instant::now();
+        let test = self.evaluate_test()?;
+        let validation = match self.data.validation.clone() {
+            Some(split) => Some(self.evaluate_split(&split)?),
+            None => None,
+        };
+        timing.eval_s = eval_start.elapsed().as_secs_f64();
+        Ok((Some(test), validation))
+    }
+
+    /// Remembers `epoch` as the best so far when its validation value of the selection metric
+    /// beats the best before it.
+    fn note_best(&mut self, epoch: usize, validation: Option<&Metrics>) -> anyhow::Result<()> {
+        self.new_best = false;
+        if let (Some(metric), Some(v)) = (self.plan.selection, validation) {
+            let value = metric.get(v).with_context(|| format!("the validation metrics lack '{metric}'"))?;
+            if self.progress.best.is_none_or(|(_, best)| value > best) {
+                self.progress.best = Some((epoch + 1, value));
+                self.new_best = true;
+            }
+        }
+        Ok(())
     }
 
     fn eval_options(&self) -> EvalOptions {

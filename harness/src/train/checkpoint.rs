@@ -12,12 +12,18 @@
 //! A checkpoint is written to `<dir>.new` (its `progress.ron` last), then swapped in with
 //! two renames; [`CheckpointDir::repair`] finishes a swap that a crash cut short (taking the
 //! complete `<dir>.new`, else `<dir>.old`). So a kill at any moment leaves one complete
-//! checkpoint.
+//! checkpoint. [`restore`] loads one into a freshly built model, optimiser and plugins.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
+use dmlbench_host::{LossHandle, MinerHandle};
+use dmlbench_models::burn::optim::{ModuleOptimizer, OptimizerRecord};
+use dmlbench_models::{EmbeddingModel, load_checkpoint};
+use dmlbench_record::CellRecord;
 use serde::{Deserialize, Serialize};
+
+use super::optimizer::number_parameters;
 
 /// Where training stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,7 +117,7 @@ impl CheckpointDir {
         let staging = self.with_suffix(".new");
         let text = ron::ser::to_string_pretty(progress, ron::ser::PrettyConfig::new()).expect("progress serialises");
         // progress.ron last: a staged directory without it is never taken for a checkpoint.
-        crate::report::record::write_atomic(&staging.join("progress.ron"), text.as_bytes())?;
+        dmlbench_record::write_atomic(&staging.join("progress.ron"), text.as_bytes())?;
         let old = self.with_suffix(".old");
         if old.exists() {
             std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
@@ -160,6 +166,74 @@ pub fn carry_over(from: &Path, to: &Path) -> anyhow::Result<()> {
     }
     if std::fs::hard_link(from, to).is_err() {
         std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
+
+/// A checkpoint that exists but cannot be restored: the cell starts over, saying so.
+#[derive(Debug)]
+pub struct CorruptCheckpoint(pub anyhow::Error);
+
+impl std::fmt::Display for CorruptCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for CorruptCheckpoint {}
+
+/// The checkpoint's copy of the record: the finished epochs and the untrained baseline it was
+/// written with.
+pub const RECORD_IN_CHECKPOINT: &str = "record.ron";
+
+/// Loads the checkpoint in `dir` (described by `saved`) into the model, optimiser, plugins and
+/// `record`.
+pub fn restore(
+    dir: &Path,
+    saved: &Progress,
+    model: EmbeddingModel,
+    optimizer: ModuleOptimizer,
+    loss: &mut LossHandle,
+    miner: Option<&mut MinerHandle>,
+    record: &mut CellRecord,
+) -> anyhow::Result<(EmbeddingModel, ModuleOptimizer)> {
+    let record_file = dir.join(RECORD_IN_CHECKPOINT);
+    let previous =
+        CellRecord::load(&record_file).with_context(|| format!("the checkpoint's record {}", record_file.display()))?;
+    let numbers: Vec<usize> = previous.epochs.iter().map(|e| e.epoch).collect();
+    if previous.config_fingerprint != saved.fingerprint
+        || numbers != (1..=saved.epochs_done).collect::<Vec<_>>()
+        || previous.initial_test.is_none()
+    {
+        bail!("{} does not match the checkpoint's progress ({} epochs done)", record_file.display(), saved.epochs_done);
+    }
+    let model = number_parameters(load_checkpoint(model, &dir.join("model.safetensors"))?);
+    let optimizer_file = dir.join("optimizer.bin");
+    let optimizer = if optimizer_file.is_file() {
+        let state = OptimizerRecord::load(&optimizer_file)
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", optimizer_file.display()))?;
+        optimizer.load_record(state)
+    } else {
+        optimizer
+    };
+    restore_state(dir, "loss.state", |bytes| loss.load_state(bytes).map_err(Into::into))?;
+    if let Some(m) = miner {
+        restore_state(dir, "miner.state", |bytes| m.load_state(bytes).map_err(Into::into))?;
+    }
+    record.epochs = previous.epochs;
+    record.initial_test = previous.initial_test;
+    record.started_unix_s = previous.started_unix_s;
+    record.resumed = previous.resumed + 1;
+    record.peak_rss_bytes = previous.peak_rss_bytes;
+    record.peak_device_bytes = previous.peak_device_bytes;
+    Ok((model, optimizer))
+}
+
+fn restore_state(dir: &Path, file: &str, load: impl FnOnce(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let path = dir.join(file);
+    if path.is_file() {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        load(&bytes).with_context(|| format!("restoring {}", path.display()))?;
     }
     Ok(())
 }

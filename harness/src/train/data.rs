@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::experiment::spec::DatasetSpec;
-use crate::report::record::{DatasetInfo, fingerprint};
+use dmlbench_record::{DatasetInfo, fingerprint};
 
 /// What evaluation runs on.
 pub enum Evaluation {

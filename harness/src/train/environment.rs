@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::report::record::Environment;
+use dmlbench_record::Environment;
 
 /// The CPU model, from `/proc/cpuinfo` ("unknown" elsewhere).
 fn cpu_model() -> String {

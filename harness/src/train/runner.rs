@@ -1,10 +1,11 @@
 //! `dmlbench run`: every cell of a plan, each in its own process.
 //!
-//! A cell runs as `dmlbench run FILE --cell ID --events json`, a child process that trains
-//! and writes its own record and checkpoints. A plugin that crashes the process, a NaN loss
-//! or an out-of-memory kill therefore costs one failed record (with the reason and the last
-//! lines of the cell's log), and the other cells go on. The same command line runs one cell
-//! on a cluster node (a Slurm array task per cell id, listed by `--list-cells`).
+//! A cell runs as `dmlbench cell FILE --cell ID` (a hidden command), a child process that
+//! trains and writes its own record and checkpoints. A plugin that crashes the process, a NaN
+//! loss or an out-of-memory kill therefore costs one failed record (with the reason and the
+//! last lines of the cell's log), and the other cells go on. On a cluster node, `dmlbench run
+//! FILE --cell ID` trains one cell the same way in its own process (a Slurm array task per
+//! cell id, listed by `--list-cells`).
 //!
 //! Cells whose record is complete for the same configuration are skipped; an interrupted or
 //! failed cell resumes from its checkpoint.
@@ -20,9 +21,9 @@ use super::cell::{CellPaths, Event, empty_record, run_cell};
 use super::lock::{self, Acquired};
 use super::with_suffix;
 use crate::experiment::{Cell, Plan};
-use crate::report::record::{CellRecord, CellStatus, EXPERIMENT_COPY};
-use crate::report::text;
 use dmlbench_host::Registry;
+use dmlbench_leaderboard::text;
+use dmlbench_record::{CellRecord, CellStatus, EXPERIMENT_COPY};
 
 /// How to run a plan.
 #[derive(Clone, Debug)]
@@ -131,7 +132,7 @@ pub fn describe(record: &CellRecord) -> String {
             format!("completed, R@1 {r1}, {seconds} s/epoch")
         }
         CellStatus::Failed { reason } => {
-            format!("FAILED: {}", dmlbench_host::errors::escape_terminal(reason.lines().next().unwrap_or("")))
+            format!("FAILED: {}", dmlbench_abi::escape_terminal(reason.lines().next().unwrap_or("")))
         }
         CellStatus::Running => "interrupted".into(),
     }
@@ -225,11 +226,11 @@ fn run_child(
         .arg("--root")
         .arg(&options.root)
         .arg("--no-build")
-        .arg("run")
+        .arg("cell")
         .arg(&plan.file)
         .arg("--results")
         .arg(&options.results)
-        .args(["--cell", &cell.key.id(), "--events", "json"])
+        .args(["--cell", &cell.key.id()])
         .args(plan_overrides(plan))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -257,9 +258,9 @@ fn run_child(
             Event::Epoch { .. } => bar.set_position(0),
             Event::Busy { owner } => busy = Some(owner),
             // Printed even without a terminal, where the bar (and its println) is hidden.
-            Event::Warning { message } => bar.suspend(|| {
-                eprintln!("warning: {}: {}", cell.key.id(), dmlbench_host::errors::escape_terminal(&message))
-            }),
+            Event::Warning { message } => {
+                bar.suspend(|| eprintln!("warning: {}: {}", cell.key.id(), dmlbench_abi::escape_terminal(&message)))
+            }
         }
     }
     let status = child.wait().context("waiting for the cell's process")?;

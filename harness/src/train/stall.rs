@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::periodic::Periodic;
-use crate::report::record::{CellRecord, CellStatus};
+use dmlbench_record::{CellRecord, CellStatus};
 
 /// The exit code of a cell process stopped for making no progress.
 pub const STALLED_EXIT_CODE: i32 = 3;

@@ -4,11 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use dmlbench::eval::Metrics;
-use dmlbench::report::record::{
-    CellKey, CellRecord, CellStatus, DatasetInfo, EXPERIMENT_COPY, Environment, EpochRecord, ExperimentRef, PluginRef,
-    RECORD_FORMAT_VERSION, Selection, Timing, fingerprint,
-};
+use dmlbench_eval::Metrics;
+use dmlbench_record::{CellRecord, CellStatus, EXPERIMENT_COPY, EpochRecord, fixture};
 
 /// The experiment file behind the records, kept beside them as `dmlbench run` does.
 pub const EXPERIMENT_TEXT: &str =
@@ -67,106 +64,27 @@ pub const EPOCHS: usize = 4;
 
 /// Metrics with the fixture's pattern of Recall@K.
 pub fn metrics(r1: f64, map: f64, nmi: f64) -> Metrics {
-    Metrics {
-        recall_at_k: [(1, r1), (2, r1 + 0.10), (4, r1 + 0.15), (8, r1 + 0.18)].into_iter().collect(),
-        precision_at_1: r1,
-        r_precision: map + 0.1,
-        map_at_r: map,
-        nmi: Some(nmi),
-        ami: Some(nmi - 0.05),
-        queries: 5924,
-        skipped_queries: 0,
-    }
+    fixture::metrics(&[(1, r1), (2, r1 + 0.10), (4, r1 + 0.15), (8, r1 + 0.18)], map, map + 0.1, nmi, 5924)
 }
 
 fn record(loss: &str, miner: Option<&str>, seed: u64) -> CellRecord {
-    let cell = CellKey {
-        dataset: "cub".into(),
-        recipe: "default".into(),
-        loss: loss.into(),
-        miner: miner.map(Into::into),
-        variant: String::new(),
-        seed,
-    };
     let config = format!(
         "(dataset: (format: \"cub\", root: \"data/cub\"), model: (backbone: \"resnet50\", embedding: 512), \
          training: (epochs: {EPOCHS}, batch_size: 112, lr: 0.00001), seed: {seed})"
     );
-    let mut plugins = vec![PluginRef {
-        kind: "loss".into(),
-        id: loss.into(),
-        version: "0.1.0".into(),
-        sdk_version: "dmlbench-sdk 0.1.0".into(),
-        config: String::new(),
-    }];
-    if let Some(miner) = miner {
-        plugins.push(PluginRef {
-            kind: "miner".into(),
-            id: miner.into(),
-            version: "0.1.0".into(),
-            sdk_version: "dmlbench-sdk 0.1.0".into(),
-            config: String::new(),
-        });
-    }
-    CellRecord {
-        format_version: RECORD_FORMAT_VERSION,
-        experiment: ExperimentRef {
-            name: "default".into(),
-            file: "experiments/default.ron".into(),
-            fingerprint: fingerprint(EXPERIMENT_TEXT.as_bytes()),
-        },
-        cell,
-        config_fingerprint: fingerprint(config.as_bytes()),
-        config,
-        dataset: DatasetInfo {
-            format: "cub".into(),
-            root: "data/cub".into(),
-            fingerprint: "5a1e0c3b9d2f4e71".into(),
-            train_images: 5864,
-            train_classes: 100,
-            test_images: 5924,
-            test_classes: 100,
-        },
-        plugins,
-        status: CellStatus::Running,
-        // The pretrained backbone before any training: the same for every method.
-        initial_test: Some(metrics(0.30, 0.10, 0.50)),
-        epochs: Vec::new(),
-        final_metrics: None,
-        selection: Selection::Last,
-        peak_rss_bytes: (3000 + 100 * seed) << 20,
-        peak_device_bytes: None,
-        environment: Environment {
-            cpu: "AMD EPYC 7B13".into(),
-            threads: 2,
-            backend: "flex".into(),
-            device: "cpu".into(),
-            gpu: None,
-            git_revision: "f70dfa8c0ffee".into(),
-            dmlbench_version: "0.1.0".into(),
-            os: "linux x86_64".into(),
-            host: "node-a".into(),
-        },
-        started_unix_s: 1_750_000_000,
-        updated_unix_s: 1_750_000_000 + 3600 * (seed + 1),
-        resumed: 0,
-    }
+    let cell = fixture::cell("cub", "default", loss, miner, seed);
+    let mut record = fixture::record(cell, config, EXPERIMENT_TEXT, 1_750_000_000);
+    // The pretrained backbone before any training: the same for every method.
+    record.initial_test = Some(metrics(0.30, 0.10, 0.50));
+    record.peak_rss_bytes = (3000 + 100 * seed) << 20;
+    record
 }
 
 /// Epoch `e` (1-based) of a cell whose last epoch reaches `last`: Recall@1 climbs by 0.05 per
-/// epoch to it; every epoch takes `seconds`.
+/// epoch to it; every epoch takes `seconds`, 20 of them evaluating.
 fn epoch(e: usize, last: &Final, seconds: f64) -> EpochRecord {
     let behind = 0.05 * (EPOCHS - e) as f64;
-    EpochRecord {
-        epoch: e,
-        loss: 1.0 / e as f64,
-        images: 5864,
-        images_per_second: 5864.0 / (seconds - 20.0),
-        timing: Timing { total_s: seconds, eval_s: 20.0, ..Timing::default() },
-        test: Some(metrics(last.r1 - behind, last.map - behind / 2.0, last.nmi)),
-        validation: None,
-        plugin_stats: Default::default(),
-    }
+    fixture::epoch(e, seconds, 20.0, Some(metrics(last.r1 - behind, last.map - behind / 2.0, last.nmi)))
 }
 
 /// Every record of the fixture, with the path it is saved at under a results directory.

@@ -7,7 +7,8 @@
 //! default configuration and points at `create` plus a [`VTable`] of instance functions.
 //! The same layout is declared for C in `include/dmlbench.h`.
 //!
-//! This crate holds types only and has no dependencies, so that it never pulls anything into a
+//! This crate holds the types, the checks both sides run on what crosses the boundary
+//! ([`first_non_finite`] for numbers, [`escape_terminal`] for text) and no dependencies, so that it never pulls anything into a
 //! plugin. Plugin authors normally use `dmlbench-sdk`, which fills these structs for them and
 //! checks every input.
 //!
@@ -56,6 +57,13 @@
 #![no_std]
 #![deny(missing_docs)]
 
+extern crate alloc;
+
+mod checks;
+mod text;
+pub use checks::first_non_finite;
+pub use text::escape_terminal;
+
 use core::ffi::{c_char, c_void};
 
 /// The major ABI version this crate describes. Part of [`ENTRY_SYMBOL`].
@@ -96,6 +104,19 @@ impl Status {
     /// The function is not supported by this plugin (for example `save_state` on a plugin
     /// without state).
     pub const UNSUPPORTED: Status = Status(5);
+
+    /// A short human word for the status, used as a message prefix (`bad config`, …).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Status::OK => "ok",
+            Status::BAD_CONFIG => "bad config",
+            Status::BAD_INPUT => "bad input",
+            Status::FAILED => "failed",
+            Status::PANICKED => "panicked",
+            Status::UNSUPPORTED => "unsupported",
+            _ => "unknown status",
+        }
+    }
 }
 
 /// What a plugin is.

@@ -57,26 +57,20 @@ impl Error {
     }
 }
 
-/// A short human word for a status code, used as a message prefix.
-pub fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::OK => "ok",
-        Status::BAD_CONFIG => "bad config",
-        Status::BAD_INPUT => "bad input",
-        Status::FAILED => "failed",
-        Status::PANICKED => "panicked",
-        Status::UNSUPPORTED => "unsupported",
-        _ => "unknown status",
-    }
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", status_name(self.status), self.message)
+        write!(f, "{}: {}", self.status.name(), self.message)
     }
 }
 
 impl std::error::Error for Error {}
+
+impl From<dmlbench_tuples::TupleError> for Error {
+    /// Tuples that do not fit their batch are bad input.
+    fn from(error: dmlbench_tuples::TupleError) -> Self {
+        Error::bad_input(error.0)
+    }
+}
 
 /// Result type of plugin functions.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -29,6 +29,8 @@
 //! assert!(bad.message().contains("row 0, column 1"));
 //! ```
 
+use dmlbench_abi::first_non_finite;
+
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;
 use crate::plugin::{Batch, Context, Loss, Miner, Plugin, Stats, TupleUse};
@@ -148,12 +150,6 @@ impl<T: Plugin> Instance<T> {
     }
 }
 
-/// Index of the first NaN or infinite value. Written as a branch-free scan first, because
-/// it runs on every batch in both directions and must cost next to nothing.
-pub fn first_non_finite(values: &[f32]) -> Option<usize> {
-    if values.iter().fold(true, |ok, v| ok & v.is_finite()) { None } else { values.iter().position(|v| !v.is_finite()) }
-}
-
 impl<T: Loss> Instance<T> {
     /// Checked forward and backward pass, writing dL/dZ into `grad` (n·d values).
     pub fn forward_backward_into(
@@ -244,9 +240,7 @@ impl<T: Miner> Instance<T> {
                 tuples.form()
             )));
         }
-        tuples
-            .validate(batch.labels, &format!("tuples mined by '{}'", T::ID))
-            .map_err(|e| Error::failed(e.message()))?;
+        tuples.validate(batch.labels, &format!("tuples mined by '{}'", T::ID)).map_err(|e| Error::failed(e.0))?;
         Ok(tuples)
     }
 

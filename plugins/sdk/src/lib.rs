@@ -67,7 +67,10 @@ pub mod rng;
 pub mod softmax;
 pub mod state;
 pub mod testing;
-pub mod tuples;
+/// Mined tuples: the two forms, conversion, enumeration and checks (`dmlbench-tuples`).
+pub mod tuples {
+    pub use dmlbench_tuples::*;
+}
 
 pub use dmlbench_abi as abi;
 pub use error::{Error, Result};

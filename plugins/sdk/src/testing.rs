@@ -1,21 +1,11 @@
 //! The test kit every plugin test uses: seeded random batches, a finite-difference gradient
-//! check, and plain-loop reference maths in `f64` to compare optimised code against.
-//!
-//! ```
-//! use dmlbench_sdk::testing::{check_gradient, GradCheck};
-//! // f(x) = Σ x², gradient 2x.
-//! let x = [0.5f32, -1.0, 2.0];
-//! let grad: Vec<f32> = x.iter().map(|v| 2.0 * v).collect();
-//! let f = |x: &[f32]| Ok(x.iter().map(|&v| f64::from(v) * f64::from(v)).sum());
-//! check_gradient(f, &x, &grad, &GradCheck::default()).unwrap();
-//! let wrong: Vec<f32> = x.iter().map(|v| 3.0 * v).collect();
-//! assert!(check_gradient(f, &x, &wrong, &GradCheck::default()).is_err());
-//! ```
+//! check and tolerant comparisons (from `dmlbench-testkit`), the same check run on a loss
+//! instance, and plain-loop reference maths in `f64` to compare optimised code against.
 
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+pub use dmlbench_testkit::{
+    GradCheck, GradReport, assert_all_close, assert_close, check_gradient, random_embeddings, random_labels,
+};
 
-use crate::error::Result;
 use crate::instance::Instance;
 use crate::plugin::{Context, Loss};
 use crate::tuples::Tuples;
@@ -23,168 +13,6 @@ use crate::tuples::Tuples;
 /// A context for tests: d, class count, seed 0, learning rate 0.1.
 pub fn context(embedding_dim: usize, num_classes: usize) -> Context {
     Context { embedding_dim, num_classes, seed: 0, base_lr: 0.1 }
-}
-
-/// n×d standard-normal values, row-major, from `seed`.
-pub fn random_embeddings(seed: u64, n: usize, d: usize) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n * d)
-        .map(|_| {
-            // Box–Muller; 1 − u keeps the logarithm finite.
-            let (u, v): (f64, f64) = (rng.random(), rng.random());
-            ((-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-        })
-        .collect()
-}
-
-/// n labels in `0..classes`, each class present at least once when n ≥ classes, from `seed`.
-pub fn random_labels(seed: u64, n: usize, classes: usize) -> Vec<i64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_1abe);
-    let mut labels: Vec<i64> =
-        (0..n).map(|i| if i < classes { i as i64 } else { rng.random_range(0..classes as i64) }).collect();
-    // Shuffle so the guaranteed members are not always first.
-    for i in (1..n).rev() {
-        let j = rng.random_range(0..=i);
-        labels.swap(i, j);
-    }
-    labels
-}
-
-/// Options of [`check_gradient`].
-#[derive(Clone, Debug)]
-pub struct GradCheck {
-    /// Finite-difference step.
-    pub step: f32,
-    /// Relative tolerance.
-    pub rtol: f64,
-    /// Absolute tolerance, as a fraction of the largest analytic gradient entry.
-    pub atol_scale: f64,
-    /// Absolute tolerance floor.
-    pub atol: f64,
-    /// Check at most this many coordinates, sampled with `seed`.
-    pub max_coordinates: usize,
-    /// Fail when more than this share of checked coordinates sits on a non-smooth point.
-    pub max_kink_fraction: f64,
-    /// Seed of the coordinate sample.
-    pub seed: u64,
-    /// Row length of the input, to name a failing coordinate by row and column (0: by flat
-    /// index).
-    pub columns: usize,
-}
-
-impl Default for GradCheck {
-    fn default() -> Self {
-        GradCheck {
-            step: 1e-3,
-            rtol: 2e-2,
-            atol_scale: 2e-3,
-            atol: 1e-5,
-            max_coordinates: 200,
-            max_kink_fraction: 0.2,
-            seed: 0,
-            columns: 0,
-        }
-    }
-}
-
-/// What [`check_gradient`] found.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GradReport {
-    /// Coordinates compared.
-    pub checked: usize,
-    /// Coordinates skipped because the function is not smooth there (a hinge, or the set of
-    /// active pairs changing).
-    pub kinks: usize,
-    /// Largest |analytic − numeric| over compared coordinates.
-    pub max_abs_error: f64,
-}
-
-/// Compares `analytic` with central finite differences of `f` at `x`.
-///
-/// Non-smooth points are detected, not failed: where the forward and backward differences
-/// disagree even at a quarter of the step, the coordinate is counted as a kink and skipped,
-/// because the loss really has no derivative there (a hinge at its margin, a pair entering the
-/// set of active pairs). Too many kinks fail the check, so a loss that is discontinuous
-/// everywhere cannot pass by being skipped.
-pub fn check_gradient(
-    mut f: impl FnMut(&[f32]) -> Result<f64>,
-    x: &[f32],
-    analytic: &[f32],
-    options: &GradCheck,
-) -> std::result::Result<GradReport, String> {
-    if x.len() != analytic.len() {
-        return Err(format!("gradient has {} values for {} inputs", analytic.len(), x.len()));
-    }
-    let mut eval = |x: &[f32]| f(x).map_err(|e| format!("evaluating the loss failed: {e}"));
-    let f0 = eval(x)?;
-    let scale = analytic.iter().fold(0.0f64, |m, &g| m.max(f64::from(g).abs()));
-    let atol = options.atol + options.atol_scale * scale;
-    let coordinates = sample_coordinates(x.len(), options.max_coordinates, options.seed);
-    let mut report = GradReport { checked: 0, kinks: 0, max_abs_error: 0.0 };
-    let mut probe = x.to_vec();
-    let mut first_failure: Option<String> = None;
-    for &c in &coordinates {
-        let mut smooth = None;
-        for shrink in [1.0f32, 0.25] {
-            let h = options.step * shrink * x[c].abs().max(1.0);
-            // Use the steps actually representable in f32.
-            probe[c] = x[c] + h;
-            let (up, h_up) = (eval(&probe)?, f64::from(probe[c] - x[c]));
-            probe[c] = x[c] - h;
-            let (down, h_down) = (eval(&probe)?, f64::from(x[c] - probe[c]));
-            probe[c] = x[c];
-            let forward = (up - f0) / h_up;
-            let backward = (f0 - down) / h_down;
-            let central = (up - down) / (h_up + h_down);
-            let agree = (forward - backward).abs() <= 4.0 * (atol + options.rtol * central.abs());
-            if agree {
-                smooth = Some(central);
-                break;
-            }
-        }
-        let Some(numeric) = smooth else {
-            report.kinks += 1;
-            continue;
-        };
-        report.checked += 1;
-        let a = f64::from(analytic[c]);
-        let error = (a - numeric).abs();
-        report.max_abs_error = report.max_abs_error.max(error);
-        if error > atol + options.rtol * numeric.abs().max(a.abs()) && first_failure.is_none() {
-            let at = match options.columns {
-                0 => format!("index {c}"),
-                d => format!("row {}, column {}", c / d, c % d),
-            };
-            first_failure =
-                Some(format!("gradient mismatch at {at}: analytic {a:.6e}, finite difference {numeric:.6e}"));
-        }
-    }
-    if let Some(failure) = first_failure {
-        return Err(failure);
-    }
-    let total = coordinates.len().max(1);
-    if report.kinks as f64 > options.max_kink_fraction * total as f64 {
-        return Err(format!(
-            "{} of {total} coordinates are at non-smooth points; the gradient could not be verified",
-            report.kinks
-        ));
-    }
-    Ok(report)
-}
-
-fn sample_coordinates(len: usize, max: usize, seed: u64) -> Vec<usize> {
-    let mut all: Vec<usize> = (0..len).collect();
-    if len <= max {
-        return all;
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for i in 0..max {
-        let j = rng.random_range(i..len);
-        all.swap(i, j);
-    }
-    all.truncate(max);
-    all.sort_unstable();
-    all
 }
 
 /// Finite-difference check of a loss instance on one batch: its own gradient against
@@ -198,22 +26,8 @@ pub fn check_loss_gradient<T: Loss>(
 ) -> std::result::Result<GradReport, String> {
     let value = instance.forward_backward(embeddings, labels, tuples).map_err(|e| e.to_string())?;
     let options = GradCheck { columns: instance.context().embedding_dim, ..options.clone() };
-    check_gradient(|x| instance.forward_backward(x, labels, tuples).map(|v| v.loss), embeddings, &value.grad, &options)
-}
-
-/// Asserts |a − b| ≤ tol·max(1, |b|), naming `what` on failure.
-#[track_caller]
-pub fn assert_close(a: f64, b: f64, tol: f64, what: &str) {
-    assert!((a - b).abs() <= tol * b.abs().max(1.0), "{what}: {a} vs reference {b} (difference {:.3e})", (a - b).abs());
-}
-
-/// Asserts two slices agree element by element within `tol` (relative to max(1, |b|)).
-#[track_caller]
-pub fn assert_all_close(a: &[f32], b: &[f64], tol: f64, what: &str) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
-    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-        assert!((f64::from(x) - y).abs() <= tol * y.abs().max(1.0), "{what}[{i}]: {x} vs reference {y}");
-    }
+    let f = |x: &[f32]| instance.forward_backward(x, labels, tuples).map(|v| v.loss).map_err(|e| e.to_string());
+    check_gradient(f, embeddings, &value.grad, &options)
 }
 
 /// Plain-loop reference maths in `f64`, written for clarity, not speed.

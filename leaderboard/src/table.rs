@@ -26,55 +26,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::eval::Metrics;
-use crate::report::record::{CellKey, CellRecord, CellStatus, DatasetInfo, Environment};
-use crate::report::stats::Summary;
-
-/// An accuracy column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum MetricId {
-    /// Recall@K.
-    RecallAt(usize),
-    /// MAP@R.
-    MapAtR,
-    /// R-precision.
-    RPrecision,
-    /// Normalised mutual information.
-    Nmi,
-}
-
-impl MetricId {
-    /// Short column heading.
-    pub fn label(&self) -> String {
-        match self {
-            MetricId::RecallAt(k) => format!("R@{k}"),
-            MetricId::MapAtR => "MAP@R".into(),
-            MetricId::RPrecision => "R-prec".into(),
-            MetricId::Nmi => "NMI".into(),
-        }
-    }
-
-    /// Machine name, as the fields of [`Metrics`] (`recall_at_1`, `map_at_r`, …).
-    pub fn key(&self) -> String {
-        match self {
-            MetricId::RecallAt(k) => format!("recall_at_{k}"),
-            MetricId::MapAtR => "map_at_r".into(),
-            MetricId::RPrecision => "r_precision".into(),
-            MetricId::Nmi => "nmi".into(),
-        }
-    }
-
-    /// The value in `metrics`, if it was measured and is finite.
-    pub fn get(&self, metrics: &Metrics) -> Option<f64> {
-        let value = match self {
-            MetricId::RecallAt(k) => metrics.recall_at_k.get(k).copied(),
-            MetricId::MapAtR => Some(metrics.map_at_r),
-            MetricId::RPrecision => Some(metrics.r_precision),
-            MetricId::Nmi => metrics.nmi,
-        };
-        value.filter(|v| v.is_finite())
-    }
-}
+use crate::stats::Summary;
+use dmlbench_eval::{MetricId, Metrics};
+use dmlbench_record::{CellKey, CellRecord, CellStatus, DatasetInfo, Environment};
 
 /// Every table, built from a set of records.
 #[derive(Clone, Debug)]
@@ -361,14 +315,14 @@ fn is_ident(b: u8) -> bool {
 }
 
 impl Leaderboard {
-    /// Builds every table from `records` (path, record), as [`crate::report::record::load_all`]
+    /// Builds every table from `records` (path, record), as [`dmlbench_record::load_all`]
     /// returns them. The result does not depend on the order of `records`.
     pub fn from_records(mut records: Vec<(PathBuf, CellRecord)>) -> Leaderboard {
         records.sort_by(|a, b| a.0.cmp(&b.0));
         // Overlapping directories (`results` and `results/default`) list a file twice: it is
         // one record, not a duplicate cell.
         let mut seen = std::collections::HashSet::new();
-        records.retain(|(path, _)| seen.insert(crate::report::paths::path_key(path)));
+        records.retain(|(path, _)| seen.insert(crate::paths::path_key(path)));
 
         // Keep one record per cell key: the newest, then the later path.
         let mut by_key: BTreeMap<CellKey, Vec<(PathBuf, CellRecord)>> = BTreeMap::new();
@@ -607,7 +561,7 @@ fn mark_best(rows: &mut [Row], columns: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{completed, failed, running};
+    use crate::fixtures::{completed, failed, running};
 
     #[test]
     fn groups_by_dataset_recipe_and_method_and_orders_rows_by_recall() {
@@ -760,7 +714,7 @@ mod tests {
         let mut a = completed("cub", "default", "m", None, 0, &[0.5, 0.6], 0.3);
         let mut b = completed("cub", "default", "m", None, 1, &[0.7], 0.3);
         // Only seed 1 was evaluated before training: Recall@1 0.2.
-        b.1.initial_test = Some(crate::report::fixtures::metrics(0.2, 0.1));
+        b.1.initial_test = Some(crate::fixtures::metrics(0.2, 0.1));
         // Seed 0: epochs of 10 s and 12 s (mean 11); seed 1: one of 14 s. Mean of means: 12.5.
         a.1.epochs[0].timing.total_s = 10.0;
         a.1.epochs[1].timing.total_s = 12.0;

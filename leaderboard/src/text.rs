@@ -3,16 +3,16 @@
 //! the same in all three.
 //!
 //! ```
-//! use dmlbench::report::stats::Summary;
-//! use dmlbench::report::text::{interval, escape_xml};
+//! use dmlbench_leaderboard::stats::Summary;
+//! use dmlbench_leaderboard::text::{interval, escape_xml};
 //!
 //! assert_eq!(interval(&Summary::of(&[0.60, 0.62, 0.67]).unwrap()), "63.0 ± 9.0");
 //! assert_eq!(interval(&Summary::of(&[0.692]).unwrap()), "69.2");
 //! assert_eq!(escape_xml("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
 //! ```
 
-use crate::report::stats::Summary;
-use crate::report::table::Row;
+use crate::stats::Summary;
+use crate::table::Row;
 
 /// Placeholder of a value that does not exist.
 pub const MISSING: &str = "—";

@@ -15,7 +15,7 @@
 //! to scikit-learn's sum over every pair of groups, thousands of times fewer on SOP.
 //!
 //! ```
-//! use dmlbench::eval::clustering_scores::{ami, nmi};
+//! use dmlbench_eval::clustering_scores::{ami, nmi};
 //!
 //! // A relabelled perfect clustering.
 //! assert_eq!(nmi(&[0, 0, 1, 1], &[1, 1, 0, 0]), 1.0);

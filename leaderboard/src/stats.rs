@@ -11,7 +11,7 @@
 //! quantile is found by bisection. That works for any number of degrees of freedom.
 //!
 //! ```
-//! use dmlbench::report::stats::{student_t_quantile, Summary};
+//! use dmlbench_leaderboard::stats::{student_t_quantile, Summary};
 //!
 //! assert!((student_t_quantile(0.975, 2.0) - 4.3027).abs() < 1e-4);
 //! let s = Summary::of(&[0.60, 0.62, 0.67]).unwrap();

@@ -1,7 +1,7 @@
 //! The leaderboard as one static HTML page: what `results/index.html` holds.
 //!
 //! The page works offline and from any directory: styles are inline, charts are inline SVG
-//! ([`crate::report::svg`]), there is no script and nothing is fetched. Each table is followed
+//! ([`crate::svg`]), there is no script and nothing is fetched. Each table is followed
 //! by two charts: Recall@1 against time per epoch (one point per method with its 95% interval,
 //! the Pareto front dashed) and Recall@1 after each epoch (one line per method, the mean over
 //! the seeds evaluated at that epoch; epoch 0 is the network before training, where measured). Rows link to their record files, relative to the page's
@@ -12,12 +12,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::report::markdown::READING_NOTE;
-use crate::report::paths::{relative_link, relative_path};
-use crate::report::record::{self, CellStatus, EXPERIMENT_COPY};
-use crate::report::svg::{self, Axes, PALETTE, Point, Series};
-use crate::report::table::{BoardTable, Leaderboard, Row, short_reason};
-use crate::report::text::{self, escape_xml as esc};
+use crate::markdown::READING_NOTE;
+use crate::paths::{relative_link, relative_path};
+use crate::svg::{self, Axes, PALETTE, Point, Series};
+use crate::table::{BoardTable, Leaderboard, Row, short_reason};
+use crate::text::{self, escape_xml as esc};
+use dmlbench_record::{self, CellStatus, EXPERIMENT_COPY};
 
 /// Name of the HTML leaderboard inside a results directory.
 pub const FILE_NAME: &str = "index.html";
@@ -288,7 +288,7 @@ fn experiment_text(board: &Leaderboard, name: &str, fingerprint: &str) -> Option
         |(path, _)| {
             let copy = path.parent()?.join(EXPERIMENT_COPY);
             let text = std::fs::read_to_string(&copy).ok()?;
-            (record::fingerprint(text.as_bytes()) == fingerprint).then_some((copy, text))
+            (dmlbench_record::fingerprint(text.as_bytes()) == fingerprint).then_some((copy, text))
         },
     )
 }
@@ -383,7 +383,7 @@ fn render_reproducibility(s: &mut String, board: &Leaderboard, base_dir: &Path) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{completed, failed, running};
+    use crate::fixtures::{completed, failed, running};
 
     fn board() -> Leaderboard {
         Leaderboard::from_records(vec![

@@ -5,8 +5,8 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
 
-use crate::report::table::{BoardTable, Leaderboard, RowState};
-use crate::report::text;
+use crate::table::{BoardTable, Leaderboard, RowState};
+use crate::text;
 
 /// Longest failure reason shown in a terminal cell.
 const REASON_CHARS: usize = 60;
@@ -29,7 +29,7 @@ pub fn render(board: &Leaderboard, options: TermOptions) -> String {
     for table in &board.tables {
         let records: usize = table.rows.iter().map(|r| r.cells.len()).sum();
         let title = format!("{} · {} ({} records)\n", table.dataset, table.recipe, records);
-        out.push_str(&dmlbench_host::errors::escape_terminal(&title));
+        out.push_str(&dmlbench_abi::escape_terminal(&title));
         out.push_str(&render_table(table, options).to_string());
         out.push_str("\n\n");
     }
@@ -56,7 +56,7 @@ pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
     t.set_header(header);
 
     for row in &table.rows {
-        let mut cells = vec![Cell::new(dmlbench_host::errors::escape_terminal(&row.method))];
+        let mut cells = vec![Cell::new(dmlbench_abi::escape_terminal(&row.method))];
         for (summary, &best) in row.metrics.iter().zip(&row.best) {
             let value = summary.map(|s| text::interval(&s)).unwrap_or_else(|| text::MISSING.into());
             let cell = if best && options.tty {
@@ -68,7 +68,7 @@ pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
             };
             cells.push(cell.set_alignment(CellAlignment::Right));
         }
-        let status = Cell::new(dmlbench_host::errors::escape_terminal(&row.status_line(Some(REASON_CHARS))));
+        let status = Cell::new(dmlbench_abi::escape_terminal(&row.status_line(Some(REASON_CHARS))));
         let status = match (row.state(), options.tty) {
             (RowState::Failed, true) => status.fg(Color::Red),
             (RowState::Running, true) => status.fg(Color::Yellow),
@@ -91,7 +91,7 @@ pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{completed, failed};
+    use crate::fixtures::{completed, failed};
 
     #[test]
     fn plain_output_marks_best_values_and_fits_the_width() {

@@ -1,11 +1,14 @@
-//! Mined tuples in pytorch-metric-learning's convention, their enumeration and conversion.
+//! Mined tuples as Rust values, in pytorch-metric-learning's convention: the two forms,
+//! their conversion and enumeration, and the check of a set of tuples against a batch's
+//! labels. The SDK (for plugins) and the host (for what plugins return) both use this crate;
+//! it depends on nothing.
 //!
 //! Triplets are three index arrays (a, p, n): anchor, positive (same label, not the anchor
 //! itself) and negative (other label). Pairs are four arrays (a1, p, a2, n): positive pairs
 //! (a1\[i\], p\[i\]) and negative pairs (a2\[j\], n\[j\]), with independent counts.
 //!
 //! ```
-//! use dmlbench_sdk::tuples::{all_pairs, all_triplets};
+//! use dmlbench_tuples::{all_pairs, all_triplets};
 //! let labels = [0, 0, 1];
 //! let pairs = all_pairs(&labels);
 //! assert_eq!((pairs.a1, pairs.p), (vec![0, 1], vec![1, 0]));
@@ -14,7 +17,21 @@
 //! assert_eq!((triplets.a, triplets.p, triplets.n), (vec![0, 1], vec![1, 0], vec![2, 2]));
 //! ```
 
-use crate::error::{Error, Result};
+use std::fmt;
+
+/// Tuples that do not fit their batch: the message names the tuple and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TupleError(pub String);
+
+impl fmt::Display for TupleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TupleError {}
+
+type Result<T> = std::result::Result<T, TupleError>;
 
 /// Triplets (a, p, n) of batch indices; the three vectors have the same length.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -150,17 +167,17 @@ impl Tuples {
             if (index as usize) < n {
                 Ok(())
             } else {
-                Err(Error::bad_input(format!("{what}: {name}[{i}] = {index} is out of range for a batch of {n}")))
+                Err(TupleError(format!("{what}: {name}[{i}] = {index} is out of range for a batch of {n}")))
             }
         };
         let check_positive = |i: usize, a: u32, p: u32| -> Result<()> {
             check_index("a", i, a)?;
             check_index("p", i, p)?;
             if a == p {
-                return Err(Error::bad_input(format!("{what}: positive {i} pairs index {a} with itself")));
+                return Err(TupleError(format!("{what}: positive {i} pairs index {a} with itself")));
             }
             if labels[a as usize] != labels[p as usize] {
-                return Err(Error::bad_input(format!(
+                return Err(TupleError(format!(
                     "{what}: positive {i} ({a}, {p}) has labels {} and {}",
                     labels[a as usize], labels[p as usize]
                 )));
@@ -171,7 +188,7 @@ impl Tuples {
             check_index("a", i, a)?;
             check_index("n", i, x)?;
             if labels[a as usize] == labels[x as usize] {
-                return Err(Error::bad_input(format!(
+                return Err(TupleError(format!(
                     "{what}: negative {i} ({a}, {x}) has the same label {}",
                     labels[a as usize]
                 )));
@@ -181,7 +198,7 @@ impl Tuples {
         match self {
             Tuples::Triplets(t) => {
                 if t.p.len() != t.a.len() || t.n.len() != t.a.len() {
-                    return Err(Error::bad_input(format!(
+                    return Err(TupleError(format!(
                         "{what}: triplet arrays have different lengths (a {}, p {}, n {})",
                         t.a.len(),
                         t.p.len(),
@@ -195,7 +212,7 @@ impl Tuples {
             }
             Tuples::Pairs(pairs) => {
                 if pairs.a1.len() != pairs.p.len() || pairs.a2.len() != pairs.n.len() {
-                    return Err(Error::bad_input(format!(
+                    return Err(TupleError(format!(
                         "{what}: pair arrays have different lengths (a1 {}, p {}, a2 {}, n {})",
                         pairs.a1.len(),
                         pairs.p.len(),
@@ -297,9 +314,9 @@ mod tests {
         ];
         for (t, expected) in cases {
             let e = Tuples::Triplets(t).validate(&labels, "input tuples").unwrap_err();
-            assert!(e.message().contains(expected), "{e} lacks {expected}");
+            assert!(e.0.contains(expected), "{e} lacks {expected}");
         }
         let uneven = Tuples::Pairs(Pairs { a1: vec![0], p: vec![], a2: vec![], n: vec![] });
-        assert!(uneven.validate(&labels, "x").unwrap_err().message().contains("different lengths"));
+        assert!(uneven.validate(&labels, "x").unwrap_err().0.contains("different lengths"));
     }
 }

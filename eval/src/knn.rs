@@ -19,7 +19,7 @@
 //! thread count.
 //!
 //! ```
-//! use dmlbench::eval::{knn::knn, Distance};
+//! use dmlbench_eval::{knn::knn, Distance};
 //!
 //! // Three points on a line; in self-retrieval nobody finds itself.
 //! let points = [0.0, 1.0, 3.0];

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::eval::Metrics;
+use dmlbench_eval::{MetricId, Metrics};
+
+#[cfg(feature = "fixture")]
+pub mod fixture;
 
 /// The version of the record format written by this build.
 pub const RECORD_FORMAT_VERSION: u32 = 1;
@@ -176,7 +179,7 @@ pub enum Selection {
     /// The epoch with the best validation `metric` (on classes held out of training).
     Best {
         /// The metric compared, e.g. `recall_at_1`.
-        metric: String,
+        metric: MetricId,
         /// The epoch chosen (1-based), once known.
         epoch: Option<usize>,
     },
@@ -474,7 +477,7 @@ mod tests {
                 plugin_stats: [("loss.active_pos_pairs".to_string(), 3.0)].into_iter().collect(),
             }],
             final_metrics: Some(metrics),
-            selection: Selection::Best { metric: "recall_at_1".into(), epoch: Some(1) },
+            selection: Selection::Best { metric: MetricId::RecallAt(1), epoch: Some(1) },
             peak_rss_bytes: 1 << 20,
             peak_device_bytes: None,
             environment: Environment::default(),

@@ -7,7 +7,7 @@
 //! element per line so that a diff of a committed page is readable. All text is escaped.
 //!
 //! ```
-//! use dmlbench::report::svg::{line_chart, Axes, Series, PALETTE};
+//! use dmlbench_leaderboard::svg::{line_chart, Axes, Series, PALETTE};
 //!
 //! let axes = Axes { title: "R@1 per epoch".into(), x_label: "epoch".into(), y_label: "R@1 (%)".into() };
 //! let series = [Series { label: "a<b".into(), color: PALETTE[0], points: vec![(1.0, 50.0), (2.0, 60.0)] }];
@@ -17,7 +17,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::text::escape_xml;
+use crate::text::escape_xml;
 
 /// Series colours (the Tableau 10 palette: distinct, and readable on white).
 pub const PALETTE: [&str; 10] =

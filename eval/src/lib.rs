@@ -30,7 +30,7 @@
 //! ([`knn`]), so the ranking, and with it every metric, is the same on any number of threads.
 //!
 //! ```
-//! use dmlbench::eval::{evaluate, Distance, EvalInput, EvalOptions};
+//! use dmlbench_eval::{evaluate, Distance, EvalInput, EvalOptions};
 //!
 //! // Four 2-d embeddings of two classes; each has its class-mate as nearest neighbour.
 //! let embeddings = [1.0, 0.0, 0.9, 0.1, 0.0, 1.0, 0.1, 0.9];
@@ -53,7 +53,10 @@ pub mod clustering_scores;
 pub mod kmeans;
 pub mod knn;
 mod linalg;
+mod metric_id;
 pub mod retrieval;
+
+pub use metric_id::{MetricId, UnknownMetric};
 
 /// How neighbours are ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -20,7 +20,7 @@
 //! any number of threads.
 //!
 //! ```
-//! use dmlbench::eval::kmeans::{kmeans, KMeansOptions};
+//! use dmlbench_eval::kmeans::{kmeans, KMeansOptions};
 //!
 //! // Two well separated groups on a line.
 //! let points = [0.0, 0.1, 0.2, 10.0, 10.1, 10.2];

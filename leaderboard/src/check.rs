@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use similar::TextDiff;
 
-use crate::report::table::Leaderboard;
-use crate::report::{html, markdown};
+use crate::table::Leaderboard;
+use crate::{html, markdown};
 
 /// Most diff lines printed per file; the first differences are what a reader needs.
 const MAX_DIFF_LINES: usize = 60;
@@ -82,7 +82,7 @@ fn unified_diff(path: &Path, committed: &str, rendered: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::completed;
+    use crate::fixtures::completed;
 
     #[test]
     fn identical_files_pass_and_edits_show_as_diffs() {

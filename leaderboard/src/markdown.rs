@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
-use crate::report::paths::{relative_link, relative_path};
-use crate::report::table::{BoardTable, Leaderboard};
-use crate::report::text::{self, escape_md};
+use crate::paths::{relative_link, relative_path};
+use crate::table::{BoardTable, Leaderboard};
+use crate::text::{self, escape_md};
 
 /// Name of the Markdown leaderboard inside a results directory.
 pub const FILE_NAME: &str = "LEADERBOARD.md";
@@ -142,7 +142,7 @@ fn render_reproducibility(out: &mut String, board: &Leaderboard, base_dir: &Path
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{completed, running};
+    use crate::fixtures::{completed, running};
 
     #[test]
     fn tables_links_and_marks() {

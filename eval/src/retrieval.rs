@@ -5,7 +5,7 @@
 //! soon as its neighbours are known, so the `n_q × k` neighbour lists are never stored.
 //!
 //! ```
-//! use dmlbench::eval::retrieval::score_ranking;
+//! use dmlbench_eval::retrieval::score_ranking;
 //!
 //! // R = 2 relevant items, found at ranks 1 and 3.
 //! let s = score_ranking(&[true, false, true, false], 2);

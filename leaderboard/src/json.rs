@@ -12,10 +12,10 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::report::paths::relative_path;
-use crate::report::record::CellStatus;
-use crate::report::stats::Summary;
-use crate::report::table::{BoardTable, Leaderboard, Row};
+use crate::paths::relative_path;
+use crate::stats::Summary;
+use crate::table::{BoardTable, Leaderboard, Row};
+use dmlbench_record::CellStatus;
 
 /// Version of the JSON shape.
 pub const JSON_VERSION: u32 = 1;
@@ -46,7 +46,7 @@ pub fn render(board: &Leaderboard, base_dir: &Path) -> String {
     let value = json!({
         "format": "dmlbench-leaderboard",
         "version": JSON_VERSION,
-        "confidence": crate::report::stats::CONFIDENCE,
+        "confidence": crate::stats::CONFIDENCE,
         "records": board.record_count(),
         "tables": tables,
         "experiments": experiments,
@@ -133,7 +133,7 @@ fn row(table: &BoardTable, row: &Row, base_dir: &Path) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{completed, failed};
+    use crate::fixtures::{completed, failed};
 
     #[test]
     fn raw_fractions_intervals_and_reasons() {

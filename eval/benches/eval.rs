@@ -15,9 +15,9 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dmlbench::eval::kmeans::{KMeansOptions, kmeans};
-use dmlbench::eval::knn::knn;
-use dmlbench::eval::{Distance, EvalInput, EvalOptions, evaluate};
+use dmlbench_eval::kmeans::{KMeansOptions, kmeans};
+use dmlbench_eval::knn::knn;
+use dmlbench_eval::{Distance, EvalInput, EvalOptions, evaluate};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

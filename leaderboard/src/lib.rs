@@ -1,0 +1,23 @@
+//! The leaderboards of dmlbench, rendered from result records (`dmlbench-record`) alone.
+//!
+//! [`table`] groups the records into tables (one per dataset and recipe) and rows (one per
+//! method), summarises each metric over seeds ([`stats`]) and marks the best values; [`term`],
+//! [`markdown`], [`html`] (with [`svg`] charts) and [`json`] render that one model; [`check`]
+//! compares committed leaderboards with their records. [`text`] holds the number and escaping
+//! rules the renderers share, [`paths`] the links between a page and the records.
+//!
+//! Nothing here trains or evaluates: the crate depends on the record schema and the metric
+//! names of `dmlbench-eval`, so a program that only reads results builds without the trainer.
+
+pub mod check;
+#[cfg(test)]
+mod fixtures;
+pub mod html;
+pub mod json;
+pub mod markdown;
+pub mod paths;
+pub mod stats;
+pub mod svg;
+pub mod table;
+pub mod term;
+pub mod text;
