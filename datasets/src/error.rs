@@ -16,7 +16,7 @@ use crate::npy::NpyError;
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     /// A file or directory could not be opened, read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -49,6 +49,17 @@ pub enum DatasetError {
     /// An option passed by the caller is out of range (no file is at fault).
     #[error("{0}")]
     Invalid(String),
+}
+
+/// `error` followed by its sources, `outer: inner: ...`.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// Formats `:LINE` when there is a line.
@@ -112,7 +123,7 @@ impl DatasetError {
             DatasetError::Io { source, .. } => source.to_string(),
             DatasetError::Format { message, .. } | DatasetError::Image { message, .. } => message.clone(),
             DatasetError::Npy(e) => {
-                let full = e.to_string();
+                let full = with_sources(e);
                 match self.file().map(|p| format!("{}: ", p.display())) {
                     Some(prefix) if full.starts_with(&prefix) => full[prefix.len()..].to_string(),
                     _ => full,
@@ -170,5 +181,16 @@ mod tests {
         let e = DatasetError::image(Path::new("a.jpg"), "empty file (0 bytes)");
         assert_eq!(e.to_string(), "a.jpg: empty file (0 bytes)");
         assert_eq!(e.line(), None);
+    }
+
+    #[test]
+    fn an_io_error_is_the_source_not_part_of_the_message() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = DatasetError::io(Path::new("root/images.txt"), io());
+        assert_eq!(e.to_string(), "root/images.txt");
+        assert_eq!(std::error::Error::source(&e).map(ToString::to_string).as_deref(), Some("no such file"));
+        assert_eq!(Problem::from(&e).to_string(), "root/images.txt: no such file");
+        let npy = DatasetError::Npy(NpyError::Io { path: "e.npy".into(), source: io() });
+        assert_eq!(npy.message(), "no such file");
     }
 }

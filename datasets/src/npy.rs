@@ -25,7 +25,7 @@ use npyz::{DType, NpyFile, Order, TypeChar, WriterBuilder};
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
     /// The file could not be opened, read or written.
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

@@ -135,8 +135,9 @@ fn bad_options_and_non_empty_output_are_refused() {
     let e = synth::generate(Format::Features, dir.path(), &small(2, 2)).unwrap_err().to_string();
     assert!(e.contains("generated as images"), "{e}");
     std::fs::write(dir.path().join("keep.txt"), "user data").unwrap();
-    let e = synth::generate(Format::Cub, dir.path(), &small(2, 2)).unwrap_err().to_string();
-    assert!(e.contains("not empty"), "{e}");
+    let e = synth::generate(Format::Cub, dir.path(), &small(2, 2)).unwrap_err();
+    let source = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
+    assert!(e.to_string().contains(dir.path().to_str().unwrap()) && source.contains("not empty"), "{e}: {source}");
     assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "user data");
 }
 

@@ -16,9 +16,25 @@ pub struct PluginCrate {
     pub library_file: String,
 }
 
+/// A `Cargo.toml` under `plugins/` that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// It could not be read from disk.
+    #[error("cannot read")]
+    Read(#[source] std::io::Error),
+    /// It is not TOML.
+    #[error("invalid TOML")]
+    Toml(#[source] toml::de::Error),
+}
+
+/// A directory of prebuilt libraries that cannot be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read directory")]
+pub struct DirectoryError(#[source] pub std::io::Error);
+
 /// Crates under `plugins_dir` whose `[lib]` builds a `cdylib`. Manifests that cannot be
-/// read or parsed are returned as problems (path, reason), not silently skipped.
-pub fn plugin_crates(plugins_dir: &Path) -> (Vec<PluginCrate>, Vec<(PathBuf, String)>) {
+/// read or parsed are returned as problems (path, error), not silently skipped.
+pub fn plugin_crates(plugins_dir: &Path) -> (Vec<PluginCrate>, Vec<(PathBuf, ManifestError)>) {
     let mut crates = Vec::new();
     let mut problems = Vec::new();
     let walker = WalkDir::new(plugins_dir).max_depth(4).sort_by_file_name().into_iter().filter_entry(|e| {
@@ -38,9 +54,9 @@ pub fn plugin_crates(plugins_dir: &Path) -> (Vec<PluginCrate>, Vec<(PathBuf, Str
     (crates, problems)
 }
 
-fn read_manifest(manifest: &Path) -> Result<Option<PluginCrate>, String> {
-    let text = std::fs::read_to_string(manifest).map_err(|e| format!("cannot read: {e}"))?;
-    let value: toml::Table = toml::from_str(&text).map_err(|e| format!("invalid TOML: {e}"))?;
+fn read_manifest(manifest: &Path) -> Result<Option<PluginCrate>, ManifestError> {
+    let text = std::fs::read_to_string(manifest).map_err(ManifestError::Read)?;
+    let value: toml::Table = toml::from_str(&text).map_err(ManifestError::Toml)?;
     let Some(package) = value.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()) else {
         return Ok(None); // a workspace manifest, not a crate
     };
@@ -71,8 +87,8 @@ pub fn plugin_path_dirs() -> Vec<PathBuf> {
 }
 
 /// Shared libraries directly inside `dir`, sorted by name.
-pub fn libraries_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read directory: {e}"))?;
+pub fn libraries_in(dir: &Path) -> Result<Vec<PathBuf>, DirectoryError> {
+    let entries = std::fs::read_dir(dir).map_err(DirectoryError)?;
     let mut found: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
@@ -109,6 +125,6 @@ mod tests {
             ]
         );
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].0.ends_with("losses/broken/Cargo.toml") && problems[0].1.contains("invalid TOML"));
+        assert!(problems[0].0.ends_with("losses/broken/Cargo.toml") && matches!(problems[0].1, ManifestError::Toml(_)));
     }
 }

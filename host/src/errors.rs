@@ -1,16 +1,15 @@
 //! How errors read when they reach a person: the command line and failed records.
 
-/// An error and its causes on one line, `outer: inner: ...`. A cause whose text the line
-/// already ends with is left out: several error types print their source in their own
-/// message, and the plain chain would say it twice.
-pub fn describe(error: &anyhow::Error) -> String {
+/// An error and its causes on one line, `outer: inner: ...`. Every error type of the
+/// workspace keeps its source out of its own message, so each cause appears once. (An
+/// `anyhow::Error` is passed as `error.as_ref()`.)
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.ends_with(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
     text
 }
@@ -151,16 +150,17 @@ mod tests {
     }
 
     #[test]
-    fn causes_are_listed_once() {
+    fn every_cause_is_listed_in_order() {
         #[derive(Debug, thiserror::Error)]
-        #[error("data.npy: {source}")]
+        #[error("data.npy")]
         struct Wrapped {
             source: std::io::Error,
         }
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading the embeddings")]
+        struct Outer(#[source] Wrapped);
         let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let error = anyhow::Error::new(Wrapped { source: io() }).context("reading the embeddings");
-        assert_eq!(describe(&error), "reading the embeddings: data.npy: no such file");
-        let plain = anyhow::Error::new(io()).context("opening data.npy");
-        assert_eq!(describe(&plain), "opening data.npy: no such file");
+        assert_eq!(describe(&Outer(Wrapped { source: io() })), "reading the embeddings: data.npy: no such file");
+        assert_eq!(describe(&io()), "no such file");
     }
 }

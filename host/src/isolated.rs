@@ -78,14 +78,28 @@ const LINE_LIMIT: u64 = 1 << 20;
 /// hold them open).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+/// A timeout that is not a positive number of seconds.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SecondsError {
+    /// Not a number.
+    #[error("'{0}' is not a number of seconds")]
+    NotANumber(String),
+    /// Zero, negative or NaN.
+    #[error("the timeout must be positive, got {0}")]
+    NotPositive(String),
+    /// More than a `Duration` holds.
+    #[error("'{0}' seconds is too long")]
+    TooLong(String),
+}
+
 /// Seconds as given on the command line or in an environment variable: a positive number,
 /// fractions allowed.
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text.trim().parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
+pub fn parse_seconds(text: &str) -> Result<Duration, SecondsError> {
+    let seconds: f64 = text.trim().parse().map_err(|_| SecondsError::NotANumber(text.to_string()))?;
     if seconds.is_nan() || seconds <= 0.0 {
-        return Err(format!("the timeout must be positive, got {text}"));
+        return Err(SecondsError::NotPositive(text.to_string()));
     }
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' seconds is too long"))
+    Duration::try_from_secs_f64(seconds).map_err(|_| SecondsError::TooLong(text.to_string()))
 }
 
 /// `2 s`, `0.5 s`.
@@ -599,12 +613,14 @@ pub fn serve() -> ExitCode {
         if let Job::Load = task.job {
             reply(&match library::load(&task.library, task.crate_dir.as_deref()) {
                 Ok(_) => Reply::Loaded,
-                Err(reason) => Reply::Unavailable(reason),
+                Err(error) => Reply::Unavailable(crate::errors::describe(&error)),
             });
             continue;
         }
         match library::load(&task.library, task.crate_dir.as_deref()) {
-            Err(reason) => reply(&Reply::Unavailable(format!("{}: {reason}", task.library.display()))),
+            Err(error) => {
+                reply(&Reply::Unavailable(format!("{}: {}", task.library.display(), crate::errors::describe(&error))))
+            }
             Ok(plugins) => match plugins.iter().find(|p| p.kind == task.kind && p.id == task.id) {
                 None => reply(&Reply::Unavailable(format!(
                     "{} no longer holds the {} '{}'",

@@ -34,7 +34,7 @@ mod registry;
 pub mod scaffold;
 
 pub use build::BuildReport;
-pub use discover::{PluginCrate, plugin_path_dirs};
+pub use discover::{DirectoryError, ManifestError, PluginCrate, plugin_path_dirs};
 pub use handle::{CreateOptions, LossHandle, LossOutput, MinerHandle, MinerOutput, PluginError};
-pub use library::{Capabilities, PluginInfo, PluginKind, Source};
-pub use registry::{HostOptions, Problem, Registry, resolve_root};
+pub use library::{Capabilities, LoadError, PluginInfo, PluginKind, Source};
+pub use registry::{HostOptions, Problem, Registry, UnknownPlugin, resolve_root};

@@ -134,6 +134,41 @@ impl PluginInfo {
     }
 }
 
+/// Why a library is not a usable plugin library. A library with some invalid plugins is
+/// rejected as a whole: its author should fix it rather than ship half of it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The dynamic loader refused it; the source holds the loader's reason (a missing
+    /// dependency, a wrong architecture, not a shared library).
+    #[error("cannot load")]
+    Open(#[source] libloading::Error),
+    /// It exports no entry function of this ABI major version.
+    #[error(
+        "not a dmlbench plugin (no `{ENTRY_SYMBOL}` symbol; a library for another ABI major version would export `dmlbench_plugin_entry_v2` or later)"
+    )]
+    NoEntry,
+    /// The entry function returned null.
+    #[error("the entry function returned null (the plugin failed to initialise)")]
+    NullEntry,
+    /// It speaks another major version of the ABI.
+    #[error("ABI major version {0} (this host speaks {ABI_MAJOR})")]
+    AbiMajor(u32),
+    /// It speaks an older minor version than the host needs.
+    #[error("ABI version 1.{0} is older than the 1.{REQUIRED_MINOR} this host needs")]
+    AbiMinor(u32),
+    /// The entry itself is malformed (too small, a null or non-UTF-8 field, no plugins).
+    #[error("{0}")]
+    Entry(String),
+    /// One of its plugin descriptors is malformed.
+    #[error("plugin {index}: {problem}")]
+    Descriptor {
+        /// The descriptor's index in the library.
+        index: u32,
+        /// What is wrong, naming the plugin's id when it could be read.
+        problem: String,
+    },
+}
+
 /// Reads a NUL-terminated UTF-8 string from a plugin.
 ///
 /// # Safety
@@ -153,49 +188,44 @@ pub(crate) fn valid_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Loads the library at `path` (never unloading it) and returns its plugins, or the reason
-/// it is not usable. A library with some invalid plugins is rejected as a whole: its author
-/// should fix it rather than ship half of it.
-pub fn load(path: &Path, crate_dir: Option<&Path>) -> Result<Vec<PluginInfo>, String> {
+/// Loads the library at `path` (never unloading it) and returns its plugins, or why it is not
+/// usable.
+pub fn load(path: &Path, crate_dir: Option<&Path>) -> Result<Vec<PluginInfo>, LoadError> {
     // SAFETY: loading a library runs its initialisers; that is the trust a plugin is given.
-    // libloading's error says only "dlopen failed"; the loader's own reason (dlerror: a
-    // missing dependency, a wrong architecture, not an ELF file) is its source.
-    let library = unsafe { libloading::Library::new(path) }
-        .map_err(|e| format!("cannot load: {}", crate::errors::describe(&anyhow::Error::new(e))))?;
+    let library = unsafe { libloading::Library::new(path) }.map_err(LoadError::Open)?;
     // The library is never unloaded: descriptors, vtables and instances point into it.
     let library: &'static libloading::Library = Box::leak(Box::new(library));
     // SAFETY: the symbol's type is fixed by the ABI's name for it.
-    let entry_fn: EntryFn = unsafe {
-        *library.get::<EntryFn>(ENTRY_SYMBOL.as_bytes()).map_err(|_| {
-            format!("not a dmlbench plugin (no `{ENTRY_SYMBOL}` symbol; a library for another ABI major version would export `dmlbench_plugin_entry_v2` or later)")
-        })?
-    };
+    let entry_fn: EntryFn =
+        unsafe { *library.get::<EntryFn>(ENTRY_SYMBOL.as_bytes()).map_err(|_| LoadError::NoEntry)? };
     // SAFETY: the entry function takes no arguments and returns a static pointer.
-    let entry: &'static Entry =
-        unsafe { entry_fn().as_ref() }.ok_or("the entry function returned null (the plugin failed to initialise)")?;
+    let entry: &'static Entry = unsafe { entry_fn().as_ref() }.ok_or(LoadError::NullEntry)?;
     if entry.struct_size < size_of::<Entry>() {
-        return Err(format!("entry struct is {} bytes, ABI 1.0 needs {}", entry.struct_size, size_of::<Entry>()));
+        let (found, needed) = (entry.struct_size, size_of::<Entry>());
+        return Err(LoadError::Entry(format!("entry struct is {found} bytes, ABI 1.0 needs {needed}")));
     }
     if entry.abi_major != ABI_MAJOR {
-        return Err(format!("ABI major version {} (this host speaks {ABI_MAJOR})", entry.abi_major));
+        return Err(LoadError::AbiMajor(entry.abi_major));
     }
     // Always false while the host needs minor 0; kept for the first minor version it requires.
     #[allow(clippy::absurd_extreme_comparisons)]
     if entry.abi_minor < REQUIRED_MINOR {
-        return Err(format!("ABI version 1.{} is older than the 1.{REQUIRED_MINOR} this host needs", entry.abi_minor));
+        return Err(LoadError::AbiMinor(entry.abi_minor));
     }
-    let sdk_version = unsafe { static_str(entry.sdk_version, "entry.sdk_version") }?;
+    let sdk_version = unsafe { static_str(entry.sdk_version, "entry.sdk_version") }.map_err(LoadError::Entry)?;
     let (Some(count), Some(describe)) = (entry.plugin_count, entry.plugin_descriptor) else {
-        return Err("entry lacks plugin_count or plugin_descriptor".into());
+        return Err(LoadError::Entry("entry lacks plugin_count or plugin_descriptor".into()));
     };
     let count = unsafe { count() };
     if count == 0 {
-        return Err("the library declares no plugins".into());
+        return Err(LoadError::Entry("the library declares no plugins".into()));
     }
     let mut plugins = Vec::with_capacity(count as usize);
     for index in 0..count {
-        let descriptor = unsafe { describe(index).as_ref() }.ok_or(format!("descriptor {index} is null"))?;
-        let info = unsafe { read_descriptor(descriptor) }.map_err(|e| format!("plugin {index}: {e}"))?;
+        let descriptor = unsafe { describe(index).as_ref() }
+            .ok_or_else(|| LoadError::Entry(format!("descriptor {index} is null")))?;
+        let info =
+            unsafe { read_descriptor(descriptor) }.map_err(|problem| LoadError::Descriptor { index, problem })?;
         plugins.push(PluginInfo {
             sdk_version: sdk_version.clone(),
             abi_version: (entry.abi_major, entry.abi_minor),

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::build::{self, BuildReport};
 use super::discover::{PluginCrate, libraries_in, plugin_crates, plugin_path_dirs};
+use super::errors::describe;
 use super::library::{self, PluginInfo, PluginKind};
 
 /// How the host finds plugins.
@@ -37,6 +38,40 @@ pub struct Problem {
     pub path: PathBuf,
     /// Why it was skipped.
     pub reason: String,
+}
+
+/// No plugin of the kind with the id asked for. The message lists the ids of that kind that
+/// do exist, and points at the libraries that could not be loaded, which might explain it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no {kind} plugin '{id}'; known {}: {}{}", plural(*kind), list(known), unloadable_note(*unloadable))]
+pub struct UnknownPlugin {
+    /// The kind asked for.
+    pub kind: PluginKind,
+    /// The id asked for.
+    pub id: String,
+    /// The ids of that kind that are loaded.
+    pub known: Vec<String>,
+    /// How many libraries or crates could not be loaded.
+    pub unloadable: usize,
+}
+
+fn plural(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Loss => "losses",
+        PluginKind::Miner => "miners",
+    }
+}
+
+fn list(ids: &[String]) -> String {
+    if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+}
+
+fn unloadable_note(count: usize) -> String {
+    match count {
+        0 => String::new(),
+        1 => " (1 library could not be loaded; see `dmlbench plugins list`)".into(),
+        n => format!(" ({n} libraries could not be loaded; see `dmlbench plugins list`)"),
+    }
 }
 
 /// The loaded plugins.
@@ -77,9 +112,10 @@ impl Registry {
         for dir in &options.plugin_path {
             match libraries_in(dir) {
                 Ok(libs) => candidates.extend(libs.into_iter().map(|l| (l, None))),
-                Err(reason) => registry
-                    .problems
-                    .push(Problem { path: dir.clone(), reason: format!("DMLBENCH_PLUGIN_PATH entry: {reason}") }),
+                Err(error) => registry.problems.push(Problem {
+                    path: dir.clone(),
+                    reason: format!("DMLBENCH_PLUGIN_PATH entry: {}", describe(&error)),
+                }),
             }
         }
         let verdicts =
@@ -91,7 +127,7 @@ impl Registry {
             }
             match library::load(&path, crate_dir.as_deref()) {
                 Ok(plugins) => registry.plugins.extend(plugins),
-                Err(reason) => registry.problems.push(Problem { path, reason }),
+                Err(error) => registry.problems.push(Problem { path, reason: describe(&error) }),
             }
         }
         registry.reject_duplicates();
@@ -102,7 +138,8 @@ impl Registry {
     /// Libraries of the crates under `root/plugins`, after building the stale ones.
     fn crate_libraries(&mut self, root: &Path, build: bool) -> Vec<(PathBuf, Option<PathBuf>)> {
         let (crates, manifest_problems) = plugin_crates(&root.join("plugins"));
-        self.problems.extend(manifest_problems.into_iter().map(|(path, reason)| Problem { path, reason }));
+        self.problems
+            .extend(manifest_problems.into_iter().map(|(path, error)| Problem { path, reason: describe(&error) }));
         let stale: Vec<&PluginCrate> = crates.iter().filter(|c| build::is_stale(root, c)).collect();
         let report = if build { build::build(root, &stale) } else { BuildReport::default() };
         let mut out = Vec::new();
@@ -174,28 +211,13 @@ impl Registry {
     }
 
     /// The one plugin of `kind` with this id (`spec` may also be written `kind:ID`).
-    pub fn get(&self, kind: PluginKind, spec: &str) -> Result<&PluginInfo, String> {
+    pub fn get(&self, kind: PluginKind, spec: &str) -> Result<&PluginInfo, UnknownPlugin> {
         let id = spec.strip_prefix(&format!("{kind}:")).unwrap_or(spec);
-        self.plugins.iter().find(|p| p.kind == kind && p.id == id).ok_or_else(|| self.unknown(kind, id))
-    }
-
-    /// The message for an unknown id: the ids of that kind that do exist, and the problems
-    /// that might explain a missing one.
-    fn unknown(&self, kind: PluginKind, id: &str) -> String {
-        let known: Vec<&str> = self.plugins.iter().filter(|p| p.kind == kind).map(|p| p.id.as_str()).collect();
-        let plural = match kind {
-            PluginKind::Loss => "losses",
-            PluginKind::Miner => "miners",
-        };
-        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-        let mut message = format!("no {kind} plugin '{id}'; known {plural}: {known}");
-        if !self.problems.is_empty() {
-            message.push_str(&format!(
-                " ({} librar{} could not be loaded; see `dmlbench plugins list`)",
-                self.problems.len(),
-                if self.problems.len() == 1 { "y" } else { "ies" }
-            ));
-        }
-        message
+        self.plugins.iter().find(|p| p.kind == kind && p.id == id).ok_or_else(|| UnknownPlugin {
+            kind,
+            id: id.to_string(),
+            known: self.plugins.iter().filter(|p| p.kind == kind).map(|p| p.id.clone()).collect(),
+            unloadable: self.problems.len(),
+        })
     }
 }

@@ -31,12 +31,30 @@ fn camel_case(id: &str) -> String {
         .collect()
 }
 
+/// Why a plugin crate could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    /// The id is not a plugin id.
+    #[error("'{0}' is not a valid plugin id: use lowercase letters, digits and '_', starting with a letter")]
+    InvalidId(String),
+    /// The crate's directory is taken.
+    #[error("{} already exists", .0.display())]
+    Exists(PathBuf),
+    /// A file could not be written.
+    #[error("{}", .path.display())]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        error: std::io::Error,
+    },
+}
+
 /// Writes a new plugin crate `id` of `kind` under `root/plugins/{losses,miners}/id`.
-pub fn scaffold(root: &Path, id: &str, kind: PluginKind) -> Result<Scaffolded, String> {
+pub fn scaffold(root: &Path, id: &str, kind: PluginKind) -> Result<Scaffolded, ScaffoldError> {
     if !valid_id(id) {
-        return Err(format!(
-            "'{id}' is not a valid plugin id: use lowercase letters, digits and '_', starting with a letter"
-        ));
+        return Err(ScaffoldError::InvalidId(id.to_string()));
     }
     let group = match kind {
         PluginKind::Loss => "losses",
@@ -44,7 +62,7 @@ pub fn scaffold(root: &Path, id: &str, kind: PluginKind) -> Result<Scaffolded, S
     };
     let dir = root.join("plugins").join(group).join(id);
     if dir.exists() {
-        return Err(format!("{} already exists", dir.display()));
+        return Err(ScaffoldError::Exists(dir));
     }
     let package = format!("dmlbench-{}-{}", kind.as_str(), id.replace('_', "-"));
     let rust_name = package.replace('-', "_");
@@ -64,9 +82,9 @@ pub fn scaffold(root: &Path, id: &str, kind: PluginKind) -> Result<Scaffolded, S
         [("Cargo.toml", fill(CARGO_TOML)), ("src/lib.rs", fill(lib)), ("tests/reference.rs", fill(test))];
     for (rel, text) in &files {
         let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("has a parent"))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let failed = |error| ScaffoldError::Write { path: path.clone(), error };
+        std::fs::create_dir_all(path.parent().expect("has a parent")).map_err(failed)?;
+        std::fs::write(&path, text).map_err(failed)?;
     }
     Ok(Scaffolded { dir, package, files: files.iter().map(|(rel, _)| *rel).collect() })
 }
@@ -320,7 +338,14 @@ mod tests {
         let lib = std::fs::read_to_string(made.dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("pub struct PullToMean") && lib.contains("const ID: &'static str = \"pull_to_mean\""));
         assert!(!lib.contains("{{"), "unfilled placeholder");
-        assert!(scaffold(root.path(), "pull_to_mean", PluginKind::Loss).unwrap_err().contains("already exists"));
-        assert!(scaffold(root.path(), "Bad-Id", PluginKind::Miner).unwrap_err().contains("not a valid plugin id"));
+        assert!(
+            scaffold(root.path(), "pull_to_mean", PluginKind::Loss).unwrap_err().to_string().contains("already exists")
+        );
+        assert!(
+            scaffold(root.path(), "Bad-Id", PluginKind::Miner)
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid plugin id")
+        );
     }
 }

@@ -288,7 +288,7 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

@@ -70,7 +70,7 @@ pub fn run(args: LeaderboardArgs) -> anyhow::Result<ExitCode> {
     }
     let (records, errors) = load_all(&dirs);
     for error in &errors {
-        eprintln!("warning: skipped {error}");
+        eprintln!("warning: skipped {}", dmlbench_host::errors::describe(error));
     }
     let board = Leaderboard::from_records(records);
     for superseded in &board.superseded {

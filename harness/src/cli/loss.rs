@@ -46,7 +46,7 @@ pub struct LossArgs {
 pub fn run(args: LossArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
     let batch = args.batch.load()?;
     let registry = host.open_registry();
-    let info = registry.get(PluginKind::Loss, &args.id).map_err(anyhow::Error::msg)?;
+    let info = registry.get(PluginKind::Loss, &args.id)?;
     if args.miner.is_some() && !info.capabilities.accepts_tuples() {
         bail!("loss '{}' does not use mined tuples; run it without --miner", info.id);
     }

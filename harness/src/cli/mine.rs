@@ -59,7 +59,7 @@ pub fn run_miner(
     seed: u64,
     batch: &LoadedBatch,
 ) -> anyhow::Result<MinerOutput> {
-    let info = registry.get(PluginKind::Miner, id).map_err(anyhow::Error::msg)?;
+    let info = registry.get(PluginKind::Miner, id)?;
     let options = CreateOptions {
         config: config.to_string(),
         embedding_dim: batch.d,

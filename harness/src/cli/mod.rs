@@ -112,7 +112,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", dmlbench_host::errors::describe(&error));
+            eprintln!("error: {}", dmlbench_host::errors::describe(error.as_ref()));
             ExitCode::from(2)
         }
     }

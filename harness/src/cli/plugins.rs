@@ -230,7 +230,7 @@ fn check(
 fn new(host: &HostArgs, name: &str, kind: PluginKind) -> anyhow::Result<ExitCode> {
     let root = dmlbench_host::resolve_root(host.root.as_deref())
         .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
-    let made = scaffold(&root, name, kind).map_err(anyhow::Error::msg)?;
+    let made = scaffold(&root, name, kind)?;
     println!("created {} ({})", made.dir.display(), made.package);
     for f in &made.files {
         println!("  {f}");

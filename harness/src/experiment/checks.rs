@@ -7,6 +7,7 @@ use std::path::Path;
 
 use dmlbench_datasets::Format;
 use dmlbench_eval::MetricId;
+use dmlbench_host::errors::describe;
 use dmlbench_host::isolated::{CreateError, create_all_in_child, describe_create_error};
 use dmlbench_host::{CreateOptions, PluginInfo, PluginKind, Registry};
 use dmlbench_models::Backend;
@@ -156,17 +157,6 @@ fn check_training(tr: &TrainingSpec, p: &mut Problems) -> Option<Backend> {
     }
 }
 
-/// An error with its sources, for a field's message.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 fn check_optimizer(optimizer: &OptimizerSpec, p: &mut Problems) {
     p.check(positive(optimizer.lr()), "training.optimizer.lr", || format!("must be positive, got {}", optimizer.lr()));
     let (momentum, weight_decay) = match *optimizer {
@@ -260,7 +250,7 @@ fn check_grid(
         let loss = match registry.get(PluginKind::Loss, &entry.loss) {
             Ok(info) => Some(info),
             Err(e) => {
-                p.add(at("loss"), e);
+                p.add(at("loss"), e.to_string());
                 None
             }
         };
@@ -287,7 +277,7 @@ fn check_grid(
                     options: options(entry.miner_config_text()),
                     fields: (at("miner"), at("miner_config")),
                 }),
-                Err(e) => p.add(at("miner"), e),
+                Err(e) => p.add(at("miner"), e.to_string()),
             }
         } else if entry.miner_config.is_some() {
             p.add(at("miner_config"), "given without a miner");

@@ -58,17 +58,6 @@ pub fn parse_device(text: &str) -> Result<Backend, DeviceError> {
 mod tests {
     use super::*;
 
-    /// The message with its sources, as the command line prints it.
-    fn chain(e: &DeviceError) -> String {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        text
-    }
-
     #[test]
     fn parses_every_form_of_the_known_devices() {
         assert!(matches!(parse_device("cpu"), Ok(Backend::Flex)));
@@ -100,13 +89,13 @@ mod tests {
     fn a_missing_backend_says_how_to_rebuild_once() {
         if !Backend::compiled().contains(&"cuda") {
             let error = parse_device("cuda:1").unwrap_err();
-            let text = chain(&error);
+            let text = dmlbench_host::errors::describe(&error);
             assert!(text.contains("--features cuda"), "{text}");
             assert_eq!(text.matches("--features cuda").count(), 1, "the cause is not repeated: {text}");
             assert!(!error.to_string().contains("--features"), "the source stays out of the message");
         }
         if !Backend::compiled().contains(&"tch") {
-            let text = chain(&parse_device("tch-cuda:0").unwrap_err());
+            let text = dmlbench_host::errors::describe(&parse_device("tch-cuda:0").unwrap_err());
             for needed in ["'tch-cuda:0'", "--features tch", "LIBTORCH_USE_PYTORCH", "Fast training with LibTorch"] {
                 assert!(text.contains(needed), "{needed}: {text}");
             }

@@ -203,7 +203,7 @@ pub fn run_cell(
         result
     });
     if let Err(error) = outcome {
-        record.status = CellStatus::Failed { reason: dmlbench_host::errors::describe(&error) };
+        record.status = CellStatus::Failed { reason: dmlbench_host::errors::describe(error.as_ref()) };
         record.updated_unix_s = unix_seconds();
         record.peak_rss_bytes = record.peak_rss_bytes.max(environment::peak_rss_bytes());
         record.save(&paths.record)?;
@@ -330,12 +330,12 @@ impl<'a> Trainer<'a> {
             seed: cell.key.seed,
             base_lr: spec.training.optimizer.lr(),
         };
-        let loss_info = registry.get(PluginKind::Loss, &cell.loss.id).map_err(anyhow::Error::msg)?;
+        let loss_info = registry.get(PluginKind::Loss, &cell.loss.id)?;
         let loss = LossHandle::create(loss_info, &options(&cell.loss.config))?;
         record.plugins = vec![plugin_ref(loss_info, &cell.loss.config)];
         let miner = match &cell.miner {
             Some(choice) => {
-                let info = registry.get(PluginKind::Miner, &choice.id).map_err(anyhow::Error::msg)?;
+                let info = registry.get(PluginKind::Miner, &choice.id)?;
                 record.plugins.push(plugin_ref(info, &choice.config));
                 Some(MinerHandle::create(info, &options(&choice.config))?)
             }

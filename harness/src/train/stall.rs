@@ -39,7 +39,7 @@ impl StallWatch {
             let mut record = CellRecord::load(&record_path).unwrap_or(fallback);
             record.status = CellStatus::Failed { reason };
             if let Err(e) = record.save(&record_path) {
-                eprintln!("error: cannot record the failure: {e}");
+                eprintln!("error: cannot record the failure: {}", dmlbench_host::errors::describe(&e));
             }
             std::process::exit(STALLED_EXIT_CODE);
         })

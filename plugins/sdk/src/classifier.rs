@@ -49,6 +49,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::checks::{in_range, non_negative, positive};
 use crate::error::{Error, Result};
 use crate::matrix::{MatRef, Matrix, Op, matmul};
 use crate::normalize::{Normalized, l2_normalize, l2_normalize_backward};
@@ -81,21 +82,11 @@ impl Default for SgdConfig {
 impl SgdConfig {
     /// Checks every field; `prefix` is prepended to field names in messages ("classifier.").
     pub fn validate(&self, prefix: &str) -> Result<()> {
-        if let Some(lr) = self.lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
-            return Err(Error::bad_config(format!("{prefix}optimizer.lr must be a positive number, got {lr}")));
+        if let Some(lr) = self.lr {
+            positive(&format!("{prefix}optimizer.lr"), lr)?;
         }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err(Error::bad_config(format!(
-                "{prefix}optimizer.momentum must lie in [0, 1), got {}",
-                self.momentum
-            )));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(Error::bad_config(format!(
-                "{prefix}optimizer.weight_decay must be a non-negative number, got {}",
-                self.weight_decay
-            )));
-        }
+        in_range(&format!("{prefix}optimizer.momentum"), self.momentum, 0.0..1.0)?;
+        non_negative(&format!("{prefix}optimizer.weight_decay"), self.weight_decay)?;
         if self.nesterov && self.momentum == 0.0 {
             return Err(Error::bad_config(format!(
                 "{prefix}optimizer.nesterov needs a momentum above 0 (as torch.optim.SGD)"
@@ -190,26 +181,14 @@ impl Default for ClassifierConfig {
 impl ClassifierConfig {
     /// Checks every field against a class count; `prefix` is prepended to field names.
     pub fn validate(&self, classes: usize, prefix: &str) -> Result<()> {
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(Error::bad_config(format!(
-                "{prefix}label_smoothing must lie in [0, 1), got {}",
-                self.label_smoothing
-            )));
-        }
+        in_range(&format!("{prefix}label_smoothing"), self.label_smoothing, 0.0..1.0)?;
         if self.label_smoothing > 0.0 && classes < 2 {
             return Err(Error::bad_config(format!(
                 "{prefix}label_smoothing spreads mass over the other classes and needs at least 2, the run has {classes}"
             )));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::bad_config(format!("{prefix}dropout must lie in [0, 1), got {}", self.dropout)));
-        }
-        if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return Err(Error::bad_config(format!(
-                "{prefix}temperature must be a positive number, got {}",
-                self.temperature
-            )));
-        }
+        in_range(&format!("{prefix}dropout"), self.dropout, 0.0..1.0)?;
+        positive(&format!("{prefix}temperature"), self.temperature)?;
         self.optimizer.validate(prefix)
     }
 }

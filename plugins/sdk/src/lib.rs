@@ -53,6 +53,7 @@
 //! In the plugin's `Cargo.toml`: `crate-type = ["cdylib", "rlib"]` (the `rlib` lets its own
 //! tests and benchmarks call it directly) and a dependency on `dmlbench-sdk` and `serde`.
 
+pub mod checks;
 pub mod classifier;
 pub mod distance;
 pub mod error;

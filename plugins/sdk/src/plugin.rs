@@ -6,12 +6,14 @@
 //! (finite loss and gradient, valid tuples) after, converts mined tuples to the form the loss
 //! wants, and reports errors and panics to the host.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;
-use crate::tuples::{TupleForm, Tuples};
+use crate::tuples::{Pairs, Triplets, TupleForm, Tuples, all_pairs, all_triplets};
 
 /// What `new` learns about the run it is created for.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +42,36 @@ pub struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// The mined pairs, when a miner ran: as mined, or split from triplets as PML's
+    /// `convert_to_pairs`. `None` when no tuples were given.
+    pub fn mined_pairs(&self) -> Option<Cow<'_, Pairs>> {
+        match self.tuples.as_ref()? {
+            Tuples::Pairs(p) => Some(Cow::Borrowed(p)),
+            Tuples::Triplets(t) => Some(Cow::Owned(t.to_pairs())),
+        }
+    }
+
+    /// The mined triplets, when a miner ran: as mined, or joined from pairs as PML's
+    /// `convert_to_triplets`. `None` when no tuples were given.
+    pub fn mined_triplets(&self) -> Option<Cow<'_, Triplets>> {
+        match self.tuples.as_ref()? {
+            Tuples::Triplets(t) => Some(Cow::Borrowed(t)),
+            Tuples::Pairs(p) => Some(Cow::Owned(p.to_triplets())),
+        }
+    }
+
+    /// The pairs a pair loss uses: the mined ones, else every ordered pair of the batch
+    /// (PML's `get_all_pairs_indices`).
+    pub fn pairs(&self) -> Cow<'_, Pairs> {
+        self.mined_pairs().unwrap_or_else(|| Cow::Owned(all_pairs(self.labels)))
+    }
+
+    /// The triplets a triplet loss uses: the mined ones, else every triplet of the batch
+    /// (PML's `get_all_triplets_indices`).
+    pub fn triplets(&self) -> Cow<'_, Triplets> {
+        self.mined_triplets().unwrap_or_else(|| Cow::Owned(all_triplets(self.labels)))
+    }
+
     /// Number of embeddings.
     pub fn n(&self) -> usize {
         self.embeddings.rows
@@ -149,4 +181,35 @@ pub trait Miner: Plugin {
     /// Chooses tuples. They are checked afterwards: indices in range, positives share the
     /// anchor's label and are not the anchor, negatives do not, and their form is `OUTPUT`.
     fn mine(&mut self, batch: &Batch<'_>, stats: &mut Stats) -> Result<Tuples>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(tuples: Option<Tuples>) -> Batch<'static> {
+        static Z: [f32; 4] = [0.0; 4];
+        static LABELS: [i64; 4] = [0, 0, 1, 1];
+        Batch { embeddings: MatRef::new(4, 1, &Z), labels: &LABELS, tuples }
+    }
+
+    #[test]
+    fn tuples_come_in_the_form_asked_for() {
+        let triplets = Triplets { a: vec![0, 0], p: vec![1, 1], n: vec![2, 3] };
+        let mined = batch(Some(Tuples::Triplets(triplets.clone())));
+        assert!(matches!(mined.mined_triplets(), Some(Cow::Borrowed(t)) if *t == triplets));
+        assert_eq!(*mined.pairs(), triplets.to_pairs());
+        let pairs = Pairs { a1: vec![0], p: vec![1], a2: vec![3], n: vec![0] };
+        let mined = batch(Some(Tuples::Pairs(pairs.clone())));
+        assert!(matches!(mined.mined_pairs(), Some(Cow::Borrowed(p)) if *p == pairs));
+        assert_eq!(*mined.triplets(), pairs.to_triplets());
+    }
+
+    #[test]
+    fn without_a_miner_every_tuple_of_the_batch_is_used() {
+        let plain = batch(None);
+        assert!(plain.mined_pairs().is_none() && plain.mined_triplets().is_none());
+        assert_eq!(*plain.pairs(), all_pairs(plain.labels));
+        assert_eq!(plain.triplets().len(), 8, "2 anchors per class × 1 positive × 2 negatives × 2 classes");
+    }
 }

@@ -34,6 +34,7 @@
 //!
 //! State: `centres` (C×d) and, with cross-entropy, the classifier's `classifier.*` tensors.
 
+use dmlbench_sdk::checks::{in_range, non_negative};
 use dmlbench_sdk::classifier::{Classifier, ClassifierConfig};
 use dmlbench_sdk::state::{TensorMap, save_tensors};
 use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats};
@@ -92,12 +93,8 @@ impl Plugin for Center {
     const HAS_STATE: bool = true;
 
     fn new(config: Config, context: &Context) -> Result<Self> {
-        if !(0.0..=1.0).contains(&config.alpha) {
-            return Err(Error::bad_config(format!("alpha must lie in [0, 1], got {}", config.alpha)));
-        }
-        if !(config.lambda.is_finite() && config.lambda >= 0.0) {
-            return Err(Error::bad_config(format!("lambda must be a non-negative number, got {}", config.lambda)));
-        }
+        in_range("alpha", config.alpha, 0.0..=1.0)?;
+        non_negative("lambda", config.lambda)?;
         let (classes, dim) = (context.num_classes, context.embedding_dim);
         if classes == 0 || dim == 0 {
             return Err(Error::bad_config(format!(

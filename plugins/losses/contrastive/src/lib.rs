@@ -15,16 +15,15 @@
 //! the two are summed; a term with no non-zero element contributes 0. With a similarity
 //! measure (cosine, dot) the inequalities flip as in PML: ℓ⁺ = [m⁺ − s]₊, ℓ⁻ = [s − m⁻]₊.
 //!
-//! The pairs are the mined ones when a miner ran (triplets are split into their (a, p) and
-//! (a, n) pairs, PML's `convert_to_pairs`), and otherwise every ordered pair of the batch
-//! (PML's `get_all_pairs_indices`). The gradient is exact; at a hinge (ℓ = 0 exactly) it
-//! is taken as 0.
+//! The pairs are the mined ones when a miner ran (triplets split into their (a, p) and (a, n)
+//! pairs, PML's `convert_to_pairs`), and otherwise every ordered pair of the batch (PML's
+//! `get_all_pairs_indices`). The gradient is exact; at a hinge (ℓ = 0 exactly) it is 0.
 
+use dmlbench_sdk::checks::finite;
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::matrix::Matrix;
-use dmlbench_sdk::reduce::mean_of_nonzero;
-use dmlbench_sdk::tuples::all_pairs;
-use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats, TupleForm, TupleUse, Tuples};
+use dmlbench_sdk::reduce::mean_of_nonzero_pairs;
+use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats, TupleForm, TupleUse};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults).
@@ -59,25 +58,9 @@ impl Plugin for Contrastive {
         "[d(a,p) − m⁺]₊ and [m⁻ − d(a,n)]₊, each averaged over non-zero pairs (Hadsell et al. 2006; PML defaults)";
 
     fn new(config: Config, _context: &Context) -> Result<Self> {
-        for (name, value) in [("pos_margin", config.pos_margin), ("neg_margin", config.neg_margin)] {
-            if !value.is_finite() {
-                return Err(Error::bad_config(format!("{name} must be finite, got {value}")));
-            }
-        }
+        finite("pos_margin", config.pos_margin)?;
+        finite("neg_margin", config.neg_margin)?;
         Ok(Contrastive { config })
-    }
-}
-
-impl Contrastive {
-    /// ℓ for one pair value: the hinge on the side its kind and the measure call for, and
-    /// its derivative with respect to the value.
-    fn hinge(&self, value: f64, positive: bool) -> (f64, f64) {
-        // For a distance, positives are pushed below m⁺ and negatives above m⁻; a similarity
-        // flips both.
-        let sign = if positive != self.config.distance.is_similarity() { 1.0 } else { -1.0 };
-        let margin = if positive { self.config.pos_margin } else { self.config.neg_margin };
-        let t = sign * (value - margin);
-        if t > 0.0 { (t, sign) } else { (0.0, 0.0) }
     }
 }
 
@@ -85,33 +68,21 @@ impl Loss for Contrastive {
     const TUPLES: TupleUse = TupleUse::Optional(TupleForm::Pairs);
 
     fn forward_backward(&mut self, batch: &Batch<'_>, grad: &mut [f32], stats: &mut Stats) -> Result<f64> {
-        let n = batch.n();
-        let pairs = match &batch.tuples {
-            Some(Tuples::Pairs(p)) => p.clone(),
-            Some(Tuples::Triplets(t)) => t.to_pairs(),
-            None => all_pairs(batch.labels),
-        };
+        let pairs = batch.pairs();
         let distances = self.config.distance.compute(batch.embeddings);
-        let values = distances.values();
-
-        let mut dvalues = Matrix::zeros(n, n);
+        let mut dvalues = Matrix::zeros(batch.n(), batch.n());
+        let (m_pos, m_neg) = (self.config.pos_margin, self.config.neg_margin);
         let mut total = 0.0;
-        for (positive, anchors, others) in [(true, &pairs.a1, &pairs.p), (false, &pairs.a2, &pairs.n)] {
-            let terms: Vec<(f64, f64)> = anchors
-                .iter()
-                .zip(others.iter())
-                .map(|(&a, &b)| self.hinge(f64::from(values.get(a as usize, b as usize)), positive))
-                .collect();
-            let losses: Vec<f64> = terms.iter().map(|t| t.0).collect();
-            let mean = mean_of_nonzero(&losses);
+        for (kind, margin, anchors, others) in
+            [("pos", m_pos, &pairs.a1, &pairs.p), ("neg", m_neg, &pairs.a2, &pairs.n)]
+        {
+            // ℓ and dℓ/dv of a pair with value v: a distance pushes positives below m⁺ and
+            // negatives above m⁻; a similarity flips both.
+            let sign = if (kind == "pos") != self.config.distance.is_similarity() { 1.0 } else { -1.0 };
+            let hinge = |v: f64| if sign * (v - margin) > 0.0 { (sign * (v - margin), sign) } else { (0.0, 0.0) };
+            let each = anchors.iter().copied().zip(others.iter().copied());
+            let mean = mean_of_nonzero_pairs(distances.values().view(), each, hinge, &mut dvalues);
             total += mean.value;
-            for ((&a, &b), &(loss, slope)) in anchors.iter().zip(others.iter()).zip(&terms) {
-                if loss > 0.0 {
-                    let (a, b) = (a as usize, b as usize);
-                    dvalues.set(a, b, dvalues.get(a, b) + (mean.weight * slope) as f32);
-                }
-            }
-            let kind = if positive { "pos" } else { "neg" };
             stats.record(&format!("{kind}_pairs"), anchors.len() as f64);
             stats.record(&format!("active_{kind}_pairs"), mean.count as f64);
         }
@@ -119,8 +90,7 @@ impl Loss for Contrastive {
             stats.record("no_pairs", 1.0);
             return Ok(0.0);
         }
-        let dz = distances.backward(batch.embeddings, dvalues.view());
-        grad.copy_from_slice(&dz.data);
+        grad.copy_from_slice(&distances.backward(batch.embeddings, dvalues.view()).data);
         Ok(total)
     }
 }

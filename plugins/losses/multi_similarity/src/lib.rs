@@ -25,9 +25,10 @@
 //! computed like any other. A batch without any pair gives 0 and a zero gradient with
 //! `no_pairs`.
 
+use dmlbench_sdk::checks::{finite, positive};
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::matrix::Matrix;
-use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats, TupleForm, TupleUse, Tuples};
+use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats, TupleForm, TupleUse};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults).
@@ -63,14 +64,9 @@ impl Plugin for MultiSimilarity {
     const SUMMARY: &'static str = "(1/α)log(1+Σ_p e^{−α(S_ip−λ)}) + (1/β)log(1+Σ_n e^{β(S_in−λ)}), mean over rows (Wang et al. 2019; PML defaults)";
 
     fn new(config: Config, _context: &Context) -> Result<Self> {
-        for (name, value) in [("alpha", config.alpha), ("beta", config.beta)] {
-            if !(value.is_finite() && value > 0.0) {
-                return Err(Error::bad_config(format!("{name} must be a positive number, got {value}")));
-            }
-        }
-        if !config.base.is_finite() {
-            return Err(Error::bad_config(format!("base must be finite, got {}", config.base)));
-        }
+        positive("alpha", config.alpha)?;
+        positive("beta", config.beta)?;
+        finite("base", config.base)?;
         Ok(MultiSimilarity { config })
     }
 }
@@ -82,11 +78,7 @@ impl Loss for MultiSimilarity {
         let n = batch.n();
         let labels = batch.labels;
         // Which pairs count: masks built from the mined tuples, or the labels themselves.
-        let masks = batch.tuples.as_ref().map(|tuples| {
-            let pairs = match tuples {
-                Tuples::Pairs(p) => p.clone(),
-                Tuples::Triplets(t) => t.to_pairs(),
-            };
+        let masks = batch.mined_pairs().map(|pairs| {
             let mut pos = vec![false; n * n];
             let mut neg = vec![false; n * n];
             for (&a, &p) in pairs.a1.iter().zip(&pairs.p) {

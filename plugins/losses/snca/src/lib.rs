@@ -22,9 +22,10 @@
 //! positive mass. Its default `softmax_scale=1` corresponds to σ = 0.5. The test suite checks
 //! the equivalence.
 
+use dmlbench_sdk::checks::positive;
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::matrix::Matrix;
-use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats};
+use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats};
 use serde::{Deserialize, Serialize};
 
 /// Configuration.
@@ -55,9 +56,7 @@ impl Plugin for Snca {
         "−log Σ_{same class} softmax_{k≠i}(cos(z_i, z_k)/σ), mean over anchors with a positive (Wu et al. 2018)";
 
     fn new(config: Config, _context: &Context) -> Result<Self> {
-        if !(config.sigma.is_finite() && config.sigma > 0.0) {
-            return Err(Error::bad_config(format!("sigma must be a positive number, got {}", config.sigma)));
-        }
+        positive("sigma", config.sigma)?;
         Ok(Snca { sigma: config.sigma })
     }
 }

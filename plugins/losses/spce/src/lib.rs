@@ -29,10 +29,11 @@
 //! large or too small for the softmax. A batch with one class gives 0 and a zero gradient,
 //! with `one_class`. No pytorch-metric-learning counterpart exists.
 
+use dmlbench_sdk::checks::positive;
 use dmlbench_sdk::matrix::{MatRef, Matrix, Op, matmul};
 use dmlbench_sdk::normalize::{l2_normalize, l2_normalize_backward};
 use dmlbench_sdk::softmax::log_sum_exp;
-use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats};
+use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats};
 use serde::{Deserialize, Serialize};
 
 /// Configuration. The defaults are the paper's equation.
@@ -65,9 +66,7 @@ impl Plugin for Spce {
         "−(1/n²)Σ_{y_j=y_i} z_iᵀz_j + (1/n)Σ_i log Σ_k exp((1/n)Σ_{y_j=k} z_iᵀz_j) (Boudiaf et al. 2020, eq. 15)";
 
     fn new(config: Config, _context: &Context) -> Result<Self> {
-        if !(config.scale.is_finite() && config.scale > 0.0) {
-            return Err(Error::bad_config(format!("scale must be a positive number, got {}", config.scale)));
-        }
+        positive("scale", config.scale)?;
         Ok(Spce { config })
     }
 }

@@ -23,9 +23,10 @@
 //! swap = false, smooth_loss = false. Not offered: PML's `triplets_per_anchor` as a number
 //! (random triplet sampling inside the loss); use a miner instead.
 
+use dmlbench_sdk::checks::finite;
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::matrix::Matrix;
-use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats, Triplets, TupleForm, TupleUse, Tuples};
+use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats, Triplets, TupleForm, TupleUse};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults).
@@ -62,9 +63,7 @@ impl Plugin for TripletMargin {
         "[d(a,p) − d(a,n) + m]₊ averaged over non-zero triplets (Weinberger and Saul 2009; PML defaults)";
 
     fn new(config: Config, _context: &Context) -> Result<Self> {
-        if !config.margin.is_finite() {
-            return Err(Error::bad_config(format!("margin must be finite, got {}", config.margin)));
-        }
+        finite("margin", config.margin)?;
         Ok(TripletMargin { config })
     }
 }
@@ -139,11 +138,7 @@ impl Loss for TripletMargin {
     const TUPLES: TupleUse = TupleUse::Optional(TupleForm::Triplets);
 
     fn forward_backward(&mut self, batch: &Batch<'_>, grad: &mut [f32], stats: &mut Stats) -> Result<f64> {
-        let given = match &batch.tuples {
-            Some(Tuples::Triplets(t)) => Some(t.clone()),
-            Some(Tuples::Pairs(p)) => Some(p.to_triplets()),
-            None => None,
-        };
+        let given = batch.mined_triplets();
         let distances = self.config.distance.compute(batch.embeddings);
         let values = distances.values();
 
@@ -188,7 +183,7 @@ impl Loss for TripletMargin {
                 }
             }
         } else {
-            each_triplet(batch.labels, given.as_ref(), |a, p, x| {
+            each_triplet(batch.labels, given.as_deref(), |a, p, x| {
                 count += 1;
                 let (v, neg_row) = self.violation(values, a, p, x);
                 let (loss, slope) = self.term(v);

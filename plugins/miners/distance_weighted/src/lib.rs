@@ -40,6 +40,7 @@
 //!
 //! The distance is fixed to PML's only compatible one: Euclidean on normalised embeddings.
 
+use dmlbench_sdk::checks::positive;
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::rng::{CallRng, decode_counter, encode_counter};
 use dmlbench_sdk::state::{TensorMap, save_tensors};
@@ -101,9 +102,7 @@ impl Plugin for DistanceWeighted {
     const HAS_STATE: bool = true;
 
     fn new(config: Config, context: &Context) -> Result<Self> {
-        if !(config.cutoff.is_finite() && config.cutoff > 0.0) {
-            return Err(Error::bad_config(format!("cutoff must be a positive number, got {}", config.cutoff)));
-        }
+        positive("cutoff", config.cutoff)?;
         if !(config.nonzero_loss_cutoff.is_finite() && config.nonzero_loss_cutoff > config.cutoff) {
             return Err(Error::bad_config(format!(
                 "nonzero_loss_cutoff must be a number above cutoff ({}), got {}",

@@ -16,8 +16,9 @@
 //! negative pair yields nothing (`empty_batch`). Output: pairs (a1, p, a2, n), ordered by
 //! anchor, then index (PML orders each anchor's pairs by similarity; the set is the same).
 
+use dmlbench_sdk::checks::finite;
 use dmlbench_sdk::distance::DistanceConfig;
-use dmlbench_sdk::{Batch, Context, Error, Miner, Pairs, Plugin, Result, Stats, TupleForm, Tuples};
+use dmlbench_sdk::{Batch, Context, Miner, Pairs, Plugin, Result, Stats, TupleForm, Tuples};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults).
@@ -50,9 +51,7 @@ impl Plugin for MultiSimilarityMiner {
         "positives with S_ap − ε < max_n S_an, negatives with S_an + ε > min_p S_ap (Wang et al. 2019; PML)";
 
     fn new(config: Config, _context: &Context) -> Result<Self> {
-        if !config.epsilon.is_finite() {
-            return Err(Error::bad_config(format!("epsilon must be finite, got {}", config.epsilon)));
-        }
+        finite("epsilon", config.epsilon)?;
         Ok(MultiSimilarityMiner { config })
     }
 }

@@ -13,8 +13,9 @@
 //! s > m⁻. Defaults are PML's. Output: pairs (a1, p, a2, n) in row-major order (PML's
 //! `get_all_pairs_indices` order).
 
+use dmlbench_sdk::checks::finite;
 use dmlbench_sdk::distance::DistanceConfig;
-use dmlbench_sdk::{Batch, Context, Error, Miner, Pairs, Plugin, Result, Stats, TupleForm, Tuples};
+use dmlbench_sdk::{Batch, Context, Miner, Pairs, Plugin, Result, Stats, TupleForm, Tuples};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults).
@@ -48,11 +49,8 @@ impl Plugin for PairMargin {
     const SUMMARY: &'static str = "positive pairs with d > m⁺ and negative pairs with d < m⁻ (PML's PairMarginMiner)";
 
     fn new(config: Config, _context: &Context) -> Result<Self> {
-        for (name, value) in [("pos_margin", config.pos_margin), ("neg_margin", config.neg_margin)] {
-            if !value.is_finite() {
-                return Err(Error::bad_config(format!("{name} must be finite, got {value}")));
-            }
-        }
+        finite("pos_margin", config.pos_margin)?;
+        finite("neg_margin", config.neg_margin)?;
         Ok(PairMargin { config })
     }
 }

@@ -19,8 +19,9 @@
 //! (anchor, positive), one negative from the semi-hard band; PML (and this plugin) keep every
 //! triplet in the band.
 
+use dmlbench_sdk::checks::finite;
 use dmlbench_sdk::distance::DistanceConfig;
-use dmlbench_sdk::{Batch, Context, Error, Miner, Plugin, Result, Stats, Triplets, TupleForm, Tuples};
+use dmlbench_sdk::{Batch, Context, Miner, Plugin, Result, Stats, Triplets, TupleForm, Tuples};
 use serde::{Deserialize, Serialize};
 
 /// Which triplets to keep.
@@ -69,9 +70,7 @@ impl Plugin for Semihard {
         "triplets with 0 < d(a,n) − d(a,p) ≤ m, or hard / all / easy (Schroff et al. 2015; PML's TripletMarginMiner)";
 
     fn new(config: Config, _context: &Context) -> Result<Self> {
-        if !config.margin.is_finite() {
-            return Err(Error::bad_config(format!("margin must be finite, got {}", config.margin)));
-        }
+        finite("margin", config.margin)?;
         Ok(Semihard { config })
     }
 }
