@@ -34,7 +34,7 @@ use image::RgbImage;
 
 use crate::decode;
 use crate::error::DatasetError;
-use crate::index::SplitIndex;
+use crate::split::SplitIndex;
 use crate::transform::{Resize, Transform};
 
 const MAGIC: &[u8; 8] = b"DMLRSZ01";

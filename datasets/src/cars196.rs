@@ -9,9 +9,10 @@
 use std::path::Path;
 
 use crate::error::DatasetError;
-use crate::index::{BBox, RawItem, Split, SplitIndex, build_split, used_classes};
+use crate::format::Split;
 use crate::mat::{self, MatValue};
 use crate::paths::RootGuard;
+use crate::split::{BBox, RawItem, SplitIndex, build_split, used_classes};
 
 /// The annotation file name.
 pub const ANNOTATIONS: &str = "cars_annos.mat";

@@ -26,7 +26,8 @@ use crate::decode;
 use crate::error::{DatasetError, Problem};
 use crate::expected::SplitCount;
 use crate::features;
-use crate::index::{self, Format, LoadOptions, Split};
+use crate::format::{Format, Split};
+use crate::index::{self, LoadOptions};
 
 /// How to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

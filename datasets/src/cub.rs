@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::error::DatasetError;
-use crate::index::{BBox, RawItem, Split, SplitIndex, build_split, used_classes};
+use crate::format::Split;
 use crate::paths::RootGuard;
+use crate::split::{BBox, RawItem, SplitIndex, build_split, used_classes};
 use crate::text::TextFile;
 
 /// Reads the two splits of a CUB-format dataset at `root`.

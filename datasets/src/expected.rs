@@ -12,7 +12,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DatasetError, Problem};
-use crate::index::{DatasetIndex, Format, Split};
+use crate::format::{Format, Split};
+use crate::split::DatasetIndex;
 
 /// The manifest file name written by the synthetic generator.
 pub const MANIFEST: &str = "dmlbench-synth.json";

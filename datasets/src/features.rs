@@ -22,8 +22,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::DatasetError;
-use crate::index::{ClassInfo, Split};
+use crate::format::Split;
 use crate::npy::{self, Embeddings};
+use crate::split::ClassInfo;
 
 /// One split of a feature dataset.
 #[derive(Debug, Clone, PartialEq)]

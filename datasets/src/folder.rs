@@ -24,8 +24,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::DatasetError;
-use crate::index::{ClassInfo, RawItem, Split, SplitIndex, build_split};
+use crate::format::Split;
 use crate::paths::RootGuard;
+use crate::split::{ClassInfo, RawItem, SplitIndex, build_split};
 use crate::text::TextFile;
 
 /// The optional split file name.

@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::error::DatasetError;
-use crate::index::{ClassInfo, RawItem, Split, SplitIndex, build_split};
+use crate::format::Split;
 use crate::paths::RootGuard;
+use crate::split::{ClassInfo, RawItem, SplitIndex, build_split};
 use crate::text::TextFile;
 
 /// The annotation file name.

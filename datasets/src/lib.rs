@@ -36,10 +36,12 @@ pub mod decode;
 pub mod error;
 pub mod expected;
 pub mod features;
+pub mod format;
 pub mod index;
 pub mod loader;
 pub mod mat;
 pub mod npy;
+pub mod split;
 pub mod synth;
 pub mod transform;
 
@@ -52,8 +54,10 @@ mod sop;
 mod text;
 
 pub use error::{DatasetError, Problem};
-pub use index::{BBox, ClassInfo, DatasetIndex, Format, Item, LoadOptions, Split, SplitIndex};
+pub use format::{Format, Split};
+pub use index::LoadOptions;
 pub use loader::{ImageBatch, Loader};
+pub use split::{BBox, ClassInfo, DatasetIndex, Item, SplitIndex};
 
 /// File names the loaders read, for documentation and messages.
 pub mod files {

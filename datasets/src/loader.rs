@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use crate::cache::ResizeCache;
 use crate::decode;
 use crate::error::DatasetError;
-use crate::index::SplitIndex;
+use crate::split::SplitIndex;
 use crate::transform::{Transform, image_rng};
 
 /// A batch of transformed images.

@@ -2,11 +2,19 @@
 //! use: numeric arrays (any storage type), char arrays, cell arrays and struct arrays,
 //! each variable possibly zlib-compressed (`miCOMPRESSED`).
 //!
-//! Existing crates read numeric arrays only (struct and char arrays are skipped), and
-//! Cars196's `cars_annos.mat` is a struct array of chars and numbers, so this module reads
-//! that subset itself. The layout is MathWorks' "MAT-File Format" document: a 128-byte
-//! header, then data elements, each an 8-byte tag (type, byte count) or a 4-byte "small
-//! data element" tag holding up to 4 bytes inline, padded to 8 bytes.
+//! Cars196's `cars_annos.mat` is a struct array of chars and numbers, and this module reads
+//! that subset itself rather than with a crate. `matrw` 0.1.4, the pure-Rust reader of
+//! level-5 structs and cells, was tried on the same files: it refuses the level-5 files SciPy
+//! writes (their header text lacks the comma it expects), among them this crate's Cars196
+//! test fixtures and the conversion this module's v7.3 message recommends; it panics on truncated
+//! files, corrupt zlib streams and 16-bit char data, accepts some truncated files silently
+//! (dropping variables), and takes time exponential in the nesting depth of cell arrays. Here
+//! every length is checked against the bytes that remain, nesting is bounded, and each fault
+//! is an error naming the file and byte offset.
+//!
+//! The layout is MathWorks' "MAT-File Format" document: a 128-byte header, then data
+//! elements, each an 8-byte tag (type, byte count) or a 4-byte "small data element" tag
+//! holding up to 4 bytes inline, padded to 8 bytes.
 //!
 //! MATLAB stores a `double` array whose values are small integers with a narrower storage
 //! type (say `miUINT8`); the reader converts every storage type to `f64` whatever the

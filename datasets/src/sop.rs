@@ -9,8 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use crate::error::DatasetError;
-use crate::index::{RawItem, Split, SplitIndex, build_split, used_classes};
+use crate::format::Split;
 use crate::paths::RootGuard;
+use crate::split::{RawItem, SplitIndex, build_split, used_classes};
 use crate::text::TextFile;
 
 const HEADER: [&str; 4] = ["image_id", "class_id", "super_class_id", "path"];

@@ -37,7 +37,7 @@ use image::RgbImage;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::index::Format;
+use crate::format::Format;
 
 /// ImageNet channel means (RGB), for inputs in [0, 1].
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];

@@ -10,6 +10,12 @@
 //! the regularised incomplete beta function (continued fraction, modified Lentz), and the
 //! quantile is found by bisection. That works for any number of degrees of freedom.
 //!
+//! It is written here rather than taken from `statrs`: statrs 0.19's `StudentsT::inverse_cdf`
+//! drifts away from the normal limit as the degrees of freedom grow (1.95985 at 10⁶ and 1.8266
+//! at 10⁷, where the quantile is 1.95996), while this bisection stays within 10⁻⁵ of it and
+//! within the published tables' last digit for small ones; the whole of it is the hundred
+//! lines below, each tested against a closed form or a table.
+//!
 //! ```
 //! use dmlbench_leaderboard::stats::{student_t_quantile, Summary};
 //!

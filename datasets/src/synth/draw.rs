@@ -13,7 +13,7 @@ use image::{Rgb, RgbImage};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::index::BBox;
+use crate::split::BBox;
 
 /// A random generator from a tag and three numbers (distinct tags, distinct streams).
 pub(crate) fn rng(tag: &[u8; 8], a: u64, b: u64, c: u64) -> ChaCha8Rng {

@@ -39,8 +39,9 @@ use rayon::prelude::*;
 
 use crate::error::DatasetError;
 use crate::expected::{MANIFEST, Manifest, SplitCount};
-use crate::index::{BBox, Format, Split};
+use crate::format::{Format, Split};
 use crate::mat::{self, MatValue, NumericClass};
+use crate::split::BBox;
 use draw::ClassRecipe;
 
 /// What to generate.
