@@ -51,8 +51,9 @@ pub enum DatasetError {
     Invalid(String),
 }
 
-/// `error` followed by its sources, `outer: inner: ...`.
-fn with_sources(error: &dyn std::error::Error) -> String {
+/// `error` followed by its sources, `outer: inner: ...`: the whole of what went wrong, for
+/// a message that stands alone.
+pub fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

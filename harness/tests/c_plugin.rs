@@ -63,3 +63,62 @@ fn c_plugin_loss_matches_its_formula() {
     assert!((v["loss"].as_f64().unwrap() - want).abs() < 1e-9, "{} vs {want}", v["loss"]);
     assert_eq!(v["stats"]["rows"], n as f64);
 }
+
+/// The libraries of `c_center_pull` (ABI 1.1, with an extension) and of `c_center_pull_abi10`
+/// (the same loss built as an ABI 1.0 library), in one directory.
+fn both_abi_versions() -> tempfile::TempDir {
+    let dir = c_plugin_dir();
+    let file = format!("{}c_center_pull_abi10{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    common::compile_c_plugin_with(&["center_pull.c"], &["AS_ABI_1_0"], &dir.path().join(file));
+    dir
+}
+
+#[test]
+fn extensions_are_found_by_id_and_absent_from_older_plugins() {
+    use dmlbench_host::{HostOptions, PluginKind, Registry};
+
+    let dir = both_abi_versions();
+    let registry = Registry::open(&HostOptions {
+        root: Some(dir.path().to_path_buf()),
+        build: false,
+        plugin_path: vec![dir.path().to_path_buf()],
+        load_in_child_first: false,
+    });
+    assert!(registry.problems().is_empty(), "{:?}", registry.problems());
+
+    let current = registry.get(PluginKind::Loss, "c_center_pull").unwrap();
+    assert_eq!(current.abi_version, (1, dmlbench_abi::ABI_MINOR));
+    let info = current.extension(c"org.example.c_center_pull.info.v1").expect("the plugin answers its extension");
+    // The extension's own layout: { size_t struct_size; const char *language; }.
+    #[repr(C)]
+    struct InfoV1 {
+        struct_size: usize,
+        language: *const std::ffi::c_char,
+    }
+    // SAFETY: the plugin documents this layout for this id; the size is checked before the field.
+    let info = unsafe { info.cast::<InfoV1>().as_ref() };
+    assert_eq!(info.struct_size, std::mem::size_of::<InfoV1>());
+    assert_eq!(unsafe { std::ffi::CStr::from_ptr(info.language) }, c"C");
+    assert!(current.extension(c"org.example.c_center_pull.info.v2").is_none(), "unknown versions are absent");
+    assert!(current.extension(c"dmlbench.memory.v1").is_none());
+
+    // A 1.0 library loads and computes; its descriptor ends before get_extension, and the
+    // aborting pointer stored beyond that end is never called.
+    let older = registry.get(PluginKind::Loss, "c_center_pull_abi10").unwrap();
+    assert_eq!(older.abi_version, (1, 0));
+    assert!(older.extension(c"org.example.c_center_pull.info.v1").is_none());
+    let mut loss = dmlbench_host::LossHandle::create(
+        older,
+        &dmlbench_host::CreateOptions {
+            config: String::new(),
+            embedding_dim: 2,
+            num_classes: 2,
+            seed: 0,
+            base_lr: 0.1,
+        },
+    )
+    .unwrap();
+    let out = loss.forward_backward(&[0.0, 0.0, 2.0, 0.0], 2, &[0, 0], None).unwrap();
+    // μ = (1, 0); L = 1/(2·2) · (1 + 1) = 0.5.
+    assert!((out.loss - 0.5).abs() < 1e-12, "{}", out.loss);
+}

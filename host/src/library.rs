@@ -1,10 +1,13 @@
 //! Loading one plugin library and checking everything it declares.
 
-use std::ffi::{CStr, c_char};
+use std::ffi::{CStr, c_char, c_void};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 
-use dmlbench_abi::{ABI_MAJOR, Descriptor, ENTRY_SYMBOL, Entry, EntryFn, Kind, VTable, capability};
+use dmlbench_abi::{
+    ABI_MAJOR, DESCRIPTOR_SIZE_1_0, Descriptor, ENTRY_SYMBOL, Entry, EntryFn, Kind, VTable, capability,
+};
 use serde::{Deserialize, Serialize};
 
 /// The ABI minor version this host needs: it reads no field added after 1.0.
@@ -121,8 +124,10 @@ pub struct PluginInfo {
     pub abi_version: (u32, u32),
     /// Where it came from.
     pub source: Source,
+    /// The descriptor as the plugin wrote it, copied; fields of a newer minor version than
+    /// the plugin's are zero (absent).
     #[serde(skip)]
-    pub(crate) descriptor: &'static Descriptor,
+    pub(crate) descriptor: Descriptor,
     #[serde(skip)]
     pub(crate) vtable: &'static VTable,
 }
@@ -131,6 +136,38 @@ impl PluginInfo {
     /// `loss:ID` or `miner:ID`.
     pub fn qualified_id(&self) -> String {
         format!("{}:{}", self.kind, self.id)
+    }
+
+    /// The plugin's extension `id` ([`Descriptor::get_extension`], ABI 1.1): the pointer the
+    /// plugin returned, or `None` when it does not implement it (or was built against 1.0).
+    /// The struct behind the pointer is the extension's to define; read its `struct_size`
+    /// before any other field.
+    pub fn extension(&self, id: &CStr) -> Option<NonNull<c_void>> {
+        let get = self.descriptor.get_extension?;
+        // SAFETY: by the ABI, `get_extension` takes a NUL-terminated id, may be called from any
+        // thread and returns a pointer that lives as long as the library, or null.
+        NonNull::new(unsafe { get(id.as_ptr()) }.cast_mut())
+    }
+}
+
+/// Copies a struct of the ABI that grows at the end from the plugin's memory: only the
+/// `struct_size` bytes the plugin wrote are read, and the fields of newer minor versions stay
+/// zero. `None` when it is smaller than `min_size`, the size of its first version.
+///
+/// # Safety
+/// `ptr` points at a readable struct of at least its declared `struct_size` bytes (capped at
+/// `size_of::<T>()`), whose first field is that `usize`; `T` is valid when all zero (numbers,
+/// raw pointers and nullable function pointers).
+unsafe fn copy_grown<T: Copy>(ptr: *const T, min_size: usize) -> Option<T> {
+    let declared = unsafe { ptr.cast::<usize>().read_unaligned() };
+    if declared < min_size {
+        return None;
+    }
+    let mut copy = std::mem::MaybeUninit::<T>::zeroed();
+    let len = declared.min(size_of::<T>());
+    unsafe {
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), copy.as_mut_ptr().cast::<u8>(), len);
+        Some(copy.assume_init())
     }
 }
 
@@ -222,8 +259,10 @@ pub fn load(path: &Path, crate_dir: Option<&Path>) -> Result<Vec<PluginInfo>, Lo
     }
     let mut plugins = Vec::with_capacity(count as usize);
     for index in 0..count {
-        let descriptor = unsafe { describe(index).as_ref() }
-            .ok_or_else(|| LoadError::Entry(format!("descriptor {index} is null")))?;
+        let descriptor = unsafe { describe(index) };
+        if descriptor.is_null() {
+            return Err(LoadError::Entry(format!("descriptor {index} is null")));
+        }
         let info =
             unsafe { read_descriptor(descriptor) }.map_err(|problem| LoadError::Descriptor { index, problem })?;
         plugins.push(PluginInfo {
@@ -236,14 +275,15 @@ pub fn load(path: &Path, crate_dir: Option<&Path>) -> Result<Vec<PluginInfo>, Lo
     Ok(plugins)
 }
 
-/// Checks one descriptor and copies out its strings.
+/// Checks one descriptor and copies it and its strings.
 ///
 /// # Safety
-/// `d` lives as long as the (leaked) library and its pointers follow the ABI.
-unsafe fn read_descriptor(d: &'static Descriptor) -> Result<PluginInfo, String> {
-    if d.struct_size < size_of::<Descriptor>() {
-        return Err(format!("descriptor is {} bytes, ABI 1.0 needs {}", d.struct_size, size_of::<Descriptor>()));
-    }
+/// `descriptor` is non-null, lives as long as the (leaked) library and follows the ABI.
+unsafe fn read_descriptor(descriptor: *const Descriptor) -> Result<PluginInfo, String> {
+    let Some(d) = (unsafe { copy_grown(descriptor, DESCRIPTOR_SIZE_1_0) }) else {
+        let declared = unsafe { descriptor.cast::<usize>().read_unaligned() };
+        return Err(format!("descriptor is {declared} bytes, ABI 1.0 needs {DESCRIPTOR_SIZE_1_0}"));
+    };
     let id = unsafe { static_str(d.id, "id") }?;
     let named = |e: String| format!("'{id}': {e}");
     if !valid_id(&id) {

@@ -37,20 +37,9 @@ pub fn write_jpeg(root: &Path, rel: &str, w: u32, h: u32, tint: u8, grey: bool) 
     std::fs::write(path, jpeg(w, h, tint, grey)).unwrap();
 }
 
-/// An error with its sources, `outer: inner: ...`, as the command line shows it.
-pub fn full_message(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 /// The message of an error with its sources, asserting it contains every one of `parts`.
 pub fn assert_error<T: std::fmt::Debug, E: std::error::Error>(result: Result<T, E>, parts: &[&str]) -> String {
-    let message = full_message(&result.expect_err("expected an error"));
+    let message = dmlbench_datasets::error::with_sources(&result.expect_err("expected an error"));
     for part in parts {
         assert!(message.contains(part), "error {message:?} does not contain {part:?}");
     }

@@ -56,6 +56,8 @@ pub struct Plan {
     pub root: PathBuf,
     /// The dataset root, resolved.
     pub dataset_root: PathBuf,
+    /// The pretrained backbone weights (`model.weights`), resolved against the root.
+    pub weights: Option<PathBuf>,
     /// Recall@K values, resolved from the dataset when the file left them empty.
     pub k: Vec<usize>,
     /// The backend and device cells train on (`training.device`, or `--device`).
@@ -187,6 +189,7 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
         return Err(fail(problems.0));
     };
     let dataset_root = root.join(&spec.dataset.root);
+    let weights = spec.model.weights.as_ref().map(|w| root.join(w));
     let mut cells: Vec<Cell> = Vec::new();
     // Cell ids name record and checkpoint files, so two grid entries must not share one.
     let mut first_entry_of_id: BTreeMap<String, usize> = BTreeMap::new();
@@ -239,6 +242,7 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
         file_fingerprint: fingerprint(text.as_bytes()),
         root: root.to_path_buf(),
         dataset_root,
+        weights,
         k,
         backend,
         selection,

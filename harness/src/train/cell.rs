@@ -182,7 +182,13 @@ pub fn run_cell(
         paths.record.clone(),
         record.clone(),
     );
-    let mut trainer = Trainer::start(plan, cell, registry, paths.clone(), &mut record, &stall);
+    // A trainer resumed from the cell's checkpoint when there is one.
+    let start = |record: &mut CellRecord| -> anyhow::Result<Trainer> {
+        let mut trainer = Trainer::new(plan, cell, registry, paths.clone(), record, &stall)?;
+        trainer.resume()?;
+        Ok(trainer)
+    };
+    let mut trainer = start(&mut record);
     if let Err(error) = &trainer
         && let Some(corrupt) = error.downcast_ref::<CorruptCheckpoint>()
     {
@@ -194,7 +200,7 @@ pub fn run_cell(
         eprintln!("warning: {message}");
         events(Event::Warning { message });
         record = empty_record(plan, cell);
-        trainer = Trainer::start(plan, cell, registry, paths.clone(), &mut record, &stall);
+        trainer = start(&mut record);
     }
     let outcome = trainer.and_then(|mut trainer| {
         let result = trainer.train(events);
@@ -270,20 +276,6 @@ fn plugin_ref(info: &PluginInfo, config: &str) -> PluginRef {
 }
 
 impl<'a> Trainer<'a> {
-    /// A trainer of `cell`, resumed from its checkpoint when there is one ([`Trainer::resume`]).
-    fn start(
-        plan: &'a Plan,
-        cell: &'a Cell,
-        registry: &Registry,
-        paths: CellPaths,
-        record: &mut CellRecord,
-        stall: &'a StallWatch,
-    ) -> anyhow::Result<Self> {
-        let mut trainer = Trainer::new(plan, cell, registry, paths, record, stall)?;
-        trainer.resume()?;
-        Ok(trainer)
-    }
-
     /// A trainer of `cell` from its first epoch: data, model, optimiser and plugins, with the
     /// data, environment and plugins written into `record`.
     fn new(
@@ -301,9 +293,7 @@ impl<'a> Trainer<'a> {
         let backend = plan.backend;
         let device = backend.training_device().context("opening the training device")?;
         device.seed(cell.key.seed);
-        // Pretrained weights are named relative to the project root, like every other path.
-        let mut model_config = spec.model.clone();
-        model_config.weights = model_config.weights.map(|w| plan.root.join(w));
+        let model_config = dmlbench_models::ModelConfig { weights: plan.weights.clone(), ..spec.model.clone() };
         let (model, load_report) = model_config.init(&device, cell.key.seed).context("building the model")?;
         if let Some(report) = load_report {
             eprintln!("{report}");

@@ -7,6 +7,12 @@
  *
  * (the terms through mu cancel because deviations within a class sum to zero). Like every
  * plugin it checks its input itself and reports problems through the error sink.
+ *
+ * It also answers one extension (ABI 1.1), "org.example.c_center_pull.info.v1", a struct
+ * naming the language it is written in. Built with -DAS_ABI_1_0 it is instead the plugin
+ * `c_center_pull_abi10` of a library built against ABI 1.0: its descriptor ends before
+ * get_extension, and the function pointer stored after that end aborts when called, so a
+ * host that reads past a descriptor's declared size is caught.
  */
 #include <math.h>
 #include <stdio.h>
@@ -103,17 +109,44 @@ static const dmlbench_vtable VTABLE = {
     sizeof(dmlbench_vtable), destroy, forward_backward, NULL, NULL, NULL, NULL,
 };
 
+#ifdef AS_ABI_1_0
+#define PLUGIN_ID "c_center_pull_abi10"
+#define DESCRIPTOR_SIZE offsetof(dmlbench_descriptor, get_extension)
+#define ABI_MINOR 0u
+static const void *get_extension(const char *id) {
+    (void)id;
+    abort(); /* beyond the declared descriptor: a host must never call it */
+}
+#else
+#define PLUGIN_ID "c_center_pull"
+#define DESCRIPTOR_SIZE sizeof(dmlbench_descriptor)
+#define ABI_MINOR DMLBENCH_ABI_MINOR
+
+/* The example extension: a versioned struct that starts with its size. */
+typedef struct {
+    size_t struct_size;
+    const char *language;
+} center_pull_info_v1;
+
+static const center_pull_info_v1 INFO_V1 = {sizeof(center_pull_info_v1), "C"};
+
+static const void *get_extension(const char *id) {
+    return strcmp(id, "org.example.c_center_pull.info.v1") == 0 ? (const void *)&INFO_V1 : NULL;
+}
+#endif
+
 static const dmlbench_descriptor DESCRIPTOR = {
-    sizeof(dmlbench_descriptor),
+    DESCRIPTOR_SIZE,
     DMLBENCH_KIND_LOSS,
     0,
-    "c_center_pull",
+    PLUGIN_ID,
     "Centre pull (C)",
     "1.0.0",
     "1/(2n) sum ||z_i - mu_{y_i}||^2, written in C",
     "()",
     create,
     &VTABLE,
+    get_extension,
 };
 
 static uint32_t plugin_count(void) { return 1; }
@@ -123,7 +156,7 @@ static const dmlbench_descriptor *plugin_descriptor(uint32_t index) {
 }
 
 static const dmlbench_entry ENTRY = {
-    sizeof(dmlbench_entry), DMLBENCH_ABI_MAJOR, DMLBENCH_ABI_MINOR, "hand-written C",
+    sizeof(dmlbench_entry), DMLBENCH_ABI_MAJOR, ABI_MINOR, "hand-written C",
     plugin_count, plugin_descriptor,
 };
 

@@ -113,6 +113,7 @@ static const dmlbench_descriptor DESCRIPTOR = {
     "()",
     create,
     &VTABLE,
+    NULL, /* get_extension: no extensions */
 };
 
 static uint32_t plugin_count(void) { return 1; }

@@ -1,5 +1,5 @@
 /*
- * dmlbench plugin ABI, version 1.0, for C and C++ plugins.
+ * dmlbench plugin ABI, version 1.1, for C and C++ plugins.
  *
  * The same layout as the Rust crate dmlbench-abi (plugins/abi/src/lib.rs), which documents
  * every field and the ownership rules: inputs are borrowed for one call, outputs go into host
@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 #define DMLBENCH_ABI_MAJOR 1u
-#define DMLBENCH_ABI_MINOR 0u
+#define DMLBENCH_ABI_MINOR 1u
 
 typedef int32_t dmlbench_status;
 #define DMLBENCH_OK 0
@@ -134,6 +134,8 @@ typedef struct dmlbench_descriptor {
     dmlbench_status (*create)(const dmlbench_create_params *params, void **instance_out,
                               const dmlbench_sink *error);
     const dmlbench_vtable *vtable;
+    /* Since 1.1: an extension by id ("vendor.name.vN"), or NULL; may itself be NULL. */
+    const void *(*get_extension)(const char *id);
 } dmlbench_descriptor;
 
 typedef struct dmlbench_entry {

@@ -8,9 +8,9 @@
 //! The same layout is declared for C in `include/dmlbench.h`.
 //!
 //! This crate holds the types, the checks both sides run on what crosses the boundary
-//! ([`first_non_finite`] for numbers, [`escape_terminal`] for text) and no dependencies, so that it never pulls anything into a
-//! plugin. Plugin authors normally use `dmlbench-sdk`, which fills these structs for them and
-//! checks every input.
+//! ([`first_non_finite`] for numbers, [`escape_terminal`] for text) and no dependencies, so
+//! that it never pulls anything into a plugin. Plugin authors normally use `dmlbench-sdk`,
+//! which fills these structs for them and checks every input.
 //!
 //! # What crosses the boundary
 //!
@@ -49,6 +49,22 @@
 //! and treats fields beyond the writer's size as absent. The host requires
 //! [`Entry::abi_major`] == [`ABI_MAJOR`] and `abi_minor` ≥ the minor version it needs.
 //!
+//! # Extensions
+//!
+//! A capability that a later minor version adds is either a new field or an extension:
+//!
+//! - a **new field at the end of a struct** (a [`VTable`] slot, a [`Batch`] field) for what
+//!   belongs to the core of every plugin of a kind: the host calls or fills it on every step,
+//!   and a plugin built against an older minor version simply lacks it (its `struct_size` says
+//!   so);
+//! - an **extension**, found with [`Descriptor::get_extension`] (since 1.1), for an optional
+//!   capability that only some plugins have, that comes with several functions or data of its
+//!   own, or that is versioned apart from the core ABI: its id carries its own version (`.v1`,
+//!   `.v2`), a plugin may implement several versions at once, and the host asks for the newest
+//!   one it knows. Its struct starts with its `struct_size` and grows at the end like every
+//!   struct here. Ids starting `dmlbench.` are reserved for extensions this crate documents;
+//!   others use a reverse domain name of their own.
+//!
 //! # Thread safety
 //!
 //! The host calls one instance from one thread at a time. Different instances may be used
@@ -70,7 +86,10 @@ use core::ffi::{c_char, c_void};
 pub const ABI_MAJOR: u32 = 1;
 
 /// The minor ABI version this crate describes: fields added at the end of structs.
-pub const ABI_MINOR: u32 = 0;
+///
+/// - 1.0: the first version.
+/// - 1.1: [`Descriptor::get_extension`].
+pub const ABI_MINOR: u32 = 1;
 
 /// Name of the one symbol a plugin library exports, of type [`EntryFn`].
 pub const ENTRY_SYMBOL: &str = "dmlbench_plugin_entry_v1";
@@ -224,7 +243,19 @@ pub struct Descriptor {
     >,
     /// Instance functions.
     pub vtable: *const VTable,
+    /// Since 1.1. Looks up an extension of this plugin by its NUL-terminated id
+    /// (`"vendor.name.vN"`, for example `"dmlbench.memory.v1"`): a pointer to a static struct
+    /// whose layout the extension's documentation defines, starting with its `struct_size`,
+    /// or null when the plugin does not implement it. Null itself when the plugin implements
+    /// no extension. Callable from any thread; what it returns lives as long as the library.
+    /// See [the crate docs](crate#extensions) for when a capability is an extension rather
+    /// than a new field.
+    pub get_extension: Option<unsafe extern "C" fn(id: *const c_char) -> *const c_void>,
 }
+
+/// The size of a [`Descriptor`] written by an ABI 1.0 plugin, before `get_extension`: the
+/// smallest descriptor a host of this major version accepts.
+pub const DESCRIPTOR_SIZE_1_0: usize = core::mem::offset_of!(Descriptor, get_extension);
 
 /// Everything `create` needs. Borrowed for the call.
 #[repr(C)]

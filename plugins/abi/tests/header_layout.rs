@@ -113,6 +113,7 @@ fn structs() -> Vec<Struct> {
         }),
         layout!(Descriptor as "dmlbench_descriptor" {
             struct_size, kind, capabilities, id, name, version, summary, default_config, create, vtable,
+            get_extension,
         }),
         layout!(CreateParams as "dmlbench_create_params" {
             struct_size, config, config_len, embedding_dim, num_classes, seed, base_lr,

@@ -141,6 +141,8 @@ fn register<T: Plugin>(kind: Kind, capabilities: u64, vtable: VTable) -> Registe
         default_config: strings[4].as_ptr(),
         create: Some(create::<T>),
         vtable: &*vtable,
+        // The SDK defines no extension yet; each comes with the capability that needs it.
+        get_extension: None,
     };
     Registered { descriptor, _strings: strings, _vtable: vtable }
 }
