@@ -32,6 +32,80 @@ fn show_prints_the_default_config_and_unknown_ids_are_errors() {
 }
 
 #[test]
+fn show_lists_the_state_tensors_of_stateful_plugins() {
+    let (code, stdout, stderr) =
+        run(dmlbench().args(["plugins", "show", "cross_entropy", "--embedding-dim", "4", "--num-classes", "3"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("state (embedding size 4, 3 classes):"), "{stdout}");
+    for line in ["classifier.weight [3, 4] F32", "classifier.bias [3] F32", "classifier.weight_momentum [3, 4] F32"] {
+        assert!(stdout.contains(line), "{line} missing from:\n{stdout}");
+    }
+    let (code, stdout, _) = run(dmlbench().args(["plugins", "show", "contrastive"]));
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("state"), "a plugin without state lists none:\n{stdout}");
+}
+
+#[test]
+fn loss_evaluates_with_the_parameters_of_a_state_file() {
+    use dmlbench_sdk::classifier::{ClassifierConfig, STATE_NAMES};
+    use dmlbench_sdk::testing::naive;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d, classes) = (6, 4, 3);
+    let z = random_embeddings(11, n, d);
+    let labels = random_labels(11, n, classes);
+    let (e, l) = write_batch(dir.path(), &z, d, &labels);
+    // A classifier with known weights and biases (momentum and step counter zero).
+    let w = random_embeddings(12, classes, d);
+    let b = [0.5f32, -0.25, 0.0];
+    let zeros = vec![0.0f32; classes * d];
+    let steps = [0.0f32; 4];
+    let state = dmlbench_sdk::state::save_tensors(&[
+        (STATE_NAMES[0], &[classes, d], &w),
+        (STATE_NAMES[1], &[classes], &b),
+        (STATE_NAMES[2], &[classes, d], &zeros),
+        (STATE_NAMES[3], &[classes], &zeros[..classes]),
+        (STATE_NAMES[4], &[4], &steps),
+    ])
+    .unwrap();
+    let file = dir.path().join("classifier.safetensors");
+    std::fs::write(&file, &state).unwrap();
+
+    let loss = |extra: &[&std::ffi::OsStr]| {
+        let mut cmd = dmlbench();
+        cmd.args(["loss", "cross_entropy", "--json", "--embeddings"]).arg(&e).arg("--labels").arg(&l).args(extra);
+        run(&mut cmd)
+    };
+    let (code, stdout, stderr) = loss(&["--state".as_ref(), file.as_os_str()]);
+    assert_eq!(code, 0, "{stderr}");
+    let want = naive::classifier_loss(&ClassifierConfig::default(), &w, &b, &z, &labels, d, None);
+    let got = json(&stdout)["loss"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "{got} vs {want}");
+    // Without the state the classifier starts at zero: the uniform prediction.
+    let (_, stdout, _) = loss(&[]);
+    assert!((json(&stdout)["loss"].as_f64().unwrap() - want).abs() > 1e-3);
+
+    // A file that is not a state, and a state of the wrong shape, are refused with the file named.
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a state").unwrap();
+    let (code, _, stderr) = loss(&["--state".as_ref(), garbage.as_os_str()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("garbage.safetensors") && stderr.contains("safetensors"), "{stderr}");
+    let wrong = dir.path().join("wrong.safetensors");
+    let small = dmlbench_sdk::state::save_tensors(&[(STATE_NAMES[0], &[1, 1], &[1.0])]).unwrap();
+    std::fs::write(&wrong, small).unwrap();
+    let (code, _, stderr) = loss(&["--state".as_ref(), wrong.as_os_str()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("wrong.safetensors") && stderr.contains(STATE_NAMES[0]), "{stderr}");
+    // A loss without state refuses one.
+    let mut cmd = dmlbench();
+    cmd.args(["loss", "contrastive", "--embeddings"]).arg(&e).arg("--labels").arg(&l).arg("--state").arg(&file);
+    let (code, _, stderr) = run(&mut cmd);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("loss 'contrastive' has no state"), "{stderr}");
+}
+
+#[test]
 fn reference_plugins_pass_the_conformance_suite() {
     let (code, stdout, stderr) = run(dmlbench().args(["plugins", "check", "contrastive", "batch_hard", "--json"]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");

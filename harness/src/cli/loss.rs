@@ -16,11 +16,13 @@ use dmlbench_host::{CreateOptions, LossHandle, PluginKind};
   dmlbench loss contrastive --embeddings e.npy --labels l.npy
   dmlbench loss contrastive --embeddings e.npy --labels l.npy --config '(neg_margin: 0.8)'
   dmlbench loss triplet_margin --embeddings e.npy --labels l.npy --miner batch_hard --json
+  dmlbench loss cross_entropy --embeddings e.npy --labels l.npy --state classifier.safetensors
 
 With --json, one object on stdout: {\"loss\": x, \"grad\": [[...], ...], \"stats\": {...}}, plus
 \"tuples\" (as `dmlbench mine --json` prints them) when a miner ran. Labels are class indices
 0..C-1, where C is --num-classes or else the largest label + 1; they are checked before any
-plugin is created.")]
+plugin is created. --state loads parameters (proxies, a classifier) into the loss before it
+runs; `dmlbench plugins show ID` lists the tensors a state holds.")]
 pub struct LossArgs {
     /// Loss id
     id: String,
@@ -38,6 +40,10 @@ pub struct LossArgs {
     /// Seed for plugins that sample
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Load the loss's parameters from this safetensors file first (names and shapes as
+    /// `dmlbench plugins show ID` lists them)
+    #[arg(long, value_name = "FILE")]
+    state: Option<std::path::PathBuf>,
     /// Print one JSON object instead of a summary
     #[arg(long)]
     json: bool,
@@ -47,6 +53,11 @@ pub fn run(args: LossArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
     let batch = args.batch.load()?;
     let registry = host.open_registry();
     let info = registry.get(PluginKind::Loss, &args.id)?;
+    // The state file is read and checked before any plugin is created.
+    let state = args.state.as_deref().map(super::state::read_state_file).transpose()?;
+    if let Some(path) = args.state.as_ref().filter(|_| !info.capabilities.supports_state) {
+        bail!("loss '{}' has no state to load from {}", info.id, path.display());
+    }
     if args.miner.is_some() && !info.capabilities.accepts_tuples() {
         bail!("loss '{}' does not use mined tuples; run it without --miner", info.id);
     }
@@ -64,6 +75,9 @@ pub fn run(args: LossArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         base_lr: 0.0,
     };
     let mut loss = LossHandle::create(info, &options)?;
+    if let (Some(bytes), Some(path)) = (&state, &args.state) {
+        loss.load_state(bytes).with_context(|| format!("loading {}", path.display()))?;
+    }
     let tuples = mined.as_ref().map(|m| &m.tuples);
     let out = loss.forward_backward(&batch.embeddings, batch.d, &batch.labels, tuples)?;
     if args.json {

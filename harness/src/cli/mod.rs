@@ -22,6 +22,7 @@ mod loss;
 mod mine;
 mod plugins;
 mod run;
+mod state;
 
 /// Deep metric learning benchmarks: losses and miners as plugins, leaderboards you can trust.
 #[derive(Debug, Parser)]

@@ -10,9 +10,12 @@ use serde_json::json;
 
 use super::HostArgs;
 use dmlbench_host::check::CheckOutcome;
+use dmlbench_host::errors::describe;
 use dmlbench_host::isolated::{DEFAULT_CHECK_TIMEOUT, check_in_child, parse_seconds};
 use dmlbench_host::scaffold::scaffold;
-use dmlbench_host::{PluginInfo, PluginKind, Registry};
+use dmlbench_host::{CreateOptions, PluginInfo, PluginKind, Registry};
+
+use super::state;
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -30,15 +33,25 @@ the reason, and the exit code is then 1.")]
         #[arg(long)]
         json: bool,
     },
-    /// Describe a plugin and print its default configuration as RON.
+    /// Describe a plugin, print its default configuration as RON and list its state tensors.
     #[command(after_help = "Examples:
   dmlbench plugins show contrastive
   dmlbench plugins show miner:multi_similarity
+  dmlbench plugins show cross_entropy --embedding-dim 512 --num-classes 100
 
-An id shared by a loss and a miner shows both; write loss:ID or miner:ID for one.")]
+An id shared by a loss and a miner shows both; write loss:ID or miner:ID for one. A plugin
+with state (trained parameters, counters) is created with its default configuration for the
+given embedding size and class count, and the tensors of its state are listed: the names and
+shapes `dmlbench loss ID --state FILE.safetensors` expects.")]
     Show {
         /// Plugin id, or loss:ID / miner:ID
         id: String,
+        /// Embedding size to create stateful plugins with
+        #[arg(long, value_name = "D", default_value_t = 128)]
+        embedding_dim: usize,
+        /// Training classes to create stateful plugins with
+        #[arg(long, value_name = "C", default_value_t = 100)]
+        num_classes: usize,
     },
     /// Run the conformance suite: gradients against finite differences, determinism,
     /// rejection of bad input and configuration, state round trip.
@@ -100,7 +113,9 @@ impl From<KindArg> for PluginKind {
 pub fn run(command: PluginsCommand, host: &HostArgs) -> anyhow::Result<ExitCode> {
     match command {
         PluginsCommand::List { json } => list(&host.open_registry(), json),
-        PluginsCommand::Show { id } => show(&host.open_registry(), &id),
+        PluginsCommand::Show { id, embedding_dim, num_classes } => {
+            show(&host.open_registry(), &id, embedding_dim, num_classes)
+        }
         PluginsCommand::Check { ids, all, json, timeout } => {
             check(&host.open_registry(), &ids, all, json, timeout.unwrap_or(DEFAULT_CHECK_TIMEOUT))
         }
@@ -156,7 +171,7 @@ fn matching<'r>(registry: &'r Registry, spec: &str) -> anyhow::Result<Vec<&'r Pl
     Ok(found)
 }
 
-fn show(registry: &Registry, spec: &str) -> anyhow::Result<ExitCode> {
+fn show(registry: &Registry, spec: &str, embedding_dim: usize, num_classes: usize) -> anyhow::Result<ExitCode> {
     for (i, p) in matching(registry, spec)?.into_iter().enumerate() {
         if i > 0 {
             println!();
@@ -176,6 +191,18 @@ fn show(registry: &Registry, spec: &str) -> anyhow::Result<ExitCode> {
         println!("  default config:");
         for line in p.default_config.lines() {
             println!("    {line}");
+        }
+        if p.capabilities.supports_state {
+            let options = CreateOptions { config: String::new(), embedding_dim, num_classes, seed: 0, base_lr: 0.1 };
+            match state::initial_state(p, &options).and_then(|bytes| state::tensors(&bytes)) {
+                Ok(tensors) => {
+                    println!("  state (embedding size {embedding_dim}, {num_classes} classes):");
+                    for t in tensors {
+                        println!("    {} {:?} {}", t.name, t.shape, t.dtype);
+                    }
+                }
+                Err(e) => println!("  state: not listed, a default instance fails: {}", describe(e.as_ref())),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
