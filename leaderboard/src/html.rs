@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::markdown::READING_NOTE;
+use crate::mining::{COST_HEADINGS, MINING_NOTE, MiningTable, cost_cells, miner_label};
 use crate::paths::{relative_link, relative_path};
 use crate::svg::{self, Axes, PALETTE, Point, Series};
 use crate::table::{BoardTable, Leaderboard, Row, short_reason};
@@ -28,6 +29,7 @@ const REASON_CHARS: usize = 80;
 const STYLE: &str = "body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; color: #222; margin: 1.5rem; line-height: 1.4; }
 h1 { margin-bottom: 0.2rem; }
 h2 { margin-top: 2.5rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
+h3 { margin-top: 1.5rem; font-size: 1rem; }
 p.note, p.data { color: #444; max-width: 70rem; }
 nav a { margin-right: 1rem; }
 div.scroll { overflow-x: auto; }
@@ -128,8 +130,45 @@ fn render_table(s: &mut String, index: usize, table: &BoardTable, base_dir: &Pat
         render_row(s, row, base_dir);
     }
     s.push_str("</tbody>\n</table>\n</div>\n");
+    for mining in table.mining_tables() {
+        render_mining(s, table, &mining);
+    }
     render_charts(s, table);
     s.push_str("</section>\n");
+}
+
+fn render_mining(s: &mut String, table: &BoardTable, mining: &MiningTable) {
+    let _ = writeln!(
+        s,
+        "<h3>Mining strategies: <code>{}</code></h3>\n<p class=\"note\">{}</p>",
+        esc(mining.loss),
+        esc(MINING_NOTE)
+    );
+    let _ = write!(
+        s,
+        "<div class=\"scroll\">\n<table class=\"mining\" data-loss=\"{}\">\n<thead><tr><th>miner</th>",
+        esc(mining.loss)
+    );
+    for column in &table.columns {
+        let _ = write!(s, "<th title=\"{}\">{}</th>", esc(&column.key()), esc(&column.label()));
+    }
+    for heading in COST_HEADINGS {
+        let _ = write!(s, "<th>{}</th>", esc(heading));
+    }
+    s.push_str("</tr></thead>\n<tbody>\n");
+    for (row, best) in mining.rows.iter().zip(mining.best(table.columns.len())) {
+        let _ = write!(s, "<tr><td class=\"method\">{}</td>", esc(&miner_label(row)));
+        for (summary, best) in row.metrics.iter().zip(best) {
+            let class = if best { "num best" } else { "num" };
+            let value = summary.map(|v| text::interval(&v)).unwrap_or_else(|| text::MISSING.into());
+            let _ = write!(s, "<td class=\"{class}\">{}</td>", esc(&value));
+        }
+        for cell in cost_cells(row) {
+            let _ = write!(s, "<td class=\"num\">{}</td>", esc(&cell));
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</tbody>\n</table>\n</div>\n");
 }
 
 fn render_row(s: &mut String, row: &Row, base_dir: &Path) {

@@ -74,6 +74,10 @@ fn table(table: &BoardTable, base_dir: &Path) -> Value {
             "test_images": d.test_images, "test_classes": d.test_classes,
         })).collect::<Vec<_>>(),
         "rows": table.rows.iter().map(|r| row(table, r, base_dir)).collect::<Vec<_>>(),
+        "mining": table.mining_tables().iter().map(|m| json!({
+            "loss": m.loss,
+            "methods": m.rows.iter().map(|r| r.method.clone()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -125,6 +129,9 @@ fn row(table: &BoardTable, row: &Row, base_dir: &Path) -> Value {
         "peak_device_bytes": row.peak_device_bytes,
         "epochs": row.epochs.map(|(min, max)| json!({"min": min, "max": max})),
         "backends": row.backends,
+        "mining_time_share": row.mining_time_share.as_ref().map(summary),
+        "mined_tuples": row.mined_tuples.as_ref().map(summary),
+        "nonzero_share": row.nonzero_share.as_ref().map(summary),
         "curve": row.curve.iter().map(|(epoch, s)| json!({"epoch": epoch, "mean": s.mean, "n": s.n})).collect::<Vec<_>>(),
         "cells": cells,
     })

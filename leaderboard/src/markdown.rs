@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::mining::{COST_HEADINGS, MINING_NOTE, MiningTable, cost_cells, miner_label};
 use crate::paths::{relative_link, relative_path};
 use crate::table::{BoardTable, Leaderboard};
 use crate::text::{self, escape_md};
@@ -90,6 +91,31 @@ fn render_table(out: &mut String, table: &BoardTable, base_dir: &Path) {
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out.push_str("\nRecords are linked by seed.\n\n");
+    for mining in table.mining_tables() {
+        render_mining(out, table, &mining);
+    }
+}
+
+fn render_mining(out: &mut String, table: &BoardTable, mining: &MiningTable) {
+    out.push_str(&format!("### Mining strategies: {}\n\n{MINING_NOTE}\n\n", escape_md(mining.loss)));
+    let mut header = vec!["miner".to_string()];
+    header.extend(table.columns.iter().map(|c| c.label()));
+    header.extend(COST_HEADINGS.map(String::from));
+    let align: Vec<&str> = std::iter::once(":--").chain(std::iter::repeat_n("--:", header.len() - 1)).collect();
+    out.push_str(&format!("| {} |\n|{}|\n", header.join(" | "), align.join("|")));
+    for (row, best) in mining.rows.iter().zip(mining.best(table.columns.len())) {
+        let mut cells = vec![escape_md(&miner_label(row))];
+        for (summary, best) in row.metrics.iter().zip(best) {
+            cells.push(match summary {
+                Some(s) if best => format!("**{}**", text::interval(s)),
+                Some(s) => text::interval(s),
+                None => text::MISSING.into(),
+            });
+        }
+        cells.extend(cost_cells(row));
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out.push('\n');
 }
 
 fn render_reproducibility(out: &mut String, board: &Leaderboard, base_dir: &Path) {

@@ -130,6 +130,13 @@ pub struct Row {
     /// Headline metric after each evaluated epoch (0: before training, when measured): epoch →
     /// summary over the seeds evaluated then.
     pub curve: Vec<(usize, Summary)>,
+    /// Share of training time spent in the miner, over the seeds that finished an epoch.
+    pub mining_time_share: Option<Summary>,
+    /// Tuples the miner returned per batch, over the seeds that recorded it.
+    pub mined_tuples: Option<Summary>,
+    /// Share of the loss's terms (pairs, triplets, anchors) that were non-zero, over the seeds
+    /// whose loss records it.
+    pub nonzero_share: Option<Summary>,
 }
 
 /// One seed of a row.
@@ -499,6 +506,12 @@ fn build_row(group: Vec<&(PathBuf, CellRecord)>, columns: &[MetricId], headline:
     let epoch_seconds = Summary::of(&with_epochs.iter().filter_map(|r| r.mean_epoch_seconds()).collect::<Vec<_>>());
     let images_per_second =
         Summary::of(&with_epochs.iter().filter_map(|r| r.mean_images_per_second()).collect::<Vec<_>>());
+    let over_seeds = |figure: fn(&CellRecord) -> Option<f64>| {
+        Summary::of(&with_epochs.iter().filter_map(|r| figure(r)).collect::<Vec<_>>())
+    };
+    let mining_time_share = over_seeds(CellRecord::mining_time_share);
+    let mined_tuples = over_seeds(CellRecord::mined_tuples_per_batch);
+    let nonzero_share = over_seeds(CellRecord::nonzero_loss_share);
     let peak_rss_bytes = group.iter().map(|(_, r)| r.peak_rss_bytes).filter(|&b| b > 0).max();
     let peak_device_bytes = group.iter().filter_map(|(_, r)| r.peak_device_bytes).max();
     let completed_epochs: Vec<usize> =
@@ -540,22 +553,31 @@ fn build_row(group: Vec<&(PathBuf, CellRecord)>, columns: &[MetricId], headline:
         epochs,
         backends: backends.into_iter().collect(),
         curve,
+        mining_time_share,
+        mined_tuples,
+        nonzero_share,
     }
 }
 
 /// Marks, per column, the row with the highest mean and every row whose interval overlaps
-/// that row's interval. The best row has the highest mean, so another row's interval overlaps
-/// it exactly when its upper end reaches the best row's lower end.
+/// that row's interval ([`best_marks`]).
 fn mark_best(rows: &mut [Row], columns: usize) {
-    // Interval ends are sums of rounded numbers: allow for the last bits, nothing more.
-    const SLACK: f64 = 1e-12;
     for column in 0..columns {
-        let best = rows.iter().filter_map(|r| r.metrics[column]).max_by(|a, b| a.mean.total_cmp(&b.mean));
-        let Some(best) = best else { continue };
-        for row in rows.iter_mut() {
-            row.best[column] = row.metrics[column].is_some_and(|s| s.high() + SLACK >= best.low());
+        let summaries: Vec<Option<Summary>> = rows.iter().map(|r| r.metrics[column]).collect();
+        for (row, best) in rows.iter_mut().zip(best_marks(&summaries)) {
+            row.best[column] = best;
         }
     }
+}
+
+/// Which of `summaries` are marked best: the highest mean, and every value whose interval
+/// overlaps its interval. The best has the highest mean, so another interval overlaps it
+/// exactly when its upper end reaches the best's lower end.
+pub fn best_marks(summaries: &[Option<Summary>]) -> Vec<bool> {
+    // Interval ends are sums of rounded numbers: allow for the last bits, nothing more.
+    const SLACK: f64 = 1e-12;
+    let best = summaries.iter().flatten().max_by(|a, b| a.mean.total_cmp(&b.mean));
+    summaries.iter().map(|s| best.is_some_and(|best| s.is_some_and(|s| s.high() + SLACK >= best.low()))).collect()
 }
 
 #[cfg(test)]

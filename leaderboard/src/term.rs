@@ -5,6 +5,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
 
+use crate::mining::{COST_HEADINGS, MiningTable, cost_cells, miner_label};
 use crate::table::{BoardTable, Leaderboard, RowState};
 use crate::text;
 
@@ -32,6 +33,12 @@ pub fn render(board: &Leaderboard, options: TermOptions) -> String {
         out.push_str(&dmlbench_abi::escape_terminal(&title));
         out.push_str(&render_table(table, options).to_string());
         out.push_str("\n\n");
+        for mining in table.mining_tables() {
+            let title = format!("{} · {} · mining strategies for {}\n", table.dataset, table.recipe, mining.loss);
+            out.push_str(&dmlbench_abi::escape_terminal(&title));
+            out.push_str(&render_mining(table, &mining, options).to_string());
+            out.push_str("\n\n");
+        }
     }
     let mark = if options.tty { "Bold green" } else { "*" };
     // Two short lines, so the note fits any terminal the tables fit.
@@ -58,15 +65,11 @@ pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
     for row in &table.rows {
         let mut cells = vec![Cell::new(dmlbench_abi::escape_terminal(&row.method))];
         for (summary, &best) in row.metrics.iter().zip(&row.best) {
-            let value = summary.map(|s| text::interval(&s)).unwrap_or_else(|| text::MISSING.into());
-            let cell = if best && options.tty {
-                Cell::new(value).fg(Color::Green).add_attribute(Attribute::Bold)
-            } else if best {
-                Cell::new(format!("{value} *"))
-            } else {
-                Cell::new(value)
-            };
-            cells.push(cell.set_alignment(CellAlignment::Right));
+            cells.push(value_cell(
+                summary.map(|s| text::interval(&s)).unwrap_or_else(|| text::MISSING.into()),
+                best,
+                options,
+            ));
         }
         let status = Cell::new(dmlbench_abi::escape_terminal(&row.status_line(Some(REASON_CHARS))));
         let status = match (row.state(), options.tty) {
@@ -83,6 +86,47 @@ pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
             Cell::new(text::backends(row)),
             status,
         ]);
+        t.add_row(cells);
+    }
+    t
+}
+
+/// A value cell, marked when it is the best (see [`render`]).
+fn value_cell(value: String, best: bool, options: TermOptions) -> Cell {
+    let cell = if best && options.tty {
+        Cell::new(value).fg(Color::Green).add_attribute(Attribute::Bold)
+    } else if best {
+        Cell::new(format!("{value} *"))
+    } else {
+        Cell::new(value)
+    };
+    cell.set_alignment(CellAlignment::Right)
+}
+
+/// The mining strategies of one loss as comfy-table.
+fn render_mining(table: &BoardTable, mining: &MiningTable, options: TermOptions) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    if !options.tty {
+        t.force_no_tty();
+    }
+    if let Some(width) = options.width {
+        t.set_width(width);
+    }
+    let mut header = vec![Cell::new("miner")];
+    header.extend(table.columns.iter().map(|c| Cell::new(c.label())));
+    header.extend(COST_HEADINGS.map(Cell::new));
+    t.set_header(header);
+    for (row, best) in mining.rows.iter().zip(mining.best(table.columns.len())) {
+        let mut cells = vec![Cell::new(dmlbench_abi::escape_terminal(&miner_label(row)))];
+        for (summary, best) in row.metrics.iter().zip(best) {
+            cells.push(value_cell(
+                summary.map(|s| text::interval(&s)).unwrap_or_else(|| text::MISSING.into()),
+                best,
+                options,
+            ));
+        }
+        cells.extend(cost_cells(row).map(|c| Cell::new(c).set_alignment(CellAlignment::Right)));
         t.add_row(cells);
     }
     t

@@ -64,6 +64,16 @@ pub fn images_per_second(row: &Row) -> String {
     row.images_per_second.map(|s| significant(s.mean)).unwrap_or_else(|| MISSING.into())
 }
 
+/// A share (0.25) as a percentage with its interval over seeds, or [`MISSING`].
+pub fn share(summary: Option<Summary>) -> String {
+    summary.map(|s| interval(&s)).unwrap_or_else(|| MISSING.into())
+}
+
+/// The row's tuples mined per batch (mean over seeds).
+pub fn mined_tuples(row: &Row) -> String {
+    row.mined_tuples.map(|s| significant(s.mean)).unwrap_or_else(|| MISSING.into())
+}
+
 /// The row's peak memory: host RSS in MiB, with the device's when a GPU was used.
 pub fn peak_memory(row: &Row) -> String {
     match (row.peak_rss_bytes, row.peak_device_bytes) {

@@ -17,6 +17,11 @@ use dmlbench_eval::{MetricId, Metrics};
 #[cfg(feature = "fixture")]
 pub mod fixture;
 
+/// The statistic of [`EpochRecord::plugin_stats`] in which training records how many tuples
+/// the miner returned per batch (triplets, or positive plus negative pairs), whatever the
+/// miner's own statistics call them.
+pub const MINED_TUPLES_STAT: &str = "mined.tuples";
+
 /// The version of the record format written by this build.
 pub const RECORD_FORMAT_VERSION: u32 = 1;
 
@@ -260,6 +265,39 @@ impl CellRecord {
     /// Training images per second, mean over finished epochs.
     pub fn mean_images_per_second(&self) -> Option<f64> {
         mean(self.epochs.iter().map(|e| e.images_per_second))
+    }
+
+    /// The share of training time (each epoch's total less its evaluation) spent mining,
+    /// over the finished epochs; `None` before the first epoch.
+    pub fn mining_time_share(&self) -> Option<f64> {
+        let (mining, training) = self
+            .epochs
+            .iter()
+            .fold((0.0, 0.0), |(m, t), e| (m + e.timing.miner_s, t + (e.timing.total_s - e.timing.eval_s).max(0.0)));
+        (training > 0.0).then(|| mining / training)
+    }
+
+    /// Tuples a miner returned per batch ([`MINED_TUPLES_STAT`]), mean over the epochs that
+    /// recorded it.
+    pub fn mined_tuples_per_batch(&self) -> Option<f64> {
+        mean(self.epochs.iter().filter_map(|e| e.plugin_stats.get(MINED_TUPLES_STAT).copied()))
+    }
+
+    /// The share of the loss's terms that were non-zero: for every statistic pair
+    /// `loss.active_X` / `loss.X` the loss records (active pairs, triplets, anchors), the
+    /// active count over the whole count, summed over X, per epoch; mean over epochs.
+    pub fn nonzero_loss_share(&self) -> Option<f64> {
+        mean(self.epochs.iter().filter_map(|e| {
+            let (active, all) = e
+                .plugin_stats
+                .iter()
+                .filter_map(|(name, &active)| {
+                    let kind = name.strip_prefix("loss.active_")?;
+                    Some((active, *e.plugin_stats.get(&format!("loss.{kind}"))?))
+                })
+                .fold((0.0, 0.0), |(a, n), (x, y)| (a + x, n + y));
+            (all > 0.0).then(|| active / all)
+        }))
     }
 
     /// What keeps this record of a cell trained for `epochs` epochs from being a complete
@@ -540,5 +578,37 @@ mod tests {
         // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (the published test vector).
         assert_eq!(fingerprint(b"a"), "af63dc4c8601ec8c");
         assert_eq!(fingerprint(b""), "cbf29ce484222325");
+    }
+
+    #[test]
+    fn mining_figures_by_hand() {
+        let mut record = sample();
+        let template = record.epochs[0].clone();
+        let epoch = |miner_s: f64, total_s: f64, eval_s: f64, stats: &[(&str, f64)]| EpochRecord {
+            timing: Timing { miner_s, total_s, eval_s, ..Timing::default() },
+            plugin_stats: stats.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..template.clone()
+        };
+        record.epochs = vec![
+            // 1 s of 10 s training; 30 tuples; contrastive's active pairs 6 + 2 of 10 + 10.
+            epoch(1.0, 12.0, 2.0, &[
+                (MINED_TUPLES_STAT, 30.0),
+                ("loss.active_pos_pairs", 6.0),
+                ("loss.pos_pairs", 10.0),
+                ("loss.active_neg_pairs", 2.0),
+                ("loss.neg_pairs", 10.0),
+            ]),
+            // 3 s of 10 s training; 50 tuples; a triplet loss with 5 of 20 active.
+            epoch(3.0, 10.0, 0.0, &[(MINED_TUPLES_STAT, 50.0), ("loss.active_triplets", 5.0), ("loss.triplets", 20.0)]),
+        ];
+        assert!((record.mining_time_share().unwrap() - 4.0 / 20.0).abs() < 1e-12);
+        assert_eq!(record.mined_tuples_per_batch(), Some(40.0));
+        assert!((record.nonzero_loss_share().unwrap() - (0.4 + 0.25) / 2.0).abs() < 1e-12);
+        // A loss without active counts and no miner: nothing to report.
+        record.epochs = vec![epoch(0.0, 5.0, 1.0, &[("loss.classes_in_batch", 4.0)])];
+        assert_eq!((record.mined_tuples_per_batch(), record.nonzero_loss_share()), (None, None));
+        assert_eq!(record.mining_time_share(), Some(0.0));
+        record.epochs.clear();
+        assert_eq!(record.mining_time_share(), None);
     }
 }

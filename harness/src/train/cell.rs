@@ -40,8 +40,8 @@ use crate::experiment::{Cell, Plan};
 use dmlbench_eval::{EvalInput, EvalOptions, Metrics, evaluate};
 use dmlbench_host::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
 use dmlbench_record::{
-    CellRecord, CellStatus, DatasetInfo, EpochRecord, ExperimentRef, PluginRef, RECORD_FORMAT_VERSION, Selection,
-    Timing, remove_temporaries,
+    CellRecord, CellStatus, DatasetInfo, EpochRecord, ExperimentRef, MINED_TUPLES_STAT, PluginRef,
+    RECORD_FORMAT_VERSION, Selection, Timing, remove_temporaries,
 };
 
 /// What a running cell reports, one JSON line each on the cell process's stdout.
@@ -137,6 +137,14 @@ struct Trainer<'a> {
     device_memory: Option<PeakSampler>,
     /// Told of every finished batch; stops the process when they stop coming.
     stall: &'a StallWatch,
+}
+
+/// Tuples of either form: triplets, or positive plus negative pairs.
+fn tuple_count(tuples: &dmlbench_tuples::Tuples) -> usize {
+    match tuples {
+        dmlbench_tuples::Tuples::Triplets(t) => t.len(),
+        dmlbench_tuples::Tuples::Pairs(p) => p.positives() + p.negatives(),
+    }
 }
 
 /// What the steps of one epoch add up.
@@ -528,7 +536,9 @@ impl<'a> Trainer<'a> {
         totals.images += n;
         totals.steps += 1;
         let miner_stats = mined.iter().flat_map(|m| m.stats.iter().map(|(k, v)| (format!("miner.{k}"), *v)));
-        for (name, value) in out.stats.iter().map(|(k, v)| (format!("loss.{k}"), *v)).chain(miner_stats) {
+        // What every miner returned, counted the same way whatever its own statistics say.
+        let tuples = mined.iter().map(|m| (MINED_TUPLES_STAT.to_string(), tuple_count(&m.tuples) as f64));
+        for (name, value) in out.stats.iter().map(|(k, v)| (format!("loss.{k}"), *v)).chain(miner_stats).chain(tuples) {
             let entry = totals.stat_sums.entry(name).or_insert((0.0, 0));
             entry.0 += value;
             entry.1 += 1;
