@@ -80,6 +80,47 @@ impl Default for SgdConfig {
 }
 
 impl SgdConfig {
+    /// Plain SGD at the experiment's learning rate: no momentum, no weight decay. The
+    /// defaults of the losses that train proxies or class weights.
+    pub fn plain() -> Self {
+        SgdConfig { lr: None, momentum: 0.0, weight_decay: 0.0, nesterov: false }
+    }
+
+    /// Reads an `optimizer` setting whose omitted fields take [`SgdConfig::plain`]'s values,
+    /// for `#[serde(deserialize_with = "SgdConfig::deserialize_plain")]`: with the derived
+    /// defaults (Boudiaf et al.'s weight decay 5e-4), `optimizer: (lr: Some(0.01))` would add
+    /// a weight decay nobody asked for.
+    ///
+    /// ```
+    /// use dmlbench_sdk::classifier::SgdConfig;
+    /// #[derive(serde::Deserialize)]
+    /// struct Config {
+    ///     #[serde(deserialize_with = "SgdConfig::deserialize_plain")]
+    ///     optimizer: SgdConfig,
+    /// }
+    /// let c: Config = ron::from_str("(optimizer: (lr: Some(0.01)))").unwrap();
+    /// assert_eq!(c.optimizer, SgdConfig { lr: Some(0.01), ..SgdConfig::plain() });
+    /// assert!(ron::from_str::<Config>("(optimizer: (rate: 1.0))").is_err());
+    /// ```
+    pub fn deserialize_plain<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Fields {
+            lr: Option<f64>,
+            momentum: f64,
+            weight_decay: f64,
+            nesterov: bool,
+        }
+        impl Default for Fields {
+            fn default() -> Self {
+                let SgdConfig { lr, momentum, weight_decay, nesterov } = SgdConfig::plain();
+                Fields { lr, momentum, weight_decay, nesterov }
+            }
+        }
+        let Fields { lr, momentum, weight_decay, nesterov } = Fields::deserialize(deserializer)?;
+        Ok(SgdConfig { lr, momentum, weight_decay, nesterov })
+    }
+
     /// Checks every field; `prefix` is prepended to field names in messages ("classifier.").
     pub fn validate(&self, prefix: &str) -> Result<()> {
         if let Some(lr) = self.lr {

@@ -59,6 +59,7 @@ pub mod distance;
 pub mod error;
 pub mod export;
 pub mod instance;
+pub mod margin_softmax;
 pub mod matrix;
 pub mod normalize;
 pub mod pairwise;

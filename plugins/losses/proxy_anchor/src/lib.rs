@@ -63,7 +63,7 @@ use dmlbench_sdk::pairwise::{Pairwise, pairwise};
 use dmlbench_sdk::rng::CallRng;
 use dmlbench_sdk::state::{TensorMap, save_tensors};
 use dmlbench_sdk::{Batch, Context, Error, Loss, Pairs, Plugin, Result, Stats, TupleForm, TupleUse};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults; the optimiser's are plain SGD).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,43 +75,15 @@ pub struct Config {
     pub alpha: f64,
     /// How embeddings are compared with proxies (cosine similarity by default).
     pub distance: DistanceConfig,
-    /// How the proxies are updated in `step`. Omitted fields take [`plain_sgd`]'s values.
-    #[serde(deserialize_with = "deserialize_optimizer")]
+    /// How the proxies are updated in `step`. Omitted fields take [`SgdConfig::plain`]'s values.
+    #[serde(deserialize_with = "SgdConfig::deserialize_plain")]
     pub optimizer: SgdConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { margin: 0.1, alpha: 32.0, distance: DistanceConfig::cosine(), optimizer: plain_sgd() }
+        Config { margin: 0.1, alpha: 32.0, distance: DistanceConfig::cosine(), optimizer: SgdConfig::plain() }
     }
-}
-
-/// Plain SGD: the experiment's learning rate, no momentum, no weight decay.
-pub fn plain_sgd() -> SgdConfig {
-    SgdConfig { lr: None, momentum: 0.0, weight_decay: 0.0, nesterov: false }
-}
-
-/// The optimiser as written in a configuration: the fields given, [`plain_sgd`]'s for the
-/// others (SgdConfig's own defaults carry a weight decay this plugin does not want).
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct OptimizerText {
-    lr: Option<f64>,
-    momentum: f64,
-    weight_decay: f64,
-    nesterov: bool,
-}
-
-impl Default for OptimizerText {
-    fn default() -> Self {
-        let SgdConfig { lr, momentum, weight_decay, nesterov } = plain_sgd();
-        OptimizerText { lr, momentum, weight_decay, nesterov }
-    }
-}
-
-fn deserialize_optimizer<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<SgdConfig, D::Error> {
-    let OptimizerText { lr, momentum, weight_decay, nesterov } = OptimizerText::deserialize(deserializer)?;
-    Ok(SgdConfig { lr, momentum, weight_decay, nesterov })
 }
 
 /// The row weights of mined tuples: occurrences of each row in the four lists, divided by

@@ -2,7 +2,7 @@
 //! embeddings and the proxies, pytorch-metric-learning's `ProxyAnchorLoss` on a fixed batch,
 //! SGD steps by hand, the distribution of the initial proxies and the state round trip.
 
-use dmlbench_loss_proxy_anchor::{Config, ProxyAnchor, plain_sgd};
+use dmlbench_loss_proxy_anchor::{Config, ProxyAnchor};
 use dmlbench_sdk::classifier::SgdConfig;
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::instance::parse_config;
@@ -708,9 +708,9 @@ fn sgd_steps_are_hand_computed_and_the_rate_defaults_to_the_runs() {
     let loss = Instance::<ProxyAnchor>::from_config_text("", ctx(d, classes, 0)).unwrap();
     assert_eq!(loss.plugin().learning_rate(), 0.1);
     let config = parse_config::<ProxyAnchor>("(optimizer: (lr: Some(0.01)))").unwrap();
-    assert_eq!(config.optimizer, SgdConfig { lr: Some(0.01), ..plain_sgd() });
+    assert_eq!(config.optimizer, SgdConfig { lr: Some(0.01), ..SgdConfig::plain() });
     assert_eq!(parse_config::<ProxyAnchor>("(optimizer: (momentum: 0.5))").unwrap().optimizer.weight_decay, 0.0);
-    assert_eq!(Config::default().optimizer, plain_sgd());
+    assert_eq!(Config::default().optimizer, SgdConfig::plain());
 }
 
 #[test]

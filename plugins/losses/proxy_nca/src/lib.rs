@@ -65,7 +65,7 @@ use dmlbench_sdk::pairwise::{Measure, Pairwise, pairwise};
 use dmlbench_sdk::rng::CallRng;
 use dmlbench_sdk::state::{TensorMap, save_tensors};
 use dmlbench_sdk::{Batch, Context, Error, Loss, Pairs, Plugin, Result, Stats, TupleForm, TupleUse};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults; the optimiser's are plain SGD).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,8 +76,8 @@ pub struct Config {
     /// How embeddings are compared with proxies (squared Euclidean on normalised vectors by
     /// default; normalisation applies to the proxies too).
     pub distance: DistanceConfig,
-    /// How the proxies are updated in `step`. Omitted fields take [`plain_sgd`]'s values.
-    #[serde(deserialize_with = "deserialize_optimizer")]
+    /// How the proxies are updated in `step`. Omitted fields take [`SgdConfig::plain`]'s values.
+    #[serde(deserialize_with = "SgdConfig::deserialize_plain")]
     pub optimizer: SgdConfig,
 }
 
@@ -86,37 +86,9 @@ impl Default for Config {
         Config {
             softmax_scale: 1.0,
             distance: DistanceConfig { measure: Measure::SquaredEuclidean, normalize_embeddings: true },
-            optimizer: plain_sgd(),
+            optimizer: SgdConfig::plain(),
         }
     }
-}
-
-/// Plain SGD: the experiment's learning rate, no momentum, no weight decay.
-pub fn plain_sgd() -> SgdConfig {
-    SgdConfig { lr: None, momentum: 0.0, weight_decay: 0.0, nesterov: false }
-}
-
-/// The optimiser as written in a configuration: the fields given, [`plain_sgd`]'s for the
-/// others (SgdConfig's own defaults carry a weight decay this plugin does not want).
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct OptimizerText {
-    lr: Option<f64>,
-    momentum: f64,
-    weight_decay: f64,
-    nesterov: bool,
-}
-
-impl Default for OptimizerText {
-    fn default() -> Self {
-        let SgdConfig { lr, momentum, weight_decay, nesterov } = plain_sgd();
-        OptimizerText { lr, momentum, weight_decay, nesterov }
-    }
-}
-
-fn deserialize_optimizer<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<SgdConfig, D::Error> {
-    let OptimizerText { lr, momentum, weight_decay, nesterov } = OptimizerText::deserialize(deserializer)?;
-    Ok(SgdConfig { lr, momentum, weight_decay, nesterov })
 }
 
 /// The row weights of mined tuples: how often each row is an anchor (a1 or a2), divided by
