@@ -33,13 +33,13 @@ h3 { margin-top: 1.5rem; font-size: 1rem; }
 p.note, p.data { color: #444; max-width: 70rem; }
 nav a { margin-right: 1rem; }
 div.scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-size: 0.85rem; margin: 0.6rem 0 1rem; }
-th, td { border: 1px solid #ddd; padding: 0.2rem 0.4rem; vertical-align: top; }
-th { background: #f3f3f3; text-align: left; white-space: nowrap; }
+table { border-collapse: collapse; font-size: 0.8rem; margin: 0.6rem 0 1rem; }
+th, td { border: 1px solid #ddd; padding: 0.15rem 0.3rem; vertical-align: top; }
+th { background: #f3f3f3; text-align: left; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 td.best { background: #e3f1e6; }
-td.method { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; white-space: nowrap; }
-td.status { min-width: 12rem; max-width: 24rem; }
+td.method { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+td.status { min-width: 5rem; max-width: 16rem; }
 tr.failed td.status { color: #a40000; }
 tr.running td.status { color: #8a5a00; }
 td.status summary { cursor: pointer; }
@@ -171,13 +171,19 @@ fn render_mining(s: &mut String, table: &BoardTable, mining: &MiningTable) {
     s.push_str("</tbody>\n</table>\n</div>\n");
 }
 
+/// A method name, escaped, that a narrow column may wrap after its `+` (between loss and
+/// miner) and nowhere else.
+fn breakable(method: &str) -> String {
+    esc(method).replace('+', "+<wbr>")
+}
+
 fn render_row(s: &mut String, row: &Row, base_dir: &Path) {
     let _ = write!(
         s,
         "<tr class=\"{}\" data-method=\"{}\"><td class=\"method\">{}</td>",
         row.state().name(),
         esc(&row.method),
-        esc(&row.method)
+        breakable(&row.method)
     );
     for (summary, &best) in row.metrics.iter().zip(&row.best) {
         match summary {

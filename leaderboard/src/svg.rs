@@ -285,7 +285,19 @@ pub fn scatter(axes: &Axes, points: &[Point], pareto_front: bool) -> String {
         }
     }
     let plot_middle = (PLOT_LEFT + PLOT_RIGHT) / 2.0;
-    for p in &finite {
+    // Labels point inwards, so the ones near the right edge do not run into the legend, and
+    // are moved apart where two methods sit close together.
+    let boxes: Vec<LabelBox> = finite
+        .iter()
+        .map(|p| {
+            let x = sx.at(p.x);
+            let width = LABEL_CHAR_WIDTH * p.label.chars().count() as f64;
+            let (left, right) = if x > plot_middle { (x - 8.0 - width, x - 8.0) } else { (x + 8.0, x + 8.0 + width) };
+            LabelBox { left, right, y: sy.at(p.y) - 6.0 }
+        })
+        .collect();
+    let label_ys = place_labels(&boxes, PLOT_TOP + LABEL_HEIGHT, PLOT_TOP + PLOT_HEIGHT);
+    for (p, label_y) in finite.iter().zip(label_ys) {
         let (x, y) = (sx.at(p.x), sy.at(p.y));
         let _ = writeln!(s, r#"<g class="point">"#);
         if p.y_high > p.y_low {
@@ -317,13 +329,23 @@ pub fn scatter(axes: &Axes, points: &[Point], pareto_front: bool) -> String {
             p.color,
             escape_xml(&p.tooltip)
         );
-        // Labels point inwards, so the ones near the right edge do not run into the legend.
         let (label_x, anchor) = if x > plot_middle { (x - 8.0, "end") } else { (x + 8.0, "start") };
+        if (label_y - (y - 6.0)).abs() > 1.0 {
+            // A moved label keeps a thin line to its point.
+            let _ = writeln!(
+                s,
+                r##"<line class="label-leader" x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999999" stroke-width="0.75"/>"##,
+                num(x),
+                num(y),
+                num(label_x),
+                num(label_y - 4.0)
+            );
+        }
         let _ = writeln!(
             s,
             r##"<text class="point-label" x="{}" y="{}" {FONT} font-size="11" fill="#222222" text-anchor="{anchor}">{}</text>"##,
             num(label_x),
-            num(y - 6.0),
+            num(label_y),
             escape_xml(&p.label)
         );
         let _ = writeln!(s, "</g>");
@@ -332,6 +354,56 @@ pub fn scatter(axes: &Axes, points: &[Point], pareto_front: bool) -> String {
     legend(&mut s, &entries, false);
     s.push_str("</svg>\n");
     s
+}
+
+/// Horizontal space of one character of an 11 px sans-serif label, a generous average, so
+/// that an estimated label is never narrower than the drawn one.
+const LABEL_CHAR_WIDTH: f64 = 6.6;
+/// Height of a label line, baseline to baseline.
+const LABEL_HEIGHT: f64 = 13.0;
+
+/// Where a point label would be drawn: its horizontal extent and its baseline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LabelBox {
+    left: f64,
+    right: f64,
+    y: f64,
+}
+
+/// Baselines for `labels` such that no two labels whose extents meet horizontally are less
+/// than [`LABEL_HEIGHT`] apart: from the top down, each label keeps its place or moves just
+/// below the labels it would cover; one pushed past `bottom` is moved up above them instead.
+/// Baselines stay within `top..=bottom` where the room allows.
+fn place_labels(labels: &[LabelBox], top: f64, bottom: f64) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by(|&a, &b| labels[a].y.total_cmp(&labels[b].y).then(a.cmp(&b)));
+    let mut placed: Vec<(usize, f64)> = Vec::new();
+    let clashes = |i: usize, y: f64, placed: &[(usize, f64)]| {
+        placed.iter().any(|&(j, yj)| {
+            let (a, b) = (labels[i], labels[j]);
+            a.left < b.right && b.left < a.right && (y - yj).abs() < LABEL_HEIGHT
+        })
+    };
+    for i in order {
+        let mut y = labels[i].y.clamp(top, bottom.max(top));
+        // Down past every clash; each step lands just below a placed label, so this ends.
+        while let Some(&(_, yj)) = placed.iter().find(|&&(j, yj)| {
+            let (a, b) = (labels[i], labels[j]);
+            a.left < b.right && b.left < a.right && (y - yj).abs() < LABEL_HEIGHT
+        }) {
+            y = yj + LABEL_HEIGHT;
+        }
+        if y > bottom {
+            // No room below: go up from the wanted place instead.
+            y = labels[i].y.min(bottom);
+            while clashes(i, y, &placed) {
+                y -= 1.0;
+            }
+        }
+        placed.push((i, y));
+    }
+    placed.sort_by_key(|&(i, _)| i);
+    placed.into_iter().map(|(_, y)| y).collect()
 }
 
 /// A line chart of `series` with a marker at every point and a legend; `integer_x` keeps x
@@ -431,6 +503,27 @@ mod tests {
         let points = front.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
         assert_eq!(points.split(' ').count(), 2, "{front}");
         assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn close_labels_are_moved_apart_and_distant_ones_stay() {
+        let label = |left: f64, y: f64| LabelBox { left, right: left + 60.0, y };
+        // Two labels on top of each other, a third overlapping the second's new place, and a
+        // fourth beside them horizontally, which stays.
+        let labels = [label(100.0, 200.0), label(120.0, 202.0), label(90.0, 214.0), label(300.0, 201.0)];
+        let ys = place_labels(&labels, 50.0, 350.0);
+        assert_eq!(ys, vec![200.0, 213.0, 226.0, 201.0]);
+        for i in 0..labels.len() {
+            for j in 0..i {
+                let (a, b) = (labels[i], labels[j]);
+                let meet = a.left < b.right && b.left < a.right;
+                assert!(!meet || (ys[i] - ys[j]).abs() >= LABEL_HEIGHT, "{i} and {j} overlap: {ys:?}");
+            }
+        }
+        // Pushed past the bottom, a label goes up instead.
+        let ys = place_labels(&[label(100.0, 345.0), label(110.0, 346.0)], 50.0, 350.0);
+        assert_eq!(ys[0], 345.0);
+        assert!(ys[1] <= 345.0 - LABEL_HEIGHT, "{ys:?}");
     }
 
     #[test]
