@@ -69,6 +69,7 @@ pub mod rng;
 pub mod softmax;
 pub mod state;
 pub mod testing;
+pub mod trainable;
 /// Mined tuples: the two forms, conversion, enumeration and checks (`dmlbench-tuples`).
 pub mod tuples {
     pub use dmlbench_tuples::*;

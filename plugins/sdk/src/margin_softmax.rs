@@ -40,17 +40,15 @@
 
 use std::f64::consts::PI;
 
-use crate::classifier::{SgdConfig, SgdParam};
+use crate::classifier::SgdConfig;
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;
 use crate::plugin::{Context, Stats};
 use crate::rng::CallRng;
-use crate::state::{TensorMap, save_tensors};
+use crate::trainable::Trainable;
 
 /// Name of the weight tensor in the state (PML's attribute name).
 pub const WEIGHT: &str = "W";
-/// Name of W's momentum buffer in the state.
-pub const WEIGHT_MOMENTUM: &str = "W.momentum";
 
 /// The ε of torch's `F.normalize`: rows shorter than it are divided by it.
 const NORM_EPS: f64 = 1e-12;
@@ -85,11 +83,8 @@ pub struct MarginSoftmax {
     classes: usize,
     sub_centers: usize,
     dim: usize,
-    optimizer: SgdConfig,
-    lr: f64,
-    weight: SgdParam,
-    /// ∂L/∂W of the last call (d×C·K), waiting for `step`.
-    pending: Option<Vec<f32>>,
+    /// W, d×C·K, with its optimiser and the ∂L/∂W of the last call waiting for `step`.
+    weight: Trainable,
 }
 
 impl MarginSoftmax {
@@ -110,14 +105,12 @@ impl MarginSoftmax {
         optimizer.validate("")?;
         let mut rng = CallRng::new(context.seed, "W.init", 0);
         let weight = (0..size).map(|_| rng.normal() as f32).collect();
+        let shape = vec![dim, classes * sub_centers];
         Ok(MarginSoftmax {
             classes,
             sub_centers,
             dim,
-            lr: optimizer.learning_rate(context),
-            optimizer,
-            weight: SgdParam::new(weight),
-            pending: None,
+            weight: Trainable::new(WEIGHT, shape, weight, optimizer, context),
         })
     }
 
@@ -133,22 +126,22 @@ impl MarginSoftmax {
 
     /// W, d×C·K row-major (PML's layout).
     pub fn weight(&self) -> &[f32] {
-        &self.weight.value
+        self.weight.value()
     }
 
     /// W's momentum buffer, d×C·K.
     pub fn momentum(&self) -> &[f32] {
-        &self.weight.velocity
+        self.weight.momentum()
     }
 
     /// ∂L/∂W (d×C·K) of the last `forward_backward`, until `step` applies it.
     pub fn pending_gradient(&self) -> Option<&[f32]> {
-        self.pending.as_deref()
+        self.weight.pending_gradient()
     }
 
     /// The learning rate `step(1.0)` uses.
     pub fn learning_rate(&self) -> f64 {
-        self.lr
+        self.weight.learning_rate()
     }
 
     /// The loss of one batch with logit scale `scale` and target change `target` (s ↦
@@ -184,7 +177,7 @@ impl MarginSoftmax {
         let (x, z_norms) = normalize_rows(&z64, n, d);
         // The columns of W as rows (C·K × d), then normalised.
         let mut w_t = vec![0.0f64; columns * d];
-        for (l, row) in self.weight.value.chunks_exact(columns).enumerate() {
+        for (l, row) in self.weight.value().chunks_exact(columns).enumerate() {
             for (j, &v) in row.iter().enumerate() {
                 w_t[j * d + l] = f64::from(v);
             }
@@ -235,7 +228,7 @@ impl MarginSoftmax {
                 pending[l * columns + j] = v as f32;
             }
         }
-        self.pending = Some(pending);
+        self.weight.set_gradient(pending);
         Ok(total / n as f64)
     }
 
@@ -243,32 +236,17 @@ impl MarginSoftmax {
     /// without one (no call since the last step) W stays, as PyTorch skips a parameter whose
     /// gradient is unset.
     pub fn step(&mut self, lr_scale: f64) {
-        let Some(gradient) = self.pending.take() else { return };
-        let o = &self.optimizer;
-        self.weight.step(&gradient, self.lr * lr_scale, o.momentum, o.weight_decay, o.nesterov);
+        self.weight.step(lr_scale);
     }
 
     /// The state: `W` and `W.momentum`, d×C·K each. A pending gradient is not saved.
     pub fn save(&self) -> Result<Vec<u8>> {
-        let shape = [self.dim, self.columns()];
-        save_tensors(&[(WEIGHT, &shape, &self.weight.value), (WEIGHT_MOMENTUM, &shape, &self.weight.velocity)])
+        self.weight.save_state()
     }
 
     /// Restores what [`MarginSoftmax::save`] wrote, checking names, shapes and finiteness.
     pub fn load(&mut self, bytes: &[u8]) -> Result<()> {
-        let mut map = TensorMap::parse(bytes)?;
-        let shape = [self.dim, self.columns()];
-        let value = map.take(WEIGHT, &shape)?;
-        let velocity = map.take(WEIGHT_MOMENTUM, &shape)?;
-        map.finish()?;
-        for (name, values) in [(WEIGHT, &value), (WEIGHT_MOMENTUM, &velocity)] {
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                return Err(Error::bad_input(format!("state tensor '{name}' holds {} at index {i}", values[i])));
-            }
-        }
-        self.weight = SgdParam { value, velocity };
-        self.pending = None;
-        Ok(())
+        self.weight.load_state(bytes)
     }
 }
 

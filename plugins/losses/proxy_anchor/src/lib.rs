@@ -55,13 +55,13 @@
 //!   on the proxies.
 
 use dmlbench_sdk::checks::{finite, positive};
-use dmlbench_sdk::classifier::{SgdConfig, SgdParam};
+use dmlbench_sdk::classifier::SgdConfig;
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::matrix::{MatRef, Matrix};
 use dmlbench_sdk::normalize::{Normalized, l2_normalize, l2_normalize_backward};
 use dmlbench_sdk::pairwise::{Pairwise, pairwise};
 use dmlbench_sdk::rng::CallRng;
-use dmlbench_sdk::state::{TensorMap, save_tensors};
+use dmlbench_sdk::trainable::Trainable;
 use dmlbench_sdk::{Batch, Context, Error, Loss, Pairs, Plugin, Result, Stats, TupleForm, TupleUse};
 use serde::{Deserialize, Serialize};
 
@@ -178,13 +178,10 @@ pub struct ProxyAnchor {
     margin: f64,
     alpha: f64,
     distance: DistanceConfig,
-    optimizer: SgdConfig,
-    lr: f64,
     classes: usize,
     dim: usize,
-    proxies: SgdParam,
-    /// dL/dP of the last call, waiting for `step`.
-    pending: Option<Vec<f32>>,
+    /// The proxies, C×d, with their optimiser and the dL/dP of the last call.
+    proxies: Trainable,
 }
 
 /// Names of the state tensors.
@@ -193,22 +190,22 @@ pub const STATE_NAMES: [&str; 2] = ["proxies", "proxies.momentum"];
 impl ProxyAnchor {
     /// The proxies, C×d row-major.
     pub fn proxies(&self) -> &[f32] {
-        &self.proxies.value
+        self.proxies.value()
     }
 
     /// The proxies' momentum buffer, C×d.
     pub fn momentum(&self) -> &[f32] {
-        &self.proxies.velocity
+        self.proxies.momentum()
     }
 
     /// dL/dP of the last `forward_backward`, C×d, until `step` applies it.
     pub fn proxy_gradient(&self) -> Option<&[f32]> {
-        self.pending.as_deref()
+        self.proxies.pending_gradient()
     }
 
     /// The learning rate `step(1.0)` uses.
     pub fn learning_rate(&self) -> f64 {
-        self.lr
+        self.proxies.learning_rate()
     }
 }
 
@@ -238,34 +235,18 @@ impl Plugin for ProxyAnchor {
             margin: config.margin,
             alpha: config.alpha,
             distance: config.distance,
-            lr: config.optimizer.learning_rate(context),
-            optimizer: config.optimizer,
             classes,
             dim,
-            proxies: SgdParam::new(proxies),
-            pending: None,
+            proxies: Trainable::new(STATE_NAMES[0], vec![classes, dim], proxies, config.optimizer, context),
         })
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        let shape = [self.classes, self.dim];
-        save_tensors(&[(STATE_NAMES[0], &shape, &self.proxies.value), (STATE_NAMES[1], &shape, &self.proxies.velocity)])
+        self.proxies.save_state()
     }
 
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
-        let mut map = TensorMap::parse(bytes)?;
-        let shape = [self.classes, self.dim];
-        let value = map.take(STATE_NAMES[0], &shape)?;
-        let velocity = map.take(STATE_NAMES[1], &shape)?;
-        map.finish()?;
-        for (name, values) in [(STATE_NAMES[0], &value), (STATE_NAMES[1], &velocity)] {
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                return Err(Error::bad_input(format!("state tensor '{name}' holds {} at index {i}", values[i])));
-            }
-        }
-        self.proxies = SgdParam { value, velocity };
-        self.pending = None;
-        Ok(())
+        self.proxies.load_state(bytes)
     }
 }
 
@@ -286,7 +267,7 @@ impl Loss for ProxyAnchor {
             None => vec![0.0; n],
         };
 
-        let proxies = MatRef::new(classes, d, &self.proxies.value);
+        let proxies = MatRef::new(classes, d, self.proxies.value());
         let measured = ProxyDistances::compute(&self.distance, batch.embeddings, proxies);
         let values = measured.values();
         // Exponents a = α·sign·(v ∓ δ): for a similarity −α(S − δ) (positives) and α(S + δ)
@@ -334,15 +315,12 @@ impl Loss for ProxyAnchor {
         }
         let (dz, dp) = measured.backward(batch.embeddings, proxies, dvalues.view());
         grad.copy_from_slice(&dz.data);
-        self.pending = Some(dp.data);
+        self.proxies.set_gradient(dp.data);
         Ok(pos_loss + neg_loss)
     }
 
     fn step(&mut self, lr_scale: f64) -> Result<()> {
-        if let Some(gradient) = self.pending.take() {
-            let o = &self.optimizer;
-            self.proxies.step(&gradient, self.lr * lr_scale, o.momentum, o.weight_decay, o.nesterov);
-        }
+        self.proxies.step(lr_scale);
         Ok(())
     }
 }

@@ -57,13 +57,13 @@
 //!   what this computes); `optimizer.weight_decay` gives an L2 penalty on the proxies.
 
 use dmlbench_sdk::checks::positive;
-use dmlbench_sdk::classifier::{SgdConfig, SgdParam};
+use dmlbench_sdk::classifier::SgdConfig;
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::matrix::{MatRef, Matrix};
 use dmlbench_sdk::normalize::{Normalized, l2_normalize, l2_normalize_backward};
 use dmlbench_sdk::pairwise::{Measure, Pairwise, pairwise};
 use dmlbench_sdk::rng::CallRng;
-use dmlbench_sdk::state::{TensorMap, save_tensors};
+use dmlbench_sdk::trainable::Trainable;
 use dmlbench_sdk::{Batch, Context, Error, Loss, Pairs, Plugin, Result, Stats, TupleForm, TupleUse};
 use serde::{Deserialize, Serialize};
 
@@ -141,13 +141,10 @@ impl ProxyDistances {
 pub struct ProxyNca {
     softmax_scale: f64,
     distance: DistanceConfig,
-    optimizer: SgdConfig,
-    lr: f64,
     classes: usize,
     dim: usize,
-    proxies: SgdParam,
-    /// dL/dP of the last call, waiting for `step`.
-    pending: Option<Vec<f32>>,
+    /// The proxies, C×d, with their optimiser and the dL/dP of the last call.
+    proxies: Trainable,
 }
 
 /// Names of the state tensors.
@@ -156,22 +153,22 @@ pub const STATE_NAMES: [&str; 2] = ["proxies", "proxies.momentum"];
 impl ProxyNca {
     /// The proxies, C×d row-major.
     pub fn proxies(&self) -> &[f32] {
-        &self.proxies.value
+        self.proxies.value()
     }
 
     /// The proxies' momentum buffer, C×d.
     pub fn momentum(&self) -> &[f32] {
-        &self.proxies.velocity
+        self.proxies.momentum()
     }
 
     /// dL/dP of the last `forward_backward`, C×d, until `step` applies it.
     pub fn proxy_gradient(&self) -> Option<&[f32]> {
-        self.pending.as_deref()
+        self.proxies.pending_gradient()
     }
 
     /// The learning rate `step(1.0)` uses.
     pub fn learning_rate(&self) -> f64 {
-        self.lr
+        self.proxies.learning_rate()
     }
 }
 
@@ -197,34 +194,18 @@ impl Plugin for ProxyNca {
         Ok(ProxyNca {
             softmax_scale: config.softmax_scale,
             distance: config.distance,
-            lr: config.optimizer.learning_rate(context),
-            optimizer: config.optimizer,
             classes,
             dim,
-            proxies: SgdParam::new(proxies),
-            pending: None,
+            proxies: Trainable::new(STATE_NAMES[0], vec![classes, dim], proxies, config.optimizer, context),
         })
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        let shape = [self.classes, self.dim];
-        save_tensors(&[(STATE_NAMES[0], &shape, &self.proxies.value), (STATE_NAMES[1], &shape, &self.proxies.velocity)])
+        self.proxies.save_state()
     }
 
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
-        let mut map = TensorMap::parse(bytes)?;
-        let shape = [self.classes, self.dim];
-        let value = map.take(STATE_NAMES[0], &shape)?;
-        let velocity = map.take(STATE_NAMES[1], &shape)?;
-        map.finish()?;
-        for (name, values) in [(STATE_NAMES[0], &value), (STATE_NAMES[1], &velocity)] {
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                return Err(Error::bad_input(format!("state tensor '{name}' holds {} at index {i}", values[i])));
-            }
-        }
-        self.proxies = SgdParam { value, velocity };
-        self.pending = None;
-        Ok(())
+        self.proxies.load_state(bytes)
     }
 }
 
@@ -242,7 +223,7 @@ impl Loss for ProxyNca {
         }
         // Until a gradient exists the proxies' gradient is zero, as after a backward pass
         // through a constant loss.
-        self.pending = Some(vec![0.0; classes * d]);
+        self.proxies.set_gradient(vec![0.0; classes * d]);
         if classes == 1 {
             // One proxy: P_{i,y_i} = 1 for every row, ℓ = 0 and nothing to learn.
             stats.record("no_negative_proxies", 1.0);
@@ -256,7 +237,7 @@ impl Loss for ProxyNca {
             stats.record("zero_weight_rows", weights.iter().filter(|&&w| w == 0.0).count() as f64);
         }
 
-        let proxies = MatRef::new(classes, d, &self.proxies.value);
+        let proxies = MatRef::new(classes, d, self.proxies.value());
         let measured = ProxyDistances::compute(&self.distance, batch.embeddings, proxies);
         let values = measured.values();
         // Logit x_ic = sign·s·v_ic: −s·D for a distance, s·S for a similarity.
@@ -299,15 +280,12 @@ impl Loss for ProxyNca {
         }
         let (dz, dp) = measured.backward(batch.embeddings, proxies, dvalues.view());
         grad.copy_from_slice(&dz.data);
-        self.pending = Some(dp.data);
+        self.proxies.set_gradient(dp.data);
         Ok(total * inv_kept)
     }
 
     fn step(&mut self, lr_scale: f64) -> Result<()> {
-        if let Some(gradient) = self.pending.take() {
-            let o = &self.optimizer;
-            self.proxies.step(&gradient, self.lr * lr_scale, o.momentum, o.weight_decay, o.nesterov);
-        }
+        self.proxies.step(lr_scale);
         Ok(())
     }
 }
