@@ -91,13 +91,26 @@ pub struct GradReport {
     pub max_abs_error: f64,
 }
 
+/// What the finite differences said about one coordinate.
+enum Verdict {
+    /// Forward and backward differences disagree: no derivative on this scale.
+    Kink,
+    /// The central difference matches, with this error.
+    Match(f64),
+    /// The central difference (first) differs from the analytic value by the second.
+    Mismatch(f64, f64),
+}
+
 /// Compares `analytic` with central finite differences of `f` at `x`.
 ///
 /// Non-smooth points are detected, not failed: where the forward and backward differences
 /// disagree even at a quarter of the step, the coordinate is counted as a kink and skipped,
 /// because the loss really has no derivative there (a hinge at its margin, a pair entering the
-/// set of active pairs). Too many kinks fail the check, so a loss that is discontinuous
-/// everywhere cannot pass by being skipped.
+/// set of active pairs). A mismatch at the first step is confirmed at a quarter of it before it
+/// fails the check: a kink just inside the first step may leave forward and backward
+/// differences close enough to pass as smooth while still bending the central one; a wrong
+/// gradient at a smooth point mismatches at both steps. Too many kinks fail the check, so a
+/// loss that is discontinuous everywhere cannot pass by being skipped.
 pub fn check_gradient(
     mut f: impl FnMut(&[f32]) -> Result<f64, String>,
     x: &[f32],
@@ -116,7 +129,10 @@ pub fn check_gradient(
     let mut probe = x.to_vec();
     let mut first_failure: Option<String> = None;
     for &c in &coordinates {
-        let mut smooth = None;
+        // The verdict of the finest step tried: a kink there, a match, or a mismatch that is
+        // confirmed at a quarter of the step before it counts (a kink just inside the first
+        // step can pass the smoothness test and still bend its difference).
+        let mut verdict = Verdict::Kink;
         for shrink in [1.0f32, 0.25] {
             let h = options.step * shrink * x[c].abs().max(1.0);
             // Use the steps actually representable in f32.
@@ -128,27 +144,37 @@ pub fn check_gradient(
             let forward = (up - f0) / h_up;
             let backward = (f0 - down) / h_down;
             let central = (up - down) / (h_up + h_down);
-            let agree = (forward - backward).abs() <= 4.0 * (atol + options.rtol * central.abs());
-            if agree {
-                smooth = Some(central);
+            if (forward - backward).abs() > 4.0 * (atol + options.rtol * central.abs()) {
+                verdict = Verdict::Kink;
+                continue;
+            }
+            let a = f64::from(analytic[c]);
+            let error = (a - central).abs();
+            if error <= atol + options.rtol * central.abs().max(a.abs()) {
+                verdict = Verdict::Match(error);
                 break;
             }
+            verdict = Verdict::Mismatch(central, error);
         }
-        let Some(numeric) = smooth else {
-            report.kinks += 1;
-            continue;
-        };
-        report.checked += 1;
-        let a = f64::from(analytic[c]);
-        let error = (a - numeric).abs();
-        report.max_abs_error = report.max_abs_error.max(error);
-        if error > atol + options.rtol * numeric.abs().max(a.abs()) && first_failure.is_none() {
-            let at = match options.columns {
-                0 => format!("index {c}"),
-                d => format!("row {}, column {}", c / d, c % d),
-            };
-            first_failure =
-                Some(format!("gradient mismatch at {at}: analytic {a:.6e}, finite difference {numeric:.6e}"));
+        match verdict {
+            Verdict::Kink => report.kinks += 1,
+            Verdict::Match(error) => {
+                report.checked += 1;
+                report.max_abs_error = report.max_abs_error.max(error);
+            }
+            Verdict::Mismatch(numeric, error) => {
+                report.checked += 1;
+                report.max_abs_error = report.max_abs_error.max(error);
+                if first_failure.is_none() {
+                    let at = match options.columns {
+                        0 => format!("index {c}"),
+                        d => format!("row {}, column {}", c / d, c % d),
+                    };
+                    let a = f64::from(analytic[c]);
+                    first_failure =
+                        Some(format!("gradient mismatch at {at}: analytic {a:.6e}, finite difference {numeric:.6e}"));
+                }
+            }
         }
     }
     if let Some(failure) = first_failure {
@@ -236,6 +262,21 @@ mod tests {
         let zeros = [0.0f32; 4];
         let error = check_gradient(abs, &zeros, &[0.0; 4], &options).unwrap_err();
         assert!(error.contains("4 of 4 coordinates are at non-smooth points"), "{error}");
+    }
+
+    #[test]
+    fn a_kink_just_inside_the_step_is_not_a_failure_but_a_wrong_gradient_is() {
+        // Slope 1, then 1.6 past k = 0.9·h: over the first step forward and backward
+        // differences agree well enough (0.06 apart) but the central one is off by 0.03, more
+        // than the tolerance (about 0.022); a quarter step no longer reaches the kink.
+        let k = 0.9 * GradCheck::default().step as f64;
+        let f = |x: &[f32]| {
+            let x = f64::from(x[0]);
+            Ok(x + 0.6 * (x - k).max(0.0))
+        };
+        let report = check_gradient(f, &[0.0], &[1.0], &GradCheck::default()).unwrap();
+        assert_eq!((report.checked, report.kinks), (1, 0));
+        assert!(check_gradient(f, &[0.0], &[1.5], &GradCheck::default()).unwrap_err().contains("mismatch at index 0"));
     }
 
     #[test]
