@@ -91,6 +91,11 @@ impl Trainable {
         self.pending = Some(gradient);
     }
 
+    /// Forgets the kept gradient: the last call gave the parameter none, so `step` leaves it.
+    pub fn clear_gradient(&mut self) {
+        self.pending = None;
+    }
+
     /// Applies the kept gradient once, at the learning rate times `lr_scale`; without a new
     /// gradient it does nothing.
     pub fn step(&mut self, lr_scale: f64) {
