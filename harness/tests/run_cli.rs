@@ -124,11 +124,42 @@ fn run_writes_complete_records_and_skips_finished_cells() {
     assert_eq!(pairwise.plugins.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec!["contrastive", "batch_hard"]);
     assert!(pairwise.epochs[0].plugin_stats.contains_key("miner.triplets"), "{:?}", pairwise.epochs[0].plugin_stats);
 
+    // Every miner's tuples are counted the same way, and every plugin's library is
+    // fingerprinted.
+    assert!(pairwise.epochs[0].plugin_stats["mined.tuples"] > 0.0, "{:?}", pairwise.epochs[0].plugin_stats);
+    assert!(pairwise.plugins.iter().chain(&ce.plugins).all(|p| p.library.len() == 16), "{:?}", pairwise.plugins);
+
     // Running again does no work.
     let (code, stdout, _) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(&results));
     assert_eq!(code, 0);
     assert!(stdout.contains("2 cell(s) were already complete and skipped"), "{stdout}");
     assert_eq!(record(&results, "tiny", "cross_entropy-seed0"), ce);
+
+    // A record written by another build of batch_hard is stale: its cell, and only its cell,
+    // runs again, saying why; --keep-stale keeps it.
+    let path = results.join("tiny").join("contrastive+batch_hard-seed0.ron");
+    let make_stale = || {
+        let mut stale = CellRecord::load(&path).unwrap();
+        stale.plugins[1].library = "0123456789abcdef".into();
+        stale.save(&path).unwrap();
+    };
+    make_stale();
+    let mut keep = dmlbench();
+    keep.arg("run").arg(&file).arg("--results").arg(&results).arg("--keep-stale");
+    let (code, stdout, stderr) = run(&mut keep);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("2 cell(s) were already complete and skipped"), "{stdout}");
+    assert_eq!(record(&results, "tiny", "contrastive+batch_hard-seed0").plugins[1].library, "0123456789abcdef");
+    let (stdout, stderr) = run_to_the_end(&file, &results);
+    assert!(
+        stderr.contains("contrastive+batch_hard-seed0: batch_hard changed since this record: re-running"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("1 cell(s) were already complete and skipped"), "{stdout}");
+    let rerun = record(&results, "tiny", "contrastive+batch_hard-seed0");
+    assert_eq!(rerun.plugins[1].library, pairwise.plugins[1].library, "the new record has the current library");
+    assert_eq!(rerun.resumed, 0, "trained again from the start, not finished from the old checkpoint");
+    assert_eq!(record(&results, "tiny", "cross_entropy-seed0"), ce, "the other cell was left alone");
 }
 
 #[test]

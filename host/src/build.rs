@@ -1,7 +1,8 @@
 //! Building stale plugin crates with cargo.
 //!
 //! A crate is stale when its library is missing or older than any of its own files, the
-//! SDK's, the ABI's, or the workspace manifest and lock file. Stale crates are built in one
+//! SDK's and the crates the SDK builds on (ABI, tuples, test kit), or the workspace manifest
+//! and lock file. Stale crates are built in one
 //! `cargo build --keep-going` (so one broken crate does not stop the others), in the profile
 //! the host was built with, so a debug host loads debug plugins and shares their compiled
 //! dependencies with `cargo test`.
@@ -57,18 +58,39 @@ fn newest_mtime(paths: &[PathBuf]) -> Option<SystemTime> {
         .max()
 }
 
-/// Whether `krate`'s library is missing or older than what it is built from.
+/// The sources a plugin crate in `crate_dir` is built from: its own directory and the
+/// workspace crates every plugin depends on (the SDK and what it builds on).
+pub fn plugin_sources(root: &Path, crate_dir: &Path) -> Vec<PathBuf> {
+    let mut sources = vec![crate_dir.to_path_buf()];
+    sources.extend(["plugins/sdk", "plugins/abi", "plugins/tuples", "plugins/testkit"].map(|p| root.join(p)));
+    sources
+}
+
+/// Every file under `dirs` (outside `target/`), sorted: what a code fingerprint reads.
+pub fn source_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| {
+            WalkDir::new(d)
+                .into_iter()
+                .filter_entry(|e| e.file_name() != "target")
+                .flatten()
+                .filter(|e| e.file_type().is_file())
+                .map(|e| e.into_path())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Whether `krate`'s library is missing or older than what it is built from: its sources
+/// ([`plugin_sources`]), or the workspace manifest and lock file.
 pub fn is_stale(root: &Path, krate: &PluginCrate) -> bool {
     let Some(built) = std::fs::metadata(library_path(root, krate)).and_then(|m| m.modified()).ok() else {
         return true;
     };
-    let inputs = [
-        krate.dir.clone(),
-        root.join("plugins/sdk"),
-        root.join("plugins/abi"),
-        root.join("Cargo.toml"),
-        root.join("Cargo.lock"),
-    ];
+    let mut inputs = plugin_sources(root, &krate.dir);
+    inputs.extend([root.join("Cargo.toml"), root.join("Cargo.lock")]);
     newest_mtime(&inputs).is_some_and(|newest| newest > built)
 }
 

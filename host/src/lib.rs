@@ -33,7 +33,7 @@ mod probe;
 mod registry;
 pub mod scaffold;
 
-pub use build::BuildReport;
+pub use build::{BuildReport, plugin_sources, source_files};
 pub use discover::{DirectoryError, ManifestError, PluginCrate, plugin_path_dirs};
 pub use handle::{CreateOptions, LossHandle, LossOutput, MinerHandle, MinerOutput, PluginError};
 pub use library::{Capabilities, LoadError, PluginInfo, PluginKind, Source};

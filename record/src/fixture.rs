@@ -36,6 +36,7 @@ pub fn record(cell: CellKey, config: String, experiment_text: &str, started_unix
         version: "0.1.0".into(),
         sdk_version: "dmlbench-sdk 0.1.0".into(),
         config: String::new(),
+        library: String::new(),
     };
     let mut plugins = vec![plugin("loss", &cell.loss)];
     plugins.extend(cell.miner.as_deref().map(|miner| plugin("miner", miner)));

@@ -160,6 +160,32 @@ pub struct PluginRef {
     pub sdk_version: String,
     /// Its configuration as RON text (empty for the defaults).
     pub config: String,
+    /// Fingerprint ([`fingerprint`]) of the plugin's code when the cell ran: its crate's and
+    /// the SDK's sources, or a prebuilt library's bytes. A record whose plugin's code changed
+    /// since is stale. Empty in records written before dmlbench kept it (never called stale).
+    #[serde(default)]
+    pub library: String,
+}
+
+impl PluginRef {
+    /// `loss:ID` or `miner:ID`, as plugins are named across kinds.
+    pub fn qualified_id(&self) -> String {
+        format!("{}:{}", self.kind, self.id)
+    }
+}
+
+impl CellRecord {
+    /// The plugins of this record whose library differs from the current one, given each
+    /// plugin's current library fingerprint by qualified id (`loss:spce`). A plugin the record
+    /// does not fingerprint, or that is no longer there, is not counted: nothing shows it
+    /// changed.
+    pub fn stale_plugins(&self, current: &BTreeMap<String, String>) -> Vec<&PluginRef> {
+        self.plugins
+            .iter()
+            .filter(|p| !p.library.is_empty())
+            .filter(|p| current.get(&p.qualified_id()).is_some_and(|now| *now != p.library))
+            .collect()
+    }
 }
 
 /// The state of a cell.
@@ -501,6 +527,7 @@ mod tests {
                 version: "0.1.0".into(),
                 sdk_version: "dmlbench-sdk 0.1.0".into(),
                 config: String::new(),
+                library: String::new(),
             }],
             status: CellStatus::Failed { reason: "line one\nline \"two\"".into() },
             initial_test: None,
@@ -591,13 +618,18 @@ mod tests {
         };
         record.epochs = vec![
             // 1 s of 10 s training; 30 tuples; contrastive's active pairs 6 + 2 of 10 + 10.
-            epoch(1.0, 12.0, 2.0, &[
-                (MINED_TUPLES_STAT, 30.0),
-                ("loss.active_pos_pairs", 6.0),
-                ("loss.pos_pairs", 10.0),
-                ("loss.active_neg_pairs", 2.0),
-                ("loss.neg_pairs", 10.0),
-            ]),
+            epoch(
+                1.0,
+                12.0,
+                2.0,
+                &[
+                    (MINED_TUPLES_STAT, 30.0),
+                    ("loss.active_pos_pairs", 6.0),
+                    ("loss.pos_pairs", 10.0),
+                    ("loss.active_neg_pairs", 2.0),
+                    ("loss.neg_pairs", 10.0),
+                ],
+            ),
             // 3 s of 10 s training; 50 tuples; a triplet loss with 5 of 20 active.
             epoch(3.0, 10.0, 0.0, &[(MINED_TUPLES_STAT, 50.0), ("loss.active_triplets", 5.0), ("loss.triplets", 20.0)]),
         ];
@@ -610,5 +642,21 @@ mod tests {
         assert_eq!(record.mining_time_share(), Some(0.0));
         record.epochs.clear();
         assert_eq!(record.mining_time_share(), None);
+    }
+
+    #[test]
+    fn a_record_is_stale_only_for_plugins_whose_library_changed() {
+        let mut record = sample();
+        record.plugins = vec![
+            PluginRef { kind: "loss".into(), id: "spce".into(), library: "aaaa".into(), ..record.plugins[0].clone() },
+            PluginRef { kind: "miner".into(), id: "hdc".into(), library: "bbbb".into(), ..record.plugins[0].clone() },
+            PluginRef { kind: "loss".into(), id: "old".into(), library: String::new(), ..record.plugins[0].clone() },
+        ];
+        let current = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert!(record.stale_plugins(&current(&[("loss:spce", "aaaa"), ("miner:hdc", "bbbb")])).is_empty());
+        let stale = record.stale_plugins(&current(&[("loss:spce", "cccc"), ("miner:hdc", "bbbb"), ("loss:old", "x")]));
+        assert_eq!(stale.iter().map(|p| p.qualified_id()).collect::<Vec<_>>(), ["loss:spce"]);
+        // A plugin that is gone is not called changed.
+        assert!(record.stale_plugins(&current(&[])).is_empty());
     }
 }

@@ -61,6 +61,10 @@ pub struct PlanArgs {
     /// process, before it is killed and the file reported invalid [default: 30]
     #[arg(long, value_name = "SECONDS", env = "DMLBENCH_CREATE_TIMEOUT", value_parser = dmlbench_host::isolated::parse_seconds)]
     create_timeout: Option<std::time::Duration>,
+    /// Keep completed records whose plugins' code changed since they were written [default:
+    /// run those cells again, saying which plugin changed]
+    #[arg(long)]
+    keep_stale: bool,
 }
 
 /// Reads and validates `file` with the overrides of `args`; a smoke run keeps the first seed
@@ -78,6 +82,7 @@ pub fn load_plan(
         smoke: args.smoke,
         create_timeout: args.create_timeout,
         skip_plugin_creation,
+        keep_stale: args.keep_stale,
     };
     let mut plan = experiment::load(file, root, registry, &overrides).map_err(|e| {
         for problem in registry.problems() {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use dmlbench_eval::MetricId;
-use dmlbench_host::Registry;
 use dmlbench_host::isolated::DEFAULT_CREATE_TIMEOUT;
+use dmlbench_host::{PluginKind, Registry};
 use dmlbench_models::Backend;
 use dmlbench_record::{CellKey, fingerprint};
 
@@ -69,6 +69,10 @@ pub struct Plan {
     pub cells: Vec<Cell>,
     /// The overrides it was made with (passed on to cell processes).
     pub overrides: Overrides,
+    /// Content fingerprint of the library of every plugin the grid names, by qualified id
+    /// (`loss:spce`): what records keep, and compare to find the cells a plugin change made
+    /// stale.
+    pub libraries: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -142,6 +146,48 @@ pub struct Overrides {
     /// Leave out the `create` calls of validation: a cell process of `dmlbench run`, whose
     /// parent validated the same file just before (each call is a process of its own).
     pub skip_plugin_creation: bool,
+    /// Keep completed records whose plugins changed since they were written, instead of
+    /// running their cells again.
+    pub keep_stale: bool,
+}
+
+/// The code fingerprint of every plugin `cells` use, by qualified id ([`code_fingerprint`]).
+fn library_fingerprints(cells: &[Cell], registry: &Registry, root: &Path) -> BTreeMap<String, String> {
+    let mut libraries = BTreeMap::new();
+    for cell in cells {
+        let choices =
+            std::iter::once((PluginKind::Loss, &cell.loss)).chain(cell.miner.iter().map(|m| (PluginKind::Miner, m)));
+        for (kind, choice) in choices {
+            let Ok(info) = registry.get(kind, &choice.id) else { continue };
+            if !libraries.contains_key(&info.qualified_id())
+                && let Some(code) = code_fingerprint(info.source.crate_dir.as_deref(), &info.source.library, root)
+            {
+                libraries.insert(info.qualified_id(), code);
+            }
+        }
+    }
+    libraries
+}
+
+/// What a plugin's results depend on, as a fingerprint. For a plugin crate under `plugins/`,
+/// its sources and the SDK's (every file's path relative to the root, and its bytes): the
+/// same on every machine and checkout, so committed records are not stale on a fresh clone,
+/// which a hash of the built library (it holds the build directory's path) would make them.
+/// For a prebuilt library (`DMLBENCH_PLUGIN_PATH`), the library's bytes. `None` when they
+/// cannot be read (its cells are then never called stale).
+pub fn code_fingerprint(crate_dir: Option<&Path>, library: &Path, root: &Path) -> Option<String> {
+    let Some(crate_dir) = crate_dir else {
+        return std::fs::read(library).ok().map(|bytes| fingerprint(&bytes));
+    };
+    let mut content = Vec::new();
+    for file in dmlbench_host::source_files(&dmlbench_host::plugin_sources(root, crate_dir)) {
+        let name = file.strip_prefix(root).unwrap_or(&file);
+        content.extend_from_slice(name.to_string_lossy().as_bytes());
+        content.push(0);
+        content.extend_from_slice(&std::fs::read(&file).ok()?);
+        content.push(0);
+    }
+    Some(fingerprint(&content))
 }
 
 /// The resolved configuration of one cell, as stored in its record.
@@ -237,7 +283,9 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
     if !problems.0.is_empty() {
         return Err(fail(problems.0));
     }
+    let libraries = library_fingerprints(&cells, registry, root);
     Ok(Plan {
+        libraries,
         file: file.to_path_buf(),
         file_fingerprint: fingerprint(text.as_bytes()),
         root: root.to_path_buf(),
@@ -255,6 +303,47 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plugins_code_fingerprint_follows_its_sources_and_the_sdk_only() {
+        let make = |dir: &Path| {
+            for (file, text) in [
+                ("plugins/sdk/src/lib.rs", "sdk"),
+                ("plugins/abi/src/lib.rs", "abi"),
+                ("plugins/losses/x/src/lib.rs", "x"),
+                ("plugins/losses/y/src/lib.rs", "y"),
+                ("Cargo.lock", "lock"),
+            ] {
+                std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
+                std::fs::write(dir.join(file), text).unwrap();
+            }
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        make(a.path());
+        make(b.path());
+        let code =
+            |root: &Path| code_fingerprint(Some(&root.join("plugins/losses/x")), Path::new("unused"), root).unwrap();
+        let first = code(a.path());
+        assert_eq!(code(b.path()), first, "the same sources in another checkout");
+        let write = |file: &str, text: &str| {
+            std::fs::create_dir_all(a.path().join(file).parent().unwrap()).unwrap();
+            std::fs::write(a.path().join(file), text).unwrap();
+        };
+        write("plugins/losses/y/src/lib.rs", "y changed");
+        write("plugins/losses/x/target/debug/libx.so", "built");
+        write("Cargo.lock", "another crate added");
+        assert_eq!(code(a.path()), first, "other plugins, build output and the lock file do not count");
+        write("plugins/losses/x/src/lib.rs", "x changed");
+        let changed = code(a.path());
+        assert_ne!(changed, first);
+        write("plugins/sdk/src/lib.rs", "sdk changed");
+        assert_ne!(code(a.path()), changed, "the SDK is part of every plugin's code");
+        // A prebuilt library is its bytes.
+        write("lib/libz.so", "z");
+        let z = code_fingerprint(None, &a.path().join("lib/libz.so"), a.path());
+        assert_eq!(z, Some(fingerprint(b"z")));
+        assert_eq!(code_fingerprint(None, &a.path().join("lib/missing.so"), a.path()), None);
+    }
 
     fn problems(text: &str) -> Vec<FieldError> {
         let dir = tempfile::tempdir().unwrap();

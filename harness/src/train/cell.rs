@@ -273,13 +273,14 @@ fn check_batch_fills(sampler: SamplerSpec, batch_size: usize, classes: usize) ->
     Ok(())
 }
 
-fn plugin_ref(info: &PluginInfo, config: &str) -> PluginRef {
+fn plugin_ref(plan: &Plan, info: &PluginInfo, config: &str) -> PluginRef {
     PluginRef {
         kind: info.kind.to_string(),
         id: info.id.clone(),
         version: info.version.clone(),
         sdk_version: info.sdk_version.clone(),
         config: config.to_string(),
+        library: plan.libraries.get(&info.qualified_id()).cloned().unwrap_or_default(),
     }
 }
 
@@ -330,11 +331,11 @@ impl<'a> Trainer<'a> {
         };
         let loss_info = registry.get(PluginKind::Loss, &cell.loss.id)?;
         let loss = LossHandle::create(loss_info, &options(&cell.loss.config))?;
-        record.plugins = vec![plugin_ref(loss_info, &cell.loss.config)];
+        record.plugins = vec![plugin_ref(plan, loss_info, &cell.loss.config)];
         let miner = match &cell.miner {
             Some(choice) => {
                 let info = registry.get(PluginKind::Miner, &choice.id)?;
-                record.plugins.push(plugin_ref(info, &choice.config));
+                record.plugins.push(plugin_ref(plan, info, &choice.config));
                 Some(MinerHandle::create(info, &options(&choice.config))?)
             }
             None => None,

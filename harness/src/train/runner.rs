@@ -116,7 +116,19 @@ fn is_done(plan: &Plan, cell: &Cell, path: &Path) -> bool {
         r.status == CellStatus::Completed
             && r.config_fingerprint == cell.fingerprint
             && r.incompleteness(plan.spec.training.epochs).is_none()
+            && (plan.overrides.keep_stale || r.stale_plugins(&plan.libraries).is_empty())
     })
+}
+
+/// Why a completed record of `cell` is run again though its configuration is unchanged: the
+/// plugins whose code changed since (`spce changed since this record`), or `None`.
+fn stale_reason(plan: &Plan, path: &Path) -> Option<String> {
+    let record = CellRecord::load(path).ok()?;
+    if plan.overrides.keep_stale || record.status != CellStatus::Completed {
+        return None;
+    }
+    let stale: Vec<&str> = record.stale_plugins(&plan.libraries).into_iter().map(|p| p.id.as_str()).collect();
+    (!stale.is_empty()).then(|| format!("{} changed since this record: re-running", stale.join(" and ")))
 }
 
 /// One line on how a cell ended, safe to print on a terminal.
@@ -172,6 +184,12 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
             summary.busy.push((id, owner.to_string()));
             overall.inc(1);
             continue;
+        }
+        if let Some(reason) = stale_reason(plan, &paths.record) {
+            let _ = bars.println(format!("{id}: {}", dmlbench_abi::escape_terminal(&reason)));
+            if bars.is_hidden() {
+                eprintln!("{id}: {}", dmlbench_abi::escape_terminal(&reason));
+            }
         }
         overall.set_message(id.clone());
         let bar = bars.add(indicatif::ProgressBar::new(0));
@@ -300,6 +318,9 @@ fn plan_overrides(plan: &Plan) -> Vec<String> {
     if plan.overrides.smoke {
         args.push("--smoke".into());
     }
+    if plan.overrides.keep_stale {
+        args.push("--keep-stale".into());
+    }
     if let Some(timeout) = plan.overrides.create_timeout {
         args.extend(["--create-timeout".into(), timeout.as_secs_f64().to_string()]);
     }
@@ -354,6 +375,14 @@ pub fn run_single(
     // Another process may have finished the cell between this run's look and the lock.
     if is_done(plan, cell, &paths.record) {
         return Ok(CellOutcome::Record(Box::new(CellRecord::load(&paths.record)?)));
+    }
+    // A plugin changed since the record: its checkpoint was trained with the old code too, so
+    // the cell starts over.
+    if let Some(reason) = stale_reason(plan, &paths.record) {
+        if !json_events {
+            eprintln!("{}: {}", cell.key.id(), dmlbench_abi::escape_terminal(&reason));
+        }
+        paths.checkpoint.clear()?;
     }
     let bar = indicatif::ProgressBar::new(0);
     if json_events {
