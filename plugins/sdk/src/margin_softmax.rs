@@ -42,16 +42,14 @@ use std::f64::consts::PI;
 
 use crate::classifier::SgdConfig;
 use crate::error::{Error, Result};
-use crate::matrix::MatRef;
+use crate::matrix::{MatRef, matmul_f64};
+use crate::normalize::{l2_normalize_f64, l2_normalize_f64_backward};
 use crate::plugin::{Context, Stats};
 use crate::rng::CallRng;
 use crate::trainable::Trainable;
 
 /// Name of the weight tensor in the state (PML's attribute name).
 pub const WEIGHT: &str = "W";
-
-/// The ε of torch's `F.normalize`: rows shorter than it are divided by it.
-const NORM_EPS: f64 = 1e-12;
 
 /// ArcFace's target logit before scaling, φ(s), and φ'(s), with PML's `ArcFaceLoss` rules
 /// for a margin of `m` radians:
@@ -174,7 +172,7 @@ impl MarginSoftmax {
             return Ok(0.0);
         }
         let z64: Vec<f64> = z.data.iter().map(|&v| f64::from(v)).collect();
-        let (x, z_norms) = normalize_rows(&z64, n, d);
+        let (x, z_norms) = l2_normalize_f64(&z64, d);
         // The columns of W as rows (C·K × d), then normalised.
         let mut w_t = vec![0.0f64; columns * d];
         for (l, row) in self.weight.value().chunks_exact(columns).enumerate() {
@@ -182,8 +180,8 @@ impl MarginSoftmax {
                 w_t[j * d + l] = f64::from(v);
             }
         }
-        let (w, w_norms) = normalize_rows(&w_t, columns, d);
-        let cosines = gemm(n, d, columns, &x, (d, 1), &w, (1, d));
+        let (w, w_norms) = l2_normalize_f64(&w_t, d);
+        let cosines = matmul_f64(n, d, columns, &x, (d, 1), &w, (1, d));
 
         let mut g = vec![0.0f64; n * columns];
         let (mut total, mut correct, mut angles) = (0.0, 0usize, 0.0);
@@ -216,12 +214,12 @@ impl MarginSoftmax {
         stats.record("accuracy", correct as f64 / n as f64);
         stats.record("avg_angle", (angles / n as f64).to_degrees());
 
-        let dx = gemm(n, columns, d, &g, (columns, 1), &w, (d, 1));
-        let dw = gemm(columns, n, d, &g, (1, columns), &x, (d, 1));
-        for (o, v) in grad.iter_mut().zip(normalize_rows_backward(&x, &z_norms, &dx, d)) {
+        let dx = matmul_f64(n, columns, d, &g, (columns, 1), &w, (d, 1));
+        let dw = matmul_f64(columns, n, d, &g, (1, columns), &x, (d, 1));
+        for (o, v) in grad.iter_mut().zip(l2_normalize_f64_backward(&x, &z_norms, &dx, d)) {
             *o = v as f32;
         }
-        let dw = normalize_rows_backward(&w, &w_norms, &dw, d);
+        let dw = l2_normalize_f64_backward(&w, &w_norms, &dw, d);
         let mut pending = vec![0.0f32; d * columns];
         for (j, row) in dw.chunks_exact(d).enumerate() {
             for (l, &v) in row.iter().enumerate() {
@@ -248,65 +246,4 @@ impl MarginSoftmax {
     pub fn load(&mut self, bytes: &[u8]) -> Result<()> {
         self.weight.load_state(bytes)
     }
-}
-
-/// Rows of a rows×d matrix divided by max(‖row‖, ε), with the norms.
-fn normalize_rows(a: &[f64], rows: usize, d: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut unit = a.to_vec();
-    let mut norms = Vec::with_capacity(rows);
-    for row in unit.chunks_exact_mut(d) {
-        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let inv = 1.0 / norm.max(NORM_EPS);
-        row.iter_mut().for_each(|v| *v *= inv);
-        norms.push(norm);
-    }
-    (unit, norms)
-}
-
-/// ∂L/∂a from ∂L/∂(normalised a), row by row.
-fn normalize_rows_backward(unit: &[f64], norms: &[f64], grad: &[f64], d: usize) -> Vec<f64> {
-    let mut out = grad.to_vec();
-    for ((o, u), &norm) in out.chunks_exact_mut(d).zip(unit.chunks_exact(d)).zip(norms) {
-        if norm > NORM_EPS {
-            let ug: f64 = u.iter().zip(o.iter()).map(|(a, b)| a * b).sum();
-            o.iter_mut().zip(u).for_each(|(g, &uv)| *g = (*g - uv * ug) / norm);
-        } else {
-            o.iter_mut().for_each(|g| *g /= NORM_EPS);
-        }
-    }
-    out
-}
-
-/// The m×n product of an m×k matrix `a` and a k×n matrix `b`, each read through its (row
-/// stride, column stride), in f64.
-fn gemm(m: usize, k: usize, n: usize, a: &[f64], sa: (usize, usize), b: &[f64], sb: (usize, usize)) -> Vec<f64> {
-    let mut c = vec![0.0f64; m * n];
-    if m == 0 || n == 0 || k == 0 {
-        return c;
-    }
-    assert!(
-        (m - 1) * sa.0 + (k - 1) * sa.1 < a.len() && (k - 1) * sb.0 + (n - 1) * sb.1 < b.len(),
-        "gemm: the strides read past an operand"
-    );
-    // SAFETY: the assertion keeps every element read within `a` and `b`, and `c` is an
-    // exclusive m×n row-major buffer.
-    unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            sa.0 as isize,
-            sa.1 as isize,
-            b.as_ptr(),
-            sb.0 as isize,
-            sb.1 as isize,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-    c
 }

@@ -168,6 +168,49 @@ pub fn matmul_into(alpha: f32, a: MatRef<'_>, op_a: Op, b: MatRef<'_>, op_b: Op,
     }
 }
 
+/// The m×n product of an m×k matrix `a` and a k×n matrix `b`, each read through its (row
+/// stride, column stride), in f64 (`matrixmultiply`'s `dgemm`); a transposed operand is the
+/// same data read with its strides swapped.
+pub fn matmul_f64(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f64],
+    sa: (usize, usize),
+    b: &[f64],
+    sb: (usize, usize),
+) -> Vec<f64> {
+    let mut c = vec![0.0f64; m * n];
+    if m == 0 || n == 0 || k == 0 {
+        return c;
+    }
+    assert!(
+        (m - 1) * sa.0 + (k - 1) * sa.1 < a.len() && (k - 1) * sb.0 + (n - 1) * sb.1 < b.len(),
+        "matmul_f64: the strides read past an operand"
+    );
+    // SAFETY: the assertion keeps every element read within `a` and `b`, and `c` is an
+    // exclusive m×n row-major buffer.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            sa.0 as isize,
+            sa.1 as isize,
+            b.as_ptr(),
+            sb.0 as isize,
+            sb.1 as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +252,14 @@ mod tests {
         let mut c = Matrix::from_vec(1, 1, vec![10.0]);
         matmul_into(2.0, a.view(), Op::N, a.view(), Op::T, 0.5, &mut c);
         assert_eq!(c.data, vec![2.0 * 5.0 + 5.0]);
+    }
+
+    #[test]
+    fn f64_products_read_operands_through_their_strides() {
+        // a = [[1, 2, 3], [4, 5, 6]] (2×3), b = aᵀ read from a's storage with swapped strides.
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let c = matmul_f64(2, 3, 2, &a, (3, 1), &a, (1, 3));
+        assert_eq!(c, vec![14.0, 32.0, 32.0, 77.0]);
+        assert!(matmul_f64(0, 3, 2, &a, (3, 1), &a, (1, 3)).is_empty());
     }
 }

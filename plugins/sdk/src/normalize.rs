@@ -68,6 +68,39 @@ pub fn l2_normalize_backward(normalized: &Normalized, grad_unit: MatRef<'_>) -> 
     dx
 }
 
+/// Rows of a rows×d f64 matrix divided by max(‖row‖, ε), with the norms: the f64 form of
+/// [`l2_normalize`], for losses that compute cosines in f64 (ArcFace's φ′ grows like 1/sin θ
+/// near θ = 0 and π, where f32 cosines would lose digits).
+pub fn l2_normalize_f64(a: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut unit = a.to_vec();
+    let norms = unit
+        .chunks_exact_mut(d)
+        .map(|row| {
+            let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let inv = 1.0 / norm.max(f64::from(NORM_EPS));
+            row.iter_mut().for_each(|v| *v *= inv);
+            norm
+        })
+        .collect();
+    (unit, norms)
+}
+
+/// ∂L/∂a from ∂L/∂(normalised a), row by row, for [`l2_normalize_f64`]: (g − u(u·g)) / ‖a‖,
+/// or g / ε for a row shorter than ε.
+pub fn l2_normalize_f64_backward(unit: &[f64], norms: &[f64], grad: &[f64], d: usize) -> Vec<f64> {
+    let eps = f64::from(NORM_EPS);
+    let mut out = grad.to_vec();
+    for ((o, u), &norm) in out.chunks_exact_mut(d).zip(unit.chunks_exact(d)).zip(norms) {
+        if norm > eps {
+            let ug: f64 = u.iter().zip(o.iter()).map(|(a, b)| a * b).sum();
+            o.iter_mut().zip(u).for_each(|(g, &uv)| *g = (*g - uv * ug) / norm);
+        } else {
+            o.iter_mut().for_each(|g| *g /= eps);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +132,22 @@ mod tests {
         assert_eq!(out.unit.data, vec![0.0, 0.0]);
         let dx = l2_normalize_backward(&out, MatRef::new(1, 2, &[1.0, 1.0]));
         assert!(dx.data.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn the_f64_form_agrees_with_the_f32_one() {
+        let x = [3.0f32, 4.0, 0.0, 0.0, 1.0, -2.0];
+        let n = l2_normalize(MatRef::new(3, 2, &x));
+        let (unit, norms) = l2_normalize_f64(&x.map(f64::from), 2);
+        assert_eq!(norms, vec![5.0, 0.0, 5f64.sqrt()]);
+        for (a, b) in unit.iter().zip(&n.unit.data) {
+            assert!((a - f64::from(*b)).abs() < 1e-6);
+        }
+        let g = [0.5f32, -1.0, 2.0, 1.0, 0.25, 0.75];
+        let want = l2_normalize_backward(&n, MatRef::new(3, 2, &g));
+        let got = l2_normalize_f64_backward(&unit, &norms, &g.map(f64::from), 2);
+        for (a, b) in got.iter().zip(&want.data) {
+            assert!((a - f64::from(*b)).abs() <= 1e-6 * f64::from(b.abs()).max(1.0), "{got:?} vs {:?}", want.data);
+        }
     }
 }

@@ -61,6 +61,8 @@
 use dmlbench_sdk::checks::{finite, positive};
 use dmlbench_sdk::classifier::SgdConfig;
 use dmlbench_sdk::distance::DistanceConfig;
+use dmlbench_sdk::matrix::matmul_f64;
+use dmlbench_sdk::normalize::{l2_normalize_f64, l2_normalize_f64_backward};
 use dmlbench_sdk::pairwise::Measure;
 use dmlbench_sdk::rng::CallRng;
 use dmlbench_sdk::trainable::Trainable;
@@ -112,9 +114,6 @@ pub fn miner_weights(n: usize, pairs: &Pairs) -> Vec<f64> {
         _ => vec![1.0; n],
     }
 }
-
-/// The ε of torch's `F.normalize`: rows shorter than it are divided by it.
-const NORM_EPS: f64 = 1e-12;
 
 /// Names of the state tensors (PML's parameter name, and its momentum buffer).
 pub const STATE_NAMES: [&str; 2] = ["fc", "fc.momentum"];
@@ -257,7 +256,7 @@ impl Loss for SoftTriple {
         }
         let x = Rows::new(z, d, self.normalize);
         let w = Rows::new(centres, d, self.normalize);
-        let sims = gemm(n, d, columns, &x.unit, (d, 1), &w.unit, (1, d));
+        let sims = matmul_f64(n, d, columns, &x.unit, (d, 1), &w.unit, (1, d));
 
         // G = ∂L/∂s, written row by row.
         let inv_gamma = 1.0 / self.gamma;
@@ -301,8 +300,8 @@ impl Loss for SoftTriple {
             }
         }
 
-        let dx = gemm(n, columns, d, &g, (columns, 1), &w.unit, (d, 1));
-        let dw = gemm(columns, n, d, &g, (1, columns), &x.unit, (d, 1));
+        let dx = matmul_f64(n, columns, d, &g, (columns, 1), &w.unit, (d, 1));
+        let dw = matmul_f64(columns, n, d, &g, (1, columns), &x.unit, (d, 1));
         for (o, v) in grad.iter_mut().zip(x.backward(dx)) {
             *o = v as f32;
         }
@@ -333,68 +332,22 @@ struct Rows {
 }
 
 impl Rows {
-    fn new(mut values: Vec<f64>, d: usize, normalize: bool) -> Self {
-        let norms = normalize.then(|| {
-            values
-                .chunks_exact_mut(d)
-                .map(|row| {
-                    let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-                    let inv = 1.0 / norm.max(NORM_EPS);
-                    row.iter_mut().for_each(|v| *v *= inv);
-                    norm
-                })
-                .collect()
-        });
-        Rows { unit: values, norms, d }
-    }
-
-    /// ∂L/∂rows from ∂L/∂unit: (g − u (u·g)) / ‖row‖, or g / ε for a row shorter than ε.
-    fn backward(&self, mut grad: Vec<f64>) -> Vec<f64> {
-        let Some(norms) = &self.norms else { return grad };
-        for ((g, u), &norm) in grad.chunks_exact_mut(self.d).zip(self.unit.chunks_exact(self.d)).zip(norms) {
-            if norm > NORM_EPS {
-                let ug: f64 = u.iter().zip(g.iter()).map(|(a, b)| a * b).sum();
-                g.iter_mut().zip(u).for_each(|(gv, &uv)| *gv = (*gv - uv * ug) / norm);
-            } else {
-                g.iter_mut().for_each(|gv| *gv /= NORM_EPS);
-            }
+    fn new(values: Vec<f64>, d: usize, normalize: bool) -> Self {
+        if normalize {
+            let (unit, norms) = l2_normalize_f64(&values, d);
+            Rows { unit, norms: Some(norms), d }
+        } else {
+            Rows { unit: values, norms: None, d }
         }
-        grad
     }
-}
 
-/// The m×n product of an m×k matrix `a` and a k×n matrix `b`, each read through its (row
-/// stride, column stride), in f64.
-fn gemm(m: usize, k: usize, n: usize, a: &[f64], sa: (usize, usize), b: &[f64], sb: (usize, usize)) -> Vec<f64> {
-    let mut c = vec![0.0f64; m * n];
-    if m == 0 || n == 0 || k == 0 {
-        return c;
+    /// ∂L/∂rows from ∂L/∂unit.
+    fn backward(&self, grad: Vec<f64>) -> Vec<f64> {
+        match &self.norms {
+            Some(norms) => l2_normalize_f64_backward(&self.unit, norms, &grad, self.d),
+            None => grad,
+        }
     }
-    assert!(
-        (m - 1) * sa.0 + (k - 1) * sa.1 < a.len() && (k - 1) * sb.0 + (n - 1) * sb.1 < b.len(),
-        "gemm: the strides read past an operand"
-    );
-    // SAFETY: the assertion keeps every element read within `a` and `b`, and `c` is an
-    // exclusive m×n row-major buffer.
-    unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            sa.0 as isize,
-            sa.1 as isize,
-            b.as_ptr(),
-            sb.0 as isize,
-            sb.1 as isize,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-    c
 }
 
 dmlbench_sdk::export_plugins!(loss: SoftTriple);
