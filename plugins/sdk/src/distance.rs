@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::matrix::{MatRef, Matrix};
 use crate::normalize::{Normalized, l2_normalize, l2_normalize_backward};
-use crate::pairwise::{Measure, Pairwise, pairwise_self};
+use crate::pairwise::{Measure, Pairwise, pairwise, pairwise_self};
 
 /// Which measure, and whether embeddings are L2-normalised first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,12 +47,46 @@ impl DistanceConfig {
         self.measure.is_similarity()
     }
 
+    /// The n×m matrix between the rows of `z` and those of `other` (proxies, class
+    /// centres), both normalised when the configuration says so.
+    pub fn between(&self, z: MatRef<'_>, other: MatRef<'_>) -> CrossDistances {
+        let normalized = self.normalize_embeddings.then(|| (l2_normalize(z), l2_normalize(other)));
+        let (x, y) = normalized.as_ref().map_or((z, other), |(nz, no)| (nz.unit.view(), no.unit.view()));
+        CrossDistances { pairwise: pairwise(self.measure, x, y), normalized }
+    }
+
     /// The n×n matrix of the rows of `z`.
     pub fn compute(&self, z: MatRef<'_>) -> BatchDistances {
         let normalized = self.normalize_embeddings.then(|| l2_normalize(z));
         let measured = normalized.as_ref().map_or(z, |nz| nz.unit.view());
         let pairwise = pairwise_self(self.measure, measured);
         BatchDistances { normalized, pairwise }
+    }
+}
+
+/// An n×m distance or similarity matrix between embeddings and another set of rows (see
+/// [`DistanceConfig::between`]), ready for its backward pass.
+#[derive(Clone, Debug)]
+pub struct CrossDistances {
+    normalized: Option<(Normalized, Normalized)>,
+    pairwise: Pairwise,
+}
+
+impl CrossDistances {
+    /// The n×m values.
+    pub fn values(&self) -> &Matrix {
+        &self.pairwise.values
+    }
+
+    /// (dL/dZ, dL/dOther) from dL/dvalues (n×m), for the inputs the matrix was computed from.
+    pub fn backward(&self, z: MatRef<'_>, other: MatRef<'_>, grad: MatRef<'_>) -> (Matrix, Matrix) {
+        match &self.normalized {
+            Some((nz, no)) => {
+                let (du, dq) = self.pairwise.backward(nz.unit.view(), no.unit.view(), grad);
+                (l2_normalize_backward(nz, du.view()), l2_normalize_backward(no, dq.view()))
+            }
+            None => self.pairwise.backward(z, other, grad),
+        }
     }
 }
 

@@ -94,6 +94,19 @@ impl Triplets {
 }
 
 impl Pairs {
+    /// Row weights of a batch of `n` from these pairs, as PML's `convert_to_weights`: how often
+    /// each row appears in the four lists, divided by the largest count; all ones when every
+    /// list is empty. Losses that take mined tuples as row weights (the proxy losses) use it.
+    pub fn row_weights(&self, n: usize) -> Vec<f64> {
+        weights_from(n, [&self.a1, &self.p, &self.a2, &self.n])
+    }
+
+    /// As [`row_weights`](Self::row_weights), counting only the anchors (`a1`, `a2`): PML's
+    /// `convert_to_weights` when the loss has a reference set of its own (ProxyNCA's proxies).
+    pub fn anchor_weights(&self, n: usize) -> Vec<f64> {
+        weights_from(n, [&self.a1, &self.a2])
+    }
+
     /// Number of positive pairs.
     pub fn positives(&self) -> usize {
         self.a1.len()
@@ -123,6 +136,22 @@ impl Pairs {
         }
         out
     }
+}
+
+/// How often each of `n` rows appears in `lists`, divided by the largest count; all ones when
+/// no row appears.
+fn weights_from<const K: usize>(n: usize, lists: [&Vec<u32>; K]) -> Vec<f64> {
+    let mut counts = vec![0usize; n];
+    for list in lists {
+        for &i in list {
+            counts[i as usize] += 1;
+        }
+    }
+    let most = counts.iter().copied().max().unwrap_or(0);
+    if most == 0 {
+        return vec![1.0; n];
+    }
+    counts.iter().map(|&c| c as f64 / most as f64).collect()
 }
 
 impl Tuples {
@@ -318,5 +347,15 @@ mod tests {
         }
         let uneven = Tuples::Pairs(Pairs { a1: vec![0], p: vec![], a2: vec![], n: vec![] });
         assert!(uneven.validate(&labels, "x").unwrap_err().0.contains("different lengths"));
+    }
+
+    #[test]
+    fn row_weights_count_appearances_relative_to_the_most() {
+        let pairs = Pairs { a1: vec![0, 0], p: vec![1, 1], a2: vec![0], n: vec![3] };
+        // Row 0 appears 3 times, row 1 twice, row 3 once, row 2 never.
+        assert_eq!(pairs.row_weights(4), vec![1.0, 2.0 / 3.0, 0.0, 1.0 / 3.0]);
+        assert_eq!(Pairs::default().row_weights(2), vec![1.0, 1.0]);
+        // Anchors only: row 0 three times, nothing else.
+        assert_eq!(pairs.anchor_weights(4), vec![1.0, 0.0, 0.0, 0.0]);
     }
 }

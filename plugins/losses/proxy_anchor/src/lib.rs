@@ -58,11 +58,9 @@ use dmlbench_sdk::checks::{finite, positive};
 use dmlbench_sdk::classifier::SgdConfig;
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::matrix::{MatRef, Matrix};
-use dmlbench_sdk::normalize::{Normalized, l2_normalize, l2_normalize_backward};
-use dmlbench_sdk::pairwise::{Pairwise, pairwise};
 use dmlbench_sdk::rng::CallRng;
 use dmlbench_sdk::trainable::Trainable;
-use dmlbench_sdk::{Batch, Context, Error, Loss, Pairs, Plugin, Result, Stats, TupleForm, TupleUse};
+use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats, TupleForm, TupleUse};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults; the optimiser's are plain SGD).
@@ -83,51 +81,6 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config { margin: 0.1, alpha: 32.0, distance: DistanceConfig::cosine(), optimizer: SgdConfig::plain() }
-    }
-}
-
-/// The row weights of mined tuples: occurrences of each row in the four lists, divided by
-/// the largest count; all ones when every list is empty (PML's `convert_to_weights`).
-pub fn miner_weights(n: usize, pairs: &Pairs) -> Vec<f64> {
-    let mut counts = vec![0usize; n];
-    for list in [&pairs.a1, &pairs.p, &pairs.a2, &pairs.n] {
-        for &i in list {
-            counts[i as usize] += 1;
-        }
-    }
-    let most = counts.iter().copied().max().unwrap_or(0);
-    if most == 0 {
-        return vec![1.0; n];
-    }
-    counts.iter().map(|&c| c as f64 / most as f64).collect()
-}
-
-/// The n×C matrix between embeddings and proxies, ready for its backward pass.
-struct ProxyDistances {
-    normalized: Option<(Normalized, Normalized)>,
-    pairwise: Pairwise,
-}
-
-impl ProxyDistances {
-    fn compute(config: &DistanceConfig, z: MatRef<'_>, proxies: MatRef<'_>) -> Self {
-        let normalized = config.normalize_embeddings.then(|| (l2_normalize(z), l2_normalize(proxies)));
-        let (x, y) = normalized.as_ref().map_or((z, proxies), |(nz, np)| (nz.unit.view(), np.unit.view()));
-        ProxyDistances { pairwise: pairwise(config.measure, x, y), normalized }
-    }
-
-    fn values(&self) -> &Matrix {
-        &self.pairwise.values
-    }
-
-    /// (dL/dZ, dL/dP) from dL/dvalues (n×C), for the same inputs.
-    fn backward(&self, z: MatRef<'_>, proxies: MatRef<'_>, grad: MatRef<'_>) -> (Matrix, Matrix) {
-        match &self.normalized {
-            Some((nz, np)) => {
-                let (du, dq) = self.pairwise.backward(nz.unit.view(), np.unit.view(), grad);
-                (l2_normalize_backward(nz, du.view()), l2_normalize_backward(np, dq.view()))
-            }
-            None => self.pairwise.backward(z, proxies, grad),
-        }
     }
 }
 
@@ -263,12 +216,12 @@ impl Loss for ProxyAnchor {
             return Err(Error::bad_input(format!("label {l} of row {i} is outside 0..{classes}")));
         }
         let offsets: Vec<f64> = match batch.mined_pairs() {
-            Some(pairs) => miner_weights(n, &pairs).into_iter().map(|w| w - 1.0).collect(),
+            Some(pairs) => pairs.row_weights(n).into_iter().map(|w| w - 1.0).collect(),
             None => vec![0.0; n],
         };
 
         let proxies = MatRef::new(classes, d, self.proxies.value());
-        let measured = ProxyDistances::compute(&self.distance, batch.embeddings, proxies);
+        let measured = self.distance.between(batch.embeddings, proxies);
         let values = measured.values();
         // Exponents a = α·sign·(v ∓ δ): for a similarity −α(S − δ) (positives) and α(S + δ)
         // (negatives); for a distance α(D − δ) and −α(D + δ). `sign` is da/dv of a positive.

@@ -60,11 +60,10 @@ use dmlbench_sdk::checks::positive;
 use dmlbench_sdk::classifier::SgdConfig;
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::matrix::{MatRef, Matrix};
-use dmlbench_sdk::normalize::{Normalized, l2_normalize, l2_normalize_backward};
-use dmlbench_sdk::pairwise::{Measure, Pairwise, pairwise};
+use dmlbench_sdk::pairwise::Measure;
 use dmlbench_sdk::rng::CallRng;
 use dmlbench_sdk::trainable::Trainable;
-use dmlbench_sdk::{Batch, Context, Error, Loss, Pairs, Plugin, Result, Stats, TupleForm, TupleUse};
+use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats, TupleForm, TupleUse};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults; the optimiser's are plain SGD).
@@ -87,52 +86,6 @@ impl Default for Config {
             softmax_scale: 1.0,
             distance: DistanceConfig { measure: Measure::SquaredEuclidean, normalize_embeddings: true },
             optimizer: SgdConfig::plain(),
-        }
-    }
-}
-
-/// The row weights of mined tuples: how often each row is an anchor (a1 or a2), divided by
-/// the largest count; all ones when no tuple was mined (PML's `convert_to_weights` with a
-/// separate reference set).
-pub fn miner_weights(n: usize, pairs: &Pairs) -> Vec<f64> {
-    let mut counts = vec![0usize; n];
-    for list in [&pairs.a1, &pairs.a2] {
-        for &i in list {
-            counts[i as usize] += 1;
-        }
-    }
-    let most = counts.iter().copied().max().unwrap_or(0);
-    if most == 0 {
-        return vec![1.0; n];
-    }
-    counts.iter().map(|&c| c as f64 / most as f64).collect()
-}
-
-/// The n×C matrix between embeddings and proxies, ready for its backward pass.
-struct ProxyDistances {
-    normalized: Option<(Normalized, Normalized)>,
-    pairwise: Pairwise,
-}
-
-impl ProxyDistances {
-    fn compute(config: &DistanceConfig, z: MatRef<'_>, proxies: MatRef<'_>) -> Self {
-        let normalized = config.normalize_embeddings.then(|| (l2_normalize(z), l2_normalize(proxies)));
-        let (x, y) = normalized.as_ref().map_or((z, proxies), |(nz, np)| (nz.unit.view(), np.unit.view()));
-        ProxyDistances { pairwise: pairwise(config.measure, x, y), normalized }
-    }
-
-    fn values(&self) -> &Matrix {
-        &self.pairwise.values
-    }
-
-    /// (dL/dZ, dL/dP) from dL/dvalues (n×C), for the same inputs.
-    fn backward(&self, z: MatRef<'_>, proxies: MatRef<'_>, grad: MatRef<'_>) -> (Matrix, Matrix) {
-        match &self.normalized {
-            Some((nz, np)) => {
-                let (du, dq) = self.pairwise.backward(nz.unit.view(), np.unit.view(), grad);
-                (l2_normalize_backward(nz, du.view()), l2_normalize_backward(np, dq.view()))
-            }
-            None => self.pairwise.backward(z, proxies, grad),
         }
     }
 }
@@ -230,7 +183,7 @@ impl Loss for ProxyNca {
             return Ok(0.0);
         }
         let weights = match batch.mined_pairs() {
-            Some(pairs) => miner_weights(n, &pairs),
+            Some(pairs) => pairs.anchor_weights(n),
             None => vec![1.0; n],
         };
         if batch.tuples.is_some() {
@@ -238,7 +191,7 @@ impl Loss for ProxyNca {
         }
 
         let proxies = MatRef::new(classes, d, self.proxies.value());
-        let measured = ProxyDistances::compute(&self.distance, batch.embeddings, proxies);
+        let measured = self.distance.between(batch.embeddings, proxies);
         let values = measured.values();
         // Logit x_ic = sign·s·v_ic: −s·D for a distance, s·S for a similarity.
         let factor = if self.distance.is_similarity() { self.softmax_scale } else { -self.softmax_scale };

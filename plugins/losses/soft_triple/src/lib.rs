@@ -66,7 +66,7 @@ use dmlbench_sdk::normalize::{l2_normalize_f64, l2_normalize_f64_backward};
 use dmlbench_sdk::pairwise::Measure;
 use dmlbench_sdk::rng::CallRng;
 use dmlbench_sdk::trainable::Trainable;
-use dmlbench_sdk::{Batch, Context, Error, Loss, Pairs, Plugin, Result, Stats, TupleForm, TupleUse};
+use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats, TupleForm, TupleUse};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults; the optimiser's are plain SGD).
@@ -99,19 +99,6 @@ impl Default for Config {
             distance: DistanceConfig::cosine(),
             optimizer: SgdConfig::plain(),
         }
-    }
-}
-
-/// The row weights of mined tuples: occurrences of each row in the four lists, divided by
-/// the largest count; all ones when every list is empty (PML's `convert_to_weights`).
-pub fn miner_weights(n: usize, pairs: &Pairs) -> Vec<f64> {
-    let mut counts = vec![0usize; n];
-    for &i in pairs.a1.iter().chain(&pairs.p).chain(&pairs.a2).chain(&pairs.n) {
-        counts[i as usize] += 1;
-    }
-    match counts.iter().copied().max() {
-        Some(most) if most > 0 => counts.iter().map(|&c| c as f64 / most as f64).collect(),
-        _ => vec![1.0; n],
     }
 }
 
@@ -239,7 +226,7 @@ impl Loss for SoftTriple {
             return Err(Error::bad_input(format!("label {l} of row {i} is outside 0..{classes}")));
         }
         let weights = match batch.mined_pairs() {
-            Some(pairs) => miner_weights(n, &pairs),
+            Some(pairs) => pairs.row_weights(n),
             None => vec![1.0; n],
         };
         if batch.tuples.is_some() {
