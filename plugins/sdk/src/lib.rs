@@ -8,10 +8,13 @@
 //! triplets, catches panics, and reports errors to the host with the status of `dmlbench-abi`.
 //!
 //! It also ships the maths most losses share, with exact backward passes: [`normalize`],
-//! [`distance`] (a configurable measure, as PML's distance objects), [`pairwise`] similarity and distance matrices, [`softmax`] helpers, [`tuples`]
-//! enumeration and conversion, [`reduce`] (PML's reducers), [`state`] for checkpoints, [`matrix`] products on a tuned
-//! GEMM; and [`testing`], the finite-difference check and reference helpers every plugin
-//! test uses.
+//! [`distance`] (a configurable measure, as PML's distance objects, within a batch or against
+//! proxies), [`pairwise`] similarity and distance matrices, [`softmax`] helpers, [`tuples`]
+//! enumeration, conversion and row weights, [`reduce`] (PML's reducers), [`matrix`] products
+//! on a tuned GEMM, [`classifier`] and [`margin_softmax`] (the classification losses' cores);
+//! for losses that train parameters of their own, [`trainable`] (values, SGD, state) and
+//! [`state`] for checkpoints; [`checks`] for configuration values, with one wording; and
+//! [`testing`], the finite-difference check and reference helpers every plugin test uses.
 //!
 //! # A complete loss plugin
 //!
