@@ -144,6 +144,11 @@ fn run_writes_complete_records_and_skips_finished_cells() {
         stale.save(&path).unwrap();
     };
     make_stale();
+    let (code, stdout, stderr) = run(dmlbench().arg("leaderboard").arg(&results).arg("--mark-stale"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("stale: batch_hard changed since"), "{stdout}");
+    let (_, plain, _) = run(dmlbench().arg("leaderboard").arg(&results));
+    assert!(!plain.contains("stale"), "only --mark-stale looks at the plugins: {plain}");
     let mut keep = dmlbench();
     keep.arg("run").arg(&file).arg("--results").arg(&results).arg("--keep-stale");
     let (code, stdout, stderr) = run(&mut keep);

@@ -154,6 +154,9 @@ pub struct CellView {
     pub epochs_planned: Option<usize>,
     /// Its final metrics, once completed.
     pub final_metrics: Option<Metrics>,
+    /// The plugins whose code changed since the record was written, when the leaderboard was
+    /// asked to look ([`Leaderboard::mark_stale`]); empty otherwise.
+    pub stale: Vec<String>,
 }
 
 impl CellView {
@@ -222,8 +225,14 @@ impl Row {
     /// failure, for renderers that show it in full (the HTML page's disclosures).
     pub fn status_parts(&self, max_reason: Option<usize>) -> Vec<StatusPart<'_>> {
         let part = |text: String| StatusPart { text, reason: None };
+        let stale: Vec<StatusPart<'_>> = self
+            .cells
+            .iter()
+            .filter(|c| !c.stale.is_empty())
+            .map(|c| part(format!("seed {} stale: {} changed since", c.seed, c.stale.join(" and "))))
+            .collect();
         if self.state() == RowState::Completed {
-            return vec![part("completed".into())];
+            return std::iter::once(part("completed".into())).chain(stale).collect();
         }
         let single = self.cells.len() == 1;
         let mut parts = Vec::new();
@@ -243,6 +252,7 @@ impl Row {
                 }),
             }
         }
+        parts.extend(stale);
         parts
     }
 }
@@ -322,6 +332,21 @@ fn is_ident(b: u8) -> bool {
 }
 
 impl Leaderboard {
+    /// Marks the seeds whose records are stale against `current`, each plugin's current code
+    /// fingerprint by qualified id (see `CellRecord::stale_plugins`): their rows' status says
+    /// which plugin changed since. Committed pages are rendered without it, so that they
+    /// depend on the records only.
+    pub fn mark_stale(&mut self, current: &BTreeMap<String, String>) {
+        let stale: BTreeMap<&PathBuf, Vec<String>> = self
+            .records
+            .iter()
+            .map(|(path, record)| (path, record.stale_plugins(current).into_iter().map(|p| p.id.clone()).collect()))
+            .collect();
+        for cell in self.tables.iter_mut().flat_map(|t| t.rows.iter_mut()).flat_map(|r| r.cells.iter_mut()) {
+            cell.stale = stale.get(&cell.path).cloned().unwrap_or_default();
+        }
+    }
+
     /// Builds every table from `records` (path, record), as [`dmlbench_record::load_all`]
     /// returns them. The result does not depend on the order of `records`.
     pub fn from_records(mut records: Vec<(PathBuf, CellRecord)>) -> Leaderboard {
@@ -488,6 +513,7 @@ fn build_row(group: Vec<&(PathBuf, CellRecord)>, columns: &[MetricId], headline:
             epochs_done: record.epochs.len(),
             epochs_planned: planned_epochs(&record.config),
             final_metrics: record.final_metrics.clone(),
+            stale: Vec::new(),
         })
         .collect();
     cells.sort_by_key(|c| c.seed);
@@ -756,5 +782,21 @@ mod tests {
         assert_eq!((curve[1].0, curve[1].1), (1, 2));
         assert!((curve[1].2 - 0.6).abs() < 1e-12);
         assert_eq!(curve[2], (2, 1, 0.6));
+    }
+
+    #[test]
+    fn stale_seeds_are_named_in_the_status_only_when_asked() {
+        let mut records = vec![
+            completed("cub", "r", "spce", None, 0, &[0.5], 0.2),
+            completed("cub", "r", "spce", None, 1, &[0.6], 0.2),
+        ];
+        for (_, record) in &mut records {
+            record.plugins[0].library = "aaaa".into();
+        }
+        records[1].1.plugins[0].library = "bbbb".into();
+        let mut board = Leaderboard::from_records(records);
+        assert_eq!(board.tables[0].rows[0].status_line(None), "completed");
+        board.mark_stale(&[("loss:spce".to_string(), "aaaa".to_string())].into_iter().collect());
+        assert_eq!(board.tables[0].rows[0].status_line(None), "completed; seed 1 stale: spce changed since");
     }
 }

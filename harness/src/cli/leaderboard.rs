@@ -1,17 +1,20 @@
 //! `dmlbench leaderboard`: tables from result records, for the terminal, Markdown, HTML or
 //! JSON, and `--check` of the committed ones.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::ValueEnum;
-
 use dmlbench_leaderboard::table::Leaderboard;
 use dmlbench_leaderboard::term::TermOptions;
 use dmlbench_leaderboard::{check, html, json, markdown, term};
 use dmlbench_record::{load_all, write_atomic};
+
+use super::HostArgs;
+use crate::experiment::plan::code_fingerprint;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -33,6 +36,7 @@ pub enum Format {
   dmlbench leaderboard --format md --out results/LEADERBOARD.md
   dmlbench leaderboard --format html --out results/index.html
   dmlbench leaderboard --check
+  dmlbench leaderboard --mark-stale           # which records ran with plugins that changed since
 
 Every result record (*.ron) under the directories is read; one table is drawn per dataset and
 recipe, one row per method. Accuracy is the mean over seeds with the half-width of its 95%
@@ -58,10 +62,28 @@ pub struct LeaderboardArgs {
     /// the records render to
     #[arg(long, conflicts_with = "format")]
     check: bool,
+    /// Say, in each row's status, which seeds' records are stale: a plugin they ran with
+    /// changed since (compared with the plugins under the project root, built if needed)
+    #[arg(long, conflicts_with = "check")]
+    mark_stale: bool,
+}
+
+/// The code fingerprint of every plugin the host finds, by qualified id.
+fn current_plugin_code(host: &HostArgs) -> anyhow::Result<BTreeMap<String, String>> {
+    let registry = host.open_registry();
+    let root = registry.root().context("no project root found to compare the plugins with; pass --root")?.to_path_buf();
+    Ok(registry
+        .plugins()
+        .iter()
+        .filter_map(|p| {
+            code_fingerprint(p.source.crate_dir.as_deref(), &p.source.library, &root)
+                .map(|code| (p.qualified_id(), code))
+        })
+        .collect())
 }
 
 /// Runs the command.
-pub fn run(args: LeaderboardArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: LeaderboardArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
     let dirs = if args.dirs.is_empty() { vec![PathBuf::from("results")] } else { args.dirs };
     for dir in &dirs {
         if !dir.is_dir() {
@@ -72,7 +94,10 @@ pub fn run(args: LeaderboardArgs) -> anyhow::Result<ExitCode> {
     for error in &errors {
         eprintln!("warning: skipped {}", dmlbench_host::errors::describe(error));
     }
-    let board = Leaderboard::from_records(records);
+    let mut board = Leaderboard::from_records(records);
+    if args.mark_stale {
+        board.mark_stale(&current_plugin_code(host)?);
+    }
     for superseded in &board.superseded {
         eprintln!("warning: {}", superseded.message());
     }

@@ -107,7 +107,7 @@ pub fn main() -> ExitCode {
         Command::Data(command) => data::run(command),
         Command::Embed(args) => embed::run(args),
         Command::Eval(args) => eval::run(args),
-        Command::Leaderboard(args) => leaderboard::run(args),
+        Command::Leaderboard(args) => leaderboard::run(args, &cli.host),
         Command::PluginJob => return dmlbench_host::isolated::serve(),
     };
     match result {
