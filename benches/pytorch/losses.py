@@ -4,9 +4,9 @@
 The batch is the same shape as the Rust benchmark's: n = 256 embeddings of d = 512, 64 classes
 of 4 (labels 0,0,0,0,1,1,1,1,...), float32, no miner, each loss with its constructor defaults
 and, for losses with parameters, 100 classes. Each loss runs `--warmup` untimed calls, then
-`--repeats` timed calls of forward, backward and (for losses with parameters) an SGD step of
-their parameters, one after the other; the median of the timed calls is reported, in
-milliseconds. One thread by default (`torch.set_num_threads`), as `taskset -c 0` gives the
+`--repeats` timed calls of forward and backward (the gradients of the embeddings and of the
+loss's own parameters; no optimiser step, as in the Rust benchmark), one after the other; the
+median of the timed calls is reported, in milliseconds. One thread by default (`torch.set_num_threads`), as `taskset -c 0` gives the
 Rust side.
 
     python benches/pytorch/losses.py                      # every loss, a table
@@ -55,6 +55,8 @@ LOSSES = {
     "cosface": with_classes(losses.CosFaceLoss),
     "arcface": with_classes(losses.ArcFaceLoss),
     "sub_center_arcface": with_classes(losses.SubCenterArcFaceLoss),
+    "soft_triple": with_classes(losses.SoftTripleLoss),
+    "margin": plain(losses.MarginLoss),
 }
 
 
@@ -67,17 +69,13 @@ def batch(seed):
 
 def time_loss(make, warmup, repeats):
     loss_fn = make()
-    parameters = list(loss_fn.parameters())
-    optimizer = torch.optim.SGD(parameters, lr=0.01) if parameters else None
     z0, labels = batch(1)
 
     def call():
         z = z0.clone().requires_grad_(True)
         loss = loss_fn(z, labels)
         loss.backward()
-        if optimizer is not None:
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        loss_fn.zero_grad(set_to_none=True)
 
     for _ in range(warmup):
         call()
