@@ -108,27 +108,37 @@ pub fn ensure_dataset(plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether the record at `path` is a complete result of `cell`: completed, of this very
-/// configuration, with every epoch and metric. Anything less is run again (resuming from the
-/// cell's checkpoint, which rebuilds the record).
-fn is_done(plan: &Plan, cell: &Cell, path: &Path) -> bool {
-    CellRecord::load(path).is_ok_and(|r| {
-        r.status == CellStatus::Completed
-            && r.config_fingerprint == cell.fingerprint
-            && r.incompleteness(plan.spec.training.epochs).is_none()
-            && (plan.overrides.keep_stale || r.stale_plugins(&plan.libraries).is_empty())
-    })
+/// What an existing record of a cell means for running it, from one reading of the file.
+enum Existing {
+    /// A complete result of the cell: completed, of this very configuration, with every epoch
+    /// and metric, and (unless `--keep-stale`) run with the plugins' current code.
+    Done(Box<CellRecord>),
+    /// Completed, but a plugin it ran with changed since: the cell is run again from the
+    /// start. The reason names the plugins (`spce changed since this record: re-running`).
+    Stale(String),
+    /// Anything less: the cell is run (resuming from its checkpoint, which rebuilds the
+    /// record).
+    ToRun,
 }
 
-/// Why a completed record of `cell` is run again though its configuration is unchanged: the
-/// plugins whose code changed since (`spce changed since this record`), or `None`.
-fn stale_reason(plan: &Plan, path: &Path) -> Option<String> {
-    let record = CellRecord::load(path).ok()?;
-    if plan.overrides.keep_stale || record.status != CellStatus::Completed {
-        return None;
+fn existing(plan: &Plan, cell: &Cell, path: &Path) -> Existing {
+    let Ok(record) = CellRecord::load(path) else { return Existing::ToRun };
+    if record.status != CellStatus::Completed {
+        return Existing::ToRun;
     }
-    let stale: Vec<&str> = record.stale_plugins(&plan.libraries).into_iter().map(|p| p.id.as_str()).collect();
-    (!stale.is_empty()).then(|| format!("{} changed since this record: re-running", stale.join(" and ")))
+    let stale: Vec<&str> = if plan.overrides.keep_stale {
+        Vec::new()
+    } else {
+        record.stale_plugins(&plan.libraries).into_iter().map(|p| p.id.as_str()).collect()
+    };
+    if !stale.is_empty() {
+        return Existing::Stale(format!("{} changed since this record: re-running", stale.join(" and ")));
+    }
+    if record.config_fingerprint == cell.fingerprint && record.incompleteness(plan.spec.training.epochs).is_none() {
+        Existing::Done(Box::new(record))
+    } else {
+        Existing::ToRun
+    }
 }
 
 /// One line on how a cell ended, safe to print on a terminal.
@@ -174,9 +184,10 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
     for cell in cells {
         let id = cell.key.id();
         let paths = CellPaths::new(&dir, cell);
-        if is_done(plan, cell, &paths.record) {
+        let found = existing(plan, cell, &paths.record);
+        if let Existing::Done(record) = found {
             summary.skipped += 1;
-            summary.cells.push((id, CellRecord::load(&paths.record).ok()));
+            summary.cells.push((id, Some(*record)));
             overall.inc(1);
             continue;
         }
@@ -185,7 +196,7 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
             overall.inc(1);
             continue;
         }
-        if let Some(reason) = stale_reason(plan, &paths.record) {
+        if let Existing::Stale(reason) = found {
             let _ = bars.println(format!("{id}: {}", dmlbench_abi::escape_terminal(&reason)));
             if bars.is_hidden() {
                 eprintln!("{id}: {}", dmlbench_abi::escape_terminal(&reason));
@@ -373,16 +384,17 @@ pub fn run_single(
         }
     };
     // Another process may have finished the cell between this run's look and the lock.
-    if is_done(plan, cell, &paths.record) {
-        return Ok(CellOutcome::Record(Box::new(CellRecord::load(&paths.record)?)));
-    }
-    // A plugin changed since the record: its checkpoint was trained with the old code too, so
-    // the cell starts over.
-    if let Some(reason) = stale_reason(plan, &paths.record) {
-        if !json_events {
-            eprintln!("{}: {}", cell.key.id(), dmlbench_abi::escape_terminal(&reason));
+    match existing(plan, cell, &paths.record) {
+        Existing::Done(record) => return Ok(CellOutcome::Record(record)),
+        // A plugin changed since the record: its checkpoint was trained with the old code
+        // too, so the cell starts over.
+        Existing::Stale(reason) => {
+            if !json_events {
+                eprintln!("{}: {}", cell.key.id(), dmlbench_abi::escape_terminal(&reason));
+            }
+            paths.checkpoint.clear()?;
         }
-        paths.checkpoint.clear()?;
+        Existing::ToRun => {}
     }
     let bar = indicatif::ProgressBar::new(0);
     if json_events {
