@@ -29,7 +29,7 @@ fn bench(c: &mut Criterion) {
     group.warm_up_time(std::time::Duration::from_secs(10));
 
     let mut plain = Contrastive::new(Config::default(), &context(D, 0)).unwrap();
-    let batch = Batch { embeddings: MatRef::new(N, D, &z), labels: &labels, tuples: None };
+    let batch = Batch { embeddings: MatRef::new(N, D, &z), labels: &labels, tuples: None, references: None };
     let mut grad = vec![0.0f32; N * D];
     group.bench_function("direct", |b| {
         b.iter(|| {
@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let mut checked = Instance::<Contrastive>::new(Config::default(), context(D, 0)).unwrap();
-    let raw = RawBatch { n: N, d: D, embeddings: &z, labels: &labels };
+    let raw = RawBatch { n: N, d: D, embeddings: &z, labels: &labels, references: None };
     group.bench_function("sdk_checked", |b| {
         b.iter(|| checked.forward_backward_into(raw, None, &mut grad, &mut Stats::default()).unwrap())
     });

@@ -100,7 +100,7 @@ fn extensions_are_found_by_id_and_absent_from_older_plugins() {
     assert_eq!(info.struct_size, std::mem::size_of::<InfoV1>());
     assert_eq!(unsafe { std::ffi::CStr::from_ptr(info.language) }, c"C");
     assert!(current.extension(c"org.example.c_center_pull.info.v2").is_none(), "unknown versions are absent");
-    assert!(current.extension(c"dmlbench.memory.v1").is_none());
+    assert!(current.extension(c"dmlbench.unknown.v1").is_none());
 
     // A 1.0 library loads and computes; its descriptor ends before get_extension, and the
     // aborting pointer stored beyond that end is never called.
@@ -121,4 +121,8 @@ fn extensions_are_found_by_id_and_absent_from_older_plugins() {
     let out = loss.forward_backward(&[0.0, 0.0, 2.0, 0.0], 2, &[0, 0], None).unwrap();
     // μ = (1, 0); L = 1/(2·2) · (1 + 1) = 0.5.
     assert!((out.loss - 0.5).abs() < 1e-12, "{}", out.loss);
+    // It knows nothing of reference embeddings (ABI 1.2), so it is never sent any.
+    let memory = dmlbench_host::References { embeddings: &[0.0, 0.0], labels: &[0], self_rows: None };
+    let refused = loss.forward_backward_against(&[0.0, 0.0, 2.0, 0.0], 2, &[0, 0], Some(&memory), None).unwrap_err();
+    assert!(refused.to_string().contains("does not accept reference embeddings"), "{refused}");
 }

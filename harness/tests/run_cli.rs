@@ -219,6 +219,72 @@ fn a_killed_run_resumes_from_its_checkpoint() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// A cell with a cross-batch memory killed after its first epoch resumes with the memory it
+/// had, and ends with the record of a run never interrupted.
+#[test]
+fn a_cell_with_a_memory_resumes_with_its_memory() {
+    const EPOCHS: usize = 4;
+    let grid = r#"(loss: "contrastive", miner: "batch_hard", memory: Some((size: 40)), variant: "xbm")"#;
+    let cell = "contrastive+batch_hard_xbm_-seed0";
+    let reference_dir = tempfile::tempdir().unwrap();
+    let file = experiment(reference_dir.path(), "memory", EPOCHS, grid);
+    run_to_the_end(&file, &reference_dir.path().join("results"));
+    let reference = record(&reference_dir.path().join("results"), "memory", cell);
+    assert_eq!(reference.status, CellStatus::Completed);
+    assert!(
+        reference.config.contains("memory: Some((") && reference.config.contains("size: 40,"),
+        "{}",
+        reference.config
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(dir.path(), "memory", EPOCHS, grid);
+    let results = dir.path().join("results");
+    let mut child = dmlbench()
+        .arg("run")
+        .arg(&file)
+        .arg("--results")
+        .arg(&results)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let record_path = results.join(format!("memory/{cell}.ron"));
+    let memory_file = results.join(format!("memory/checkpoints/{cell}/memory.safetensors"));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !(CellRecord::load(&record_path).is_ok_and(|r| !r.epochs.is_empty()) && memory_file.is_file()) {
+        assert!(Instant::now() < deadline, "no epoch checkpointed in time");
+        assert!(child.try_wait().unwrap().is_none(), "the cell ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    run_to_the_end(&file, &results);
+    let resumed = record(&results, "memory", cell);
+    assert_eq!(resumed.resumed, 1);
+    assert_eq!(result_of(&resumed), result_of(&reference));
+}
+
+#[test]
+fn a_memory_needs_plugins_that_take_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(
+        dir.path(),
+        "memory",
+        1,
+        r#"(loss: "cross_entropy", memory: Some((size: 64))), (loss: "contrastive", miner: "semihard", memory: Some((size: 8)))"#,
+    );
+    let (code, _, stderr) = run(dmlbench().arg("run").arg(&file));
+    assert_eq!(code, 2, "{stderr}");
+    for expected in [
+        "grid[0].loss: loss 'cross_entropy' does not take reference embeddings",
+        "grid[1].miner: miner 'semihard' does not take reference embeddings",
+        "grid[1].memory.size: a memory of 8 cannot hold a batch of 16",
+    ] {
+        assert!(stderr.contains(expected), "missing '{expected}' in:\n{stderr}");
+    }
+}
+
 /// What a record says about the method, without how long it took: the status, each epoch's
 /// number, loss, images, plugin statistics and metrics, the untrained baseline and the final
 /// metrics.

@@ -9,7 +9,11 @@
 //!   match n, an out-of-range tuple index) and a malformed configuration with `BAD_CONFIG`,
 //!   while the published default configuration is accepted;
 //! - a plugin with state restores it exactly: an instance loaded from another's saved state
-//!   computes the same thing and saves the same bytes.
+//!   computes the same thing and saves the same bytes;
+//! - a plugin that accepts reference embeddings (a cross-batch memory) gets, against a memory
+//!   holding the batch and older rows, a batch gradient that agrees with finite differences
+//!   (the references held constant) and valid tuples; a loss given its own batch as references
+//!   computes its plain loss.
 //!
 //! The suite calls plugin code, so `dmlbench plugins check` runs it in a child process per
 //! plugin (see [`super::isolated`]); [`run_suite`] reports each check as it starts and ends,
@@ -19,10 +23,10 @@ use dmlbench_abi::Status;
 
 use dmlbench_testkit::{GradCheck, check_gradient, random_embeddings};
 use dmlbench_tuples::{Triplets, Tuples};
-use dmlbench_tuples::{all_pairs, all_triplets};
+use dmlbench_tuples::{all_pairs, all_triplets, all_triplets_in};
 use serde::{Deserialize, Serialize};
 
-use super::handle::{CreateOptions, LossHandle, MinerHandle, PluginError};
+use super::handle::{CreateOptions, LossHandle, MinerHandle, PluginError, References};
 use super::library::{PluginInfo, PluginKind};
 
 /// Embedding size of the test batches: small enough for finite differences on every
@@ -213,11 +217,84 @@ fn check_loss(info: &PluginInfo, report: &mut Report) {
             })
         });
     }
+    if caps.accepts_references {
+        report.run("references: gradient against a memory", || reference_gradient(info));
+        report.run("references: the batch itself gives the plain loss", || references_to_itself(info));
+    }
     if caps.owns_parameters {
         report.run("step updates parameters", || loss_step(info));
     }
     if caps.supports_state {
         report.run("state round trip", || loss_state_round_trip(info));
+    }
+}
+
+/// A memory of 24 rows for the first shape's 16-row batch: the batch's rows in slots 5..21
+/// (as a ring buffer holds the latest batch), older random rows of every class elsewhere.
+struct Memory {
+    embeddings: Vec<f32>,
+    labels: Vec<i64>,
+    self_rows: Vec<u32>,
+}
+
+impl Memory {
+    fn around(z: &[f32], labels: &[i64]) -> Memory {
+        let (m, first) = (24, 5);
+        let mut embeddings = random_embeddings(77, m, D);
+        let mut memory_labels: Vec<i64> = (0..m).map(|i| (i % CLASSES) as i64).collect();
+        for (i, &label) in labels.iter().enumerate() {
+            embeddings[(first + i) * D..(first + i + 1) * D].copy_from_slice(&z[i * D..(i + 1) * D]);
+            memory_labels[first + i] = label;
+        }
+        let self_rows = (0..labels.len()).map(|i| (first + i) as u32).collect();
+        Memory { embeddings, labels: memory_labels, self_rows }
+    }
+
+    fn references(&self) -> References<'_> {
+        References { embeddings: &self.embeddings, labels: &self.labels, self_rows: Some(&self.self_rows) }
+    }
+}
+
+fn reference_gradient(info: &PluginInfo) -> Result<String, String> {
+    let shape = &shapes()[0];
+    let labels = &shape.labels;
+    let z = random_embeddings(shape.seed, labels.len(), D);
+    let memory = Memory::around(&z, labels);
+    let references = memory.references();
+    let tuples = info.capabilities.needs_tuples.then(|| Tuples::Triplets(all_triplets_in(references.rows(labels))));
+    let mut loss = loss_handle(info, 0)?;
+    let mut at = |x: &[f32]| {
+        loss.forward_backward_against(x, D, labels, Some(&references), tuples.as_ref()).map_err(|e| e.to_string())
+    };
+    let out = at(&z)?;
+    // The memory keeps the batch's embeddings of the moment it was filled: moving the batch
+    // does not move its copies, so only the anchor side has a gradient.
+    let report =
+        check_gradient(|x| at(x).map(|o| o.loss), &z, &out.grad, &GradCheck { columns: D, ..GradCheck::default() })?;
+    Ok(format!(
+        "loss {:.4} against {} references, {} coordinates agree (max error {:.1e})",
+        out.loss,
+        memory.labels.len(),
+        report.checked,
+        report.max_abs_error
+    ))
+}
+
+fn references_to_itself(info: &PluginInfo) -> Result<String, String> {
+    let shape = &shapes()[1];
+    let labels = &shape.labels;
+    let z = random_embeddings(shape.seed, labels.len(), D);
+    let tuples = tuples_for(info, labels, None);
+    let identity: Vec<u32> = (0..labels.len() as u32).collect();
+    let itself = References { embeddings: &z, labels, self_rows: Some(&identity) };
+    let plain = loss_handle(info, 0)?.forward_backward(&z, D, labels, tuples.as_ref()).map_err(|e| e.to_string())?;
+    let against = loss_handle(info, 0)?
+        .forward_backward_against(&z, D, labels, Some(&itself), tuples.as_ref())
+        .map_err(|e| e.to_string())?;
+    if (plain.loss - against.loss).abs() <= 1e-5 * plain.loss.abs().max(1.0) {
+        Ok(format!("{:.6} both ways", plain.loss))
+    } else {
+        Err(format!("loss {} plain but {} against its own batch as references", plain.loss, against.loss))
     }
 }
 
@@ -336,6 +413,17 @@ fn check_miner(info: &PluginInfo, report: &mut Report) {
             expect_status(status_of(m.mine_unchecked(n, D, &z, &shape.labels[..n - 1])), Status::BAD_INPUT)
         })
     });
+    if info.capabilities.accepts_references {
+        report.run("references: valid tuples against a memory", || {
+            let shape = &shapes()[0];
+            let z = random_embeddings(shape.seed, shape.labels.len(), D);
+            let memory = Memory::around(&z, &shape.labels);
+            let mut m = miner_handle(info, 0)?;
+            m.mine_against(&z, D, &shape.labels, Some(&memory.references()))
+                .map(|o| format!("{}, all valid", describe_tuples(&o.tuples)))
+                .map_err(|e| e.to_string())
+        });
+    }
     if info.capabilities.supports_state {
         report.run("state round trip", || {
             let mut a = miner_handle(info, 0)?;

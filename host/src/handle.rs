@@ -9,8 +9,10 @@
 use std::ffi::c_void;
 use std::fmt;
 
-use dmlbench_abi::{Batch, CreateParams, LossOutput as RawLossOutput, MineOutput, Sink, Status, VTable};
-use dmlbench_tuples::Tuples;
+use dmlbench_abi::{
+    Batch, CreateParams, LossOutput as RawLossOutput, MineOutput, References as RawReferences, Sink, Status, VTable,
+};
+use dmlbench_tuples::{Rows, SelfRows, Tuples};
 
 use dmlbench_abi::first_non_finite;
 
@@ -51,6 +53,43 @@ pub struct CreateOptions {
     pub seed: u64,
     /// The experiment's base learning rate.
     pub base_lr: f64,
+}
+
+/// Reference embeddings passed beside a batch (ABI 1.2): a cross-batch memory, or a file of
+/// reference embeddings. Anchors are batch rows; positives and negatives reference rows.
+#[derive(Clone, Copy, Debug)]
+pub struct References<'a> {
+    /// m×d embeddings, row-major, with the batch's d.
+    pub embeddings: &'a [f32],
+    /// m labels.
+    pub labels: &'a [i64],
+    /// For each batch row, the reference row holding its own embedding (a memory holds the
+    /// current batch), or `None` when the references do not contain the batch.
+    pub self_rows: Option<&'a [u32]>,
+}
+
+impl<'a> References<'a> {
+    /// The rows tuples index against these references, for a batch with `labels`.
+    pub fn rows(&self, labels: &'a [i64]) -> Rows<'a> {
+        Rows {
+            labels,
+            reference_labels: self.labels,
+            self_rows: self.self_rows.map_or(SelfRows::None, SelfRows::Given),
+        }
+    }
+
+    fn raw(&self) -> RawReferences {
+        RawReferences {
+            struct_size: size_of::<RawReferences>(),
+            n: self.labels.len(),
+            embeddings: self.embeddings.as_ptr(),
+            embeddings_len: self.embeddings.len(),
+            labels: self.labels.as_ptr(),
+            labels_len: self.labels.len(),
+            self_rows: self.self_rows.map_or(std::ptr::null(), |r| r.as_ptr()),
+            self_rows_len: self.self_rows.map_or(0, |r| r.len()),
+        }
+    }
 }
 
 /// A loss's result for one batch.
@@ -132,6 +171,19 @@ impl Instance {
         PluginError { plugin: self.info.qualified_id(), operation, status, message: message.into() }
     }
 
+    /// Refuses references for a plugin that does not declare it accepts them.
+    fn check_accepts(&self, has_references: bool, operation: &'static str) -> Result<(), PluginError> {
+        if has_references && !self.info.capabilities.accepts_references {
+            return Err(self.error(
+                operation,
+                Status::UNSUPPORTED,
+                "does not accept reference embeddings (a cross-batch memory); it must declare \
+                 ACCEPTS_REFERENCES (plugin ABI 1.2)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Calls `f` with an error sink, turning a non-OK status into a [`PluginError`].
     fn call(
         &mut self,
@@ -169,7 +221,14 @@ impl Instance {
     }
 }
 
-fn batch(n: usize, d: usize, embeddings: &[f32], labels: &[i64], tuples: Option<&Tuples>) -> Batch {
+fn batch(
+    n: usize,
+    d: usize,
+    embeddings: &[f32],
+    labels: &[i64],
+    tuples: Option<&Tuples>,
+    references: Option<&RawReferences>,
+) -> Batch {
     Batch {
         struct_size: size_of::<Batch>(),
         n,
@@ -179,19 +238,55 @@ fn batch(n: usize, d: usize, embeddings: &[f32], labels: &[i64], tuples: Option<
         labels: labels.as_ptr(),
         labels_len: labels.len(),
         tuples: raw_tuples(tuples),
+        references: references.map_or(std::ptr::null(), |r| r as *const RawReferences),
     }
 }
 
-/// Checks what the harness passes: n·d embeddings for n labels, finite, valid tuples.
-fn check_input(embeddings: &[f32], d: usize, labels: &[i64], tuples: Option<&Tuples>) -> Result<(), String> {
+/// Checks what the harness passes: n·d embeddings for n labels, finite, references that fit
+/// the batch, valid tuples.
+fn check_input(
+    embeddings: &[f32],
+    d: usize,
+    labels: &[i64],
+    references: Option<&References>,
+    tuples: Option<&Tuples>,
+) -> Result<(), String> {
     if d == 0 || embeddings.len() != labels.len() * d {
         return Err(format!("{} embedding values for {} labels of size {d}", embeddings.len(), labels.len()));
     }
     if let Some(i) = first_non_finite(embeddings) {
         return Err(format!("embedding row {}, column {} is {}", i / d, i % d, embeddings[i]));
     }
+    let rows = match references {
+        None => Rows::batch(labels),
+        Some(r) => {
+            check_references(r, d, labels)?;
+            r.rows(labels)
+        }
+    };
     if let Some(t) = tuples {
-        t.validate(labels, "input tuples").map_err(|e| e.to_string())?;
+        t.validate_in(rows, "input tuples").map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn check_references(r: &References, d: usize, labels: &[i64]) -> Result<(), String> {
+    let m = r.labels.len();
+    if m == 0 || r.embeddings.len() != m * d {
+        return Err(format!("{} reference embedding values for {m} reference labels of size {d}", r.embeddings.len()));
+    }
+    if let Some(i) = first_non_finite(r.embeddings) {
+        return Err(format!("reference row {}, column {} is {}", i / d, i % d, r.embeddings[i]));
+    }
+    if let Some(rows) = r.self_rows {
+        if rows.len() != labels.len() {
+            return Err(format!("{} self rows for a batch of {}", rows.len(), labels.len()));
+        }
+        if let Some((i, &row)) =
+            rows.iter().enumerate().find(|&(i, &row)| r.labels.get(row as usize) != Some(&labels[i]))
+        {
+            return Err(format!("batch row {i}'s self row {row} is out of range or has another label"));
+        }
     }
     Ok(())
 }
@@ -224,10 +319,24 @@ impl LossHandle {
         labels: &[i64],
         tuples: Option<&Tuples>,
     ) -> Result<LossOutput, PluginError> {
-        check_input(embeddings, d, labels, tuples).map_err(|m| {
+        self.forward_backward_against(embeddings, d, labels, None, tuples)
+    }
+
+    /// [`forward_backward`](Self::forward_backward) comparing the batch with `references`;
+    /// refused for a loss without the `ACCEPTS_REFERENCES` capability.
+    pub fn forward_backward_against(
+        &mut self,
+        embeddings: &[f32],
+        d: usize,
+        labels: &[i64],
+        references: Option<&References>,
+        tuples: Option<&Tuples>,
+    ) -> Result<LossOutput, PluginError> {
+        self.instance.check_accepts(references.is_some(), "forward_backward")?;
+        check_input(embeddings, d, labels, references, tuples).map_err(|m| {
             self.instance.error("forward_backward", Status::BAD_INPUT, format!("host refused the batch: {m}"))
         })?;
-        let out = self.forward_backward_unchecked(labels.len(), d, embeddings, labels, tuples)?;
+        let out = self.call_forward_backward(labels.len(), d, embeddings, labels, references, tuples)?;
         if !out.loss.is_finite() {
             return Err(self.instance.error(
                 "forward_backward",
@@ -256,8 +365,21 @@ impl LossHandle {
         labels: &[i64],
         tuples: Option<&Tuples>,
     ) -> Result<LossOutput, PluginError> {
+        self.call_forward_backward(n, d, embeddings, labels, None, tuples)
+    }
+
+    fn call_forward_backward(
+        &mut self,
+        n: usize,
+        d: usize,
+        embeddings: &[f32],
+        labels: &[i64],
+        references: Option<&References>,
+        tuples: Option<&Tuples>,
+    ) -> Result<LossOutput, PluginError> {
         let forward_backward = self.instance.vtable().forward_backward.expect("checked at load time");
-        let raw_batch = batch(n, d, embeddings, labels, tuples);
+        let raw_references = references.map(References::raw);
+        let raw_batch = batch(n, d, embeddings, labels, tuples, raw_references.as_ref());
         let mut grad = std::mem::take(&mut self.spare_grad);
         grad.clear();
         grad.resize(embeddings.len(), f32::NAN);
@@ -321,9 +443,24 @@ impl MinerHandle {
 
     /// Tuples of a batch of `labels.len()` embeddings of size `d`, checked on both sides.
     pub fn mine(&mut self, embeddings: &[f32], d: usize, labels: &[i64]) -> Result<MinerOutput, PluginError> {
-        check_input(embeddings, d, labels, None)
+        self.mine_against(embeddings, d, labels, None)
+    }
+
+    /// [`mine`](Self::mine) against `references`: anchors from the batch, positives and
+    /// negatives from the references. Pairs of a row with its own copy in the references are
+    /// removed from the output (PML's `remove_self_comparisons`), so a miner need not avoid
+    /// them. Refused for a miner without the `ACCEPTS_REFERENCES` capability.
+    pub fn mine_against(
+        &mut self,
+        embeddings: &[f32],
+        d: usize,
+        labels: &[i64],
+        references: Option<&References>,
+    ) -> Result<MinerOutput, PluginError> {
+        self.instance.check_accepts(references.is_some(), "mine")?;
+        check_input(embeddings, d, labels, references, None)
             .map_err(|m| self.instance.error("mine", Status::BAD_INPUT, format!("host refused the batch: {m}")))?;
-        let out = self.mine_unchecked(labels.len(), d, embeddings, labels)?;
+        let mut out = self.call_mine(labels.len(), d, embeddings, labels, references)?;
         let caps = self.instance.info.capabilities;
         let declared_ok = match out.tuples {
             Tuples::Pairs(_) => caps.produces_pairs,
@@ -332,7 +469,11 @@ impl MinerHandle {
         if !declared_ok {
             return Err(self.instance.error("mine", Status::FAILED, "returned a tuple form it does not declare"));
         }
-        out.tuples.validate(labels, "mined tuples").map_err(|e| self.instance.error("mine", Status::FAILED, e.0))?;
+        let rows = references.map_or(Rows::batch(labels), |r| r.rows(labels));
+        if references.is_some() {
+            out.tuples = out.tuples.without_self_comparisons(rows);
+        }
+        out.tuples.validate_in(rows, "mined tuples").map_err(|e| self.instance.error("mine", Status::FAILED, e.0))?;
         Ok(out)
     }
 
@@ -345,8 +486,20 @@ impl MinerHandle {
         embeddings: &[f32],
         labels: &[i64],
     ) -> Result<MinerOutput, PluginError> {
+        self.call_mine(n, d, embeddings, labels, None)
+    }
+
+    fn call_mine(
+        &mut self,
+        n: usize,
+        d: usize,
+        embeddings: &[f32],
+        labels: &[i64],
+        references: Option<&References>,
+    ) -> Result<MinerOutput, PluginError> {
         let mine = self.instance.vtable().mine.expect("checked at load time");
-        let raw_batch = batch(n, d, embeddings, labels, None);
+        let raw_references = references.map(References::raw);
+        let raw_batch = batch(n, d, embeddings, labels, None, raw_references.as_ref());
         let mut tuples = TupleBuffer::default();
         let mut stats = StatBuffer::default();
         let output = MineOutput { struct_size: size_of::<MineOutput>(), tuples: tuples.sink(), stats: stats.sink() };

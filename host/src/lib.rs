@@ -35,6 +35,6 @@ pub mod scaffold;
 
 pub use build::{BuildReport, plugin_sources, source_files};
 pub use discover::{DirectoryError, ManifestError, PluginCrate, plugin_path_dirs};
-pub use handle::{CreateOptions, LossHandle, LossOutput, MinerHandle, MinerOutput, PluginError};
+pub use handle::{CreateOptions, LossHandle, LossOutput, MinerHandle, MinerOutput, PluginError, References};
 pub use library::{Capabilities, LoadError, PluginInfo, PluginKind, Source};
 pub use registry::{HostOptions, Problem, Registry, UnknownPlugin, resolve_root};

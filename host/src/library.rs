@@ -65,6 +65,8 @@ pub struct Capabilities {
     pub produces_pairs: bool,
     /// Miner: outputs triplets.
     pub produces_triplets: bool,
+    /// Loss or miner: takes reference embeddings beside the batch (ABI 1.2).
+    pub accepts_references: bool,
 }
 
 impl Capabilities {
@@ -78,6 +80,7 @@ impl Capabilities {
             supports_state: has(capability::SUPPORTS_STATE),
             produces_pairs: has(capability::PRODUCES_PAIRS),
             produces_triplets: has(capability::PRODUCES_TRIPLETS),
+            accepts_references: has(capability::ACCEPTS_REFERENCES),
         }
     }
 
@@ -96,6 +99,7 @@ impl Capabilities {
             (self.supports_state, "state"),
             (self.produces_pairs, "produces pairs"),
             (self.produces_triplets, "produces triplets"),
+            (self.accepts_references, "accepts references"),
         ];
         all.iter().filter(|(set, _)| *set).map(|(_, name)| *name).collect()
     }

@@ -1,10 +1,12 @@
-//! The `--embeddings E.npy --labels L.npy` pair shared by `loss` and `mine`.
+//! The `--embeddings E.npy --labels L.npy` pair shared by `loss` and `mine`, with optional
+//! reference embeddings (`--ref-embeddings R.npy --ref-labels RL.npy`).
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
 use dmlbench_datasets::npy;
+use dmlbench_host::References;
 
 /// The most classes inferred from the labels alone (largest label + 1). Every DML benchmark has
 /// far fewer (SOP: 22,634); a larger label is far more likely a wrong file or column than a
@@ -25,6 +27,13 @@ pub struct BatchFiles {
     /// largest label + 1, at most 1000000]
     #[arg(long, value_name = "C")]
     pub num_classes: Option<u64>,
+    /// Reference embeddings (m × d) the batch is compared with, as PML's `ref_emb`: anchors
+    /// are batch rows, positives and negatives reference rows; needs --ref-labels
+    #[arg(long, value_name = "R.npy", requires = "ref_labels")]
+    pub ref_embeddings: Option<PathBuf>,
+    /// Labels of the reference embeddings (length m)
+    #[arg(long, value_name = "RL.npy", requires = "ref_embeddings")]
+    pub ref_labels: Option<PathBuf>,
 }
 
 /// A loaded batch.
@@ -32,8 +41,18 @@ pub struct LoadedBatch {
     pub embeddings: Vec<f32>,
     pub d: usize,
     pub labels: Vec<i64>,
-    /// The number of classes: `--num-classes`, or the largest label + 1.
+    /// The number of classes: `--num-classes`, or the largest label (of batch and
+    /// references) + 1.
     pub num_classes: usize,
+    /// Reference embeddings (m×d, the batch's d) and their labels, when given.
+    pub references: Option<(Vec<f32>, Vec<i64>)>,
+}
+
+impl LoadedBatch {
+    /// The references as the host passes them; none of them is a batch row itself.
+    pub fn references(&self) -> Option<References<'_>> {
+        self.references.as_ref().map(|(embeddings, labels)| References { embeddings, labels, self_rows: None })
+    }
 }
 
 impl BatchFiles {
@@ -48,9 +67,28 @@ impl BatchFiles {
             e.n,
             e.d
         );
-        let num_classes = class_count(&labels, self.num_classes)
+        let mut num_classes = class_count(&labels, self.num_classes)
             .map_err(|problem| anyhow::anyhow!("{}: {problem}", self.labels.display()))?;
-        Ok(LoadedBatch { embeddings: e.data, d: e.d, labels, num_classes })
+        let references = match (&self.ref_embeddings, &self.ref_labels) {
+            (Some(embeddings_file), Some(labels_file)) => {
+                let (r, reference_labels) = npy::read_embeddings_and_labels(embeddings_file, labels_file)
+                    .context("cannot read the reference embeddings")?;
+                anyhow::ensure!(
+                    r.n > 0 && r.d == e.d,
+                    "{}: the references are {} × {}; they need at least one row of the batch's size {}",
+                    embeddings_file.display(),
+                    r.n,
+                    r.d,
+                    e.d
+                );
+                let classes = class_count(&reference_labels, self.num_classes)
+                    .map_err(|problem| anyhow::anyhow!("{}: {problem}", labels_file.display()))?;
+                num_classes = num_classes.max(classes);
+                Some((r.data, reference_labels))
+            }
+            _ => None,
+        };
+        Ok(LoadedBatch { embeddings: e.data, d: e.d, labels, num_classes, references })
     }
 }
 

@@ -17,12 +17,16 @@ use dmlbench_host::{CreateOptions, LossHandle, PluginKind};
   dmlbench loss contrastive --embeddings e.npy --labels l.npy --config '(neg_margin: 0.8)'
   dmlbench loss triplet_margin --embeddings e.npy --labels l.npy --miner batch_hard --json
   dmlbench loss cross_entropy --embeddings e.npy --labels l.npy --state classifier.safetensors
+  dmlbench loss contrastive --embeddings e.npy --labels l.npy --ref-embeddings memory.npy --ref-labels memory-labels.npy
 
 With --json, one object on stdout: {\"loss\": x, \"grad\": [[...], ...], \"stats\": {...}}, plus
 \"tuples\" (as `dmlbench mine --json` prints them) when a miner ran. Labels are class indices
 0..C-1, where C is --num-classes or else the largest label + 1; they are checked before any
 plugin is created. --state loads parameters (proxies, a classifier) into the loss before it
-runs; `dmlbench plugins show ID` lists the tensors a state holds.")]
+runs; `dmlbench plugins show ID` lists the tensors a state holds. --ref-embeddings and
+--ref-labels compare the batch with reference embeddings (PML's ref_emb, what a cross-batch
+memory holds): pairs join a batch row to a reference row, the gradient is the batch's, and
+only losses (and miners) that accept references take them.")]
 pub struct LossArgs {
     /// Loss id
     id: String,
@@ -79,7 +83,8 @@ pub fn run(args: LossArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         loss.load_state(bytes).with_context(|| format!("loading {}", path.display()))?;
     }
     let tuples = mined.as_ref().map(|m| &m.tuples);
-    let out = loss.forward_backward(&batch.embeddings, batch.d, &batch.labels, tuples)?;
+    let references = batch.references();
+    let out = loss.forward_backward_against(&batch.embeddings, batch.d, &batch.labels, references.as_ref(), tuples)?;
     if args.json {
         let grad: Vec<&[f32]> = out.grad.chunks(batch.d).collect();
         let stats: serde_json::Map<String, serde_json::Value> =

@@ -15,6 +15,9 @@ use dmlbench_host::{CreateOptions, MinerHandle, MinerOutput, PluginKind, Registr
 #[command(after_help = "Examples:
   dmlbench mine batch_hard --embeddings e.npy --labels l.npy
   dmlbench mine multi_similarity --embeddings e.npy --labels l.npy --config '(epsilon: 0.2)' --json
+  dmlbench mine batch_hard --embeddings e.npy --labels l.npy --ref-embeddings r.npy --ref-labels rl.npy
+
+With --ref-embeddings, anchors (a, a1, a2) are batch rows and p, n are reference rows.
 
 With --json, one object on stdout:
   {\"kind\": \"triplets\", \"a\": [...], \"p\": [...], \"n\": [...]} or
@@ -68,7 +71,7 @@ pub fn run_miner(
         base_lr: 0.0,
     };
     let mut miner = MinerHandle::create(info, &options)?;
-    Ok(miner.mine(&batch.embeddings, batch.d, &batch.labels)?)
+    Ok(miner.mine_against(&batch.embeddings, batch.d, &batch.labels, batch.references().as_ref())?)
 }
 
 pub fn run(args: MineArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {

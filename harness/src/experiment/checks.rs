@@ -15,8 +15,8 @@ use dmlbench_models::Backend;
 use super::device::parse_device;
 use super::plan::FieldError;
 use super::spec::{
-    DatasetSpec, EvaluationSpec, ExperimentSpec, OptimizerSpec, SamplerSpec, ScheduleSpec, SelectionSpec, TrainingSpec,
-    default_k,
+    DatasetSpec, EvaluationSpec, ExperimentSpec, GridEntry, MemorySpec, OptimizerSpec, SamplerSpec, ScheduleSpec,
+    SelectionSpec, TrainingSpec, default_k,
 };
 
 /// Collects problems with their field paths.
@@ -282,6 +282,9 @@ fn check_grid(
         } else if entry.miner_config.is_some() {
             p.add(at("miner_config"), "given without a miner");
         }
+        if let Some(memory) = entry.memory {
+            check_memory(memory, spec.training.batch_size, entry, registry, &at, p);
+        }
         for (j, earlier) in spec.grid[..i].iter().enumerate() {
             if earlier.loss == entry.loss && earlier.miner == entry.miner && earlier.variant == entry.variant {
                 p.add(
@@ -293,6 +296,32 @@ fn check_grid(
     }
     if let Some(timeout) = create_timeout.filter(|_| embedding_dim > 0) {
         create_all(&creations, timeout, p);
+    }
+}
+
+/// A memory holds at least one batch (PML asserts as much), and its loss and miner take
+/// reference embeddings.
+fn check_memory(
+    memory: MemorySpec,
+    batch_size: usize,
+    entry: &GridEntry,
+    registry: &Registry,
+    at: &dyn Fn(&str) -> String,
+    p: &mut Problems,
+) {
+    p.check(memory.size >= batch_size.max(1), &at("memory.size"), || {
+        format!("a memory of {} cannot hold a batch of {batch_size}; give it at least the batch size", memory.size)
+    });
+    let plugins = [(PluginKind::Loss, Some(&entry.loss), "loss"), (PluginKind::Miner, entry.miner.as_ref(), "miner")];
+    for (kind, id, field) in plugins {
+        let Some(info) = id.and_then(|id| registry.get(kind, id).ok()) else { continue };
+        p.check(info.capabilities.accepts_references, &at(field), || {
+            format!(
+                "{kind} '{}' does not take reference embeddings, so it cannot use a memory (plugins that can say \
+                 \"accepts references\" in `dmlbench plugins list`)",
+                info.id
+            )
+        });
     }
 }
 
@@ -493,5 +522,8 @@ mod tests {
             ["grid[0].loss", "grid[0].miner", "grid[1].loss", "grid[1].miner", "grid[1].variant"]
         );
         assert_eq!(check("[(loss: \"a\"), (loss: \"a\", variant: \"v2\")]"), ["grid[0].loss", "grid[1].loss"]);
+        // A memory must hold a batch (8 here).
+        assert_eq!(check("[(loss: \"a\", memory: Some((size: 8)))]"), ["grid[0].loss"]);
+        assert_eq!(check("[(loss: \"a\", memory: Some((size: 7)))]"), ["grid[0].loss", "grid[0].memory.size"]);
     }
 }

@@ -17,7 +17,7 @@ use dmlbench_models::Backend;
 use dmlbench_record::{CellKey, fingerprint};
 
 use super::checks::{Problems, Resolved, validate};
-use super::spec::{EvaluationSpec, ExperimentSpec};
+use super::spec::{EvaluationSpec, ExperimentSpec, MemorySpec};
 
 /// A plugin and its configuration text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,6 +37,8 @@ pub struct Cell {
     pub loss: PluginChoice,
     /// The miner.
     pub miner: Option<PluginChoice>,
+    /// The cross-batch memory, if the grid entry asks for one.
+    pub memory: Option<MemorySpec>,
     /// The resolved configuration as RON (what the record stores).
     pub config: String,
     /// Fingerprint of `config`.
@@ -200,6 +202,10 @@ struct CellConfig<'a> {
     k: &'a [usize],
     loss: &'a PluginChoice,
     miner: Option<&'a PluginChoice>,
+    // Left out when absent, so that cells without a memory keep the fingerprints they had
+    // before memories existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<&'a MemorySpec>,
     seed: u64,
 }
 
@@ -259,6 +265,7 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
                 k: &k,
                 loss: &loss,
                 miner: miner.as_ref(),
+                memory: entry.memory.as_ref(),
                 seed,
             };
             let config =
@@ -277,7 +284,14 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
                     first_entry_of_id.insert(id, index);
                 }
             }
-            cells.push(Cell { key, loss: loss.clone(), miner: miner.clone(), config, fingerprint });
+            cells.push(Cell {
+                key,
+                loss: loss.clone(),
+                miner: miner.clone(),
+                memory: entry.memory,
+                config,
+                fingerprint,
+            });
         }
     }
     if !problems.0.is_empty() {

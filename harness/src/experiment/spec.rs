@@ -330,6 +330,18 @@ pub struct GridEntry {
     /// the leaderboard row name.
     #[serde(default)]
     pub variant: String,
+    /// A cross-batch memory of past embeddings the loss (and miner) compare each batch with
+    /// (`memory: Some((size: 4096))`); none by default.
+    #[serde(default)]
+    pub memory: Option<MemorySpec>,
+}
+
+/// A cross-batch memory (XBM, Wang et al. 2020; PML's `CrossBatchMemory`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySpec {
+    /// Number of past embeddings kept (PML's `memory_size`); at least the batch size.
+    pub size: usize,
 }
 
 impl GridEntry {

@@ -25,11 +25,15 @@ use dmlbench_models::burn::prelude::Device;
 use dmlbench_models::{EmbeddingModel, save_checkpoint};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{CheckpointDir, CorruptCheckpoint, Progress, RECORD_IN_CHECKPOINT, carry_over, restore};
+use super::checkpoint::{
+    CheckpointDir, CorruptCheckpoint, MEMORY_IN_CHECKPOINT, Plugins, Progress, RECORD_IN_CHECKPOINT, carry_over,
+    restore,
+};
 use super::data::{self, CellData, Evaluation};
 use super::device_memory::{self, PeakSampler};
 use super::embed::embed_split;
 use super::environment;
+use super::memory::CrossBatchMemory;
 use super::optimizer::{build, number_parameters};
 use super::sampler::epoch_batches;
 use super::schedule::lr_factor;
@@ -127,6 +131,8 @@ struct Trainer<'a> {
     optimizer: ModuleOptimizer,
     loss: LossHandle,
     miner: Option<MinerHandle>,
+    /// The cross-batch memory the loss and miner compare each batch with, if any.
+    memory: Option<CrossBatchMemory>,
     cache: Option<Arc<ResizeCache>>,
     record: CellRecord,
     paths: CellPaths,
@@ -341,6 +347,7 @@ impl<'a> Trainer<'a> {
             None => None,
         };
         let optimizer = build(&spec.training.optimizer);
+        let memory = cell.memory.map(|m| CrossBatchMemory::new(m.size, embedding_dim));
 
         let progress =
             Progress { fingerprint: cell.fingerprint.clone(), epochs_done: 0, iterations_done: 0, best: None };
@@ -355,6 +362,7 @@ impl<'a> Trainer<'a> {
             optimizer,
             loss,
             miner,
+            memory,
             cache,
             record: record.clone(),
             paths,
@@ -376,9 +384,10 @@ impl<'a> Trainer<'a> {
                 let model = self.model.take().expect("the model is only taken during a step");
                 let optimizer = std::mem::replace(&mut self.optimizer, build(&self.plan.spec.training.optimizer));
                 let dir = self.paths.checkpoint.dir();
+                let plugins =
+                    Plugins { loss: &mut self.loss, miner: self.miner.as_mut(), memory: self.memory.as_mut() };
                 let (model, optimizer) =
-                    restore(dir, &saved, model, optimizer, &mut self.loss, self.miner.as_mut(), &mut self.record)
-                        .map_err(CorruptCheckpoint)?;
+                    restore(dir, &saved, model, optimizer, plugins, &mut self.record).map_err(CorruptCheckpoint)?;
                 self.model = Some(model);
                 self.optimizer = optimizer;
                 self.progress = saved;
@@ -516,12 +525,19 @@ impl<'a> Trainer<'a> {
             self.model().forward_host(&self.device, &batch.images, [n, 3, side, side]).context("forward pass")?;
         let d = pass.shape().1;
         totals.timing.forward_s += clock.lap();
+        // PML's order: the batch joins the memory first, so its references include it.
+        if let Some(memory) = self.memory.as_mut() {
+            memory.enqueue(pass.embeddings(), &batch.labels);
+        }
+        let references = self.memory.as_ref().map(CrossBatchMemory::references);
         let mined = match self.miner.as_mut() {
-            Some(miner) => Some(miner.mine(pass.embeddings(), d, &batch.labels)?),
+            Some(miner) => Some(miner.mine_against(pass.embeddings(), d, &batch.labels, references.as_ref())?),
             None => None,
         };
         totals.timing.miner_s += clock.lap();
-        let out = self.loss.forward_backward(pass.embeddings(), d, &batch.labels, mined.as_ref().map(|m| &m.tuples))?;
+        let tuples = mined.as_ref().map(|m| &m.tuples);
+        let out =
+            self.loss.forward_backward_against(pass.embeddings(), d, &batch.labels, references.as_ref(), tuples)?;
         totals.timing.loss_s += clock.lap();
         let grads = pass.backward(&out.grad, self.model()).context("backward pass")?;
         totals.timing.backward_s += clock.lap();
@@ -664,6 +680,9 @@ impl<'a> Trainer<'a> {
         }
         if let Some(miner) = self.miner.as_mut().filter(|m| m.info().capabilities.supports_state) {
             std::fs::write(staged.join("miner.state"), miner.save_state()?)?;
+        }
+        if let Some(memory) = &self.memory {
+            std::fs::write(staged.join(MEMORY_IN_CHECKPOINT), memory.to_bytes()?)?;
         }
         if self.new_best {
             save_checkpoint(self.model(), &staged.join("best.safetensors"))?;

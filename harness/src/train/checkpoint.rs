@@ -186,6 +186,19 @@ impl std::error::Error for CorruptCheckpoint {}
 /// written with.
 pub const RECORD_IN_CHECKPOINT: &str = "record.ron";
 
+/// The cross-batch memory's file in a checkpoint of a cell that has one.
+pub const MEMORY_IN_CHECKPOINT: &str = "memory.safetensors";
+
+/// What a checkpoint restores besides the model and optimiser.
+pub struct Plugins<'a> {
+    /// The loss, whose state (if it has any) is restored.
+    pub loss: &'a mut LossHandle,
+    /// The miner, likewise.
+    pub miner: Option<&'a mut MinerHandle>,
+    /// The cross-batch memory, which must be in the checkpoint.
+    pub memory: Option<&'a mut super::memory::CrossBatchMemory>,
+}
+
 /// Loads the checkpoint in `dir` (described by `saved`) into the model, optimiser, plugins and
 /// `record`.
 pub fn restore(
@@ -193,10 +206,10 @@ pub fn restore(
     saved: &Progress,
     model: EmbeddingModel,
     optimizer: ModuleOptimizer,
-    loss: &mut LossHandle,
-    miner: Option<&mut MinerHandle>,
+    plugins: Plugins<'_>,
     record: &mut CellRecord,
 ) -> anyhow::Result<(EmbeddingModel, ModuleOptimizer)> {
+    let Plugins { loss, miner, memory } = plugins;
     let record_file = dir.join(RECORD_IN_CHECKPOINT);
     let previous =
         CellRecord::load(&record_file).with_context(|| format!("the checkpoint's record {}", record_file.display()))?;
@@ -219,6 +232,11 @@ pub fn restore(
     restore_state(dir, "loss.state", |bytes| loss.load_state(bytes).map_err(Into::into))?;
     if let Some(m) = miner {
         restore_state(dir, "miner.state", |bytes| m.load_state(bytes).map_err(Into::into))?;
+    }
+    if let Some(memory) = memory {
+        let path = dir.join(MEMORY_IN_CHECKPOINT);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        memory.load_bytes(&bytes).with_context(|| format!("restoring {}", path.display()))?;
     }
     record.epochs = previous.epochs;
     record.initial_test = previous.initial_test;

@@ -9,6 +9,7 @@ pub mod device_memory;
 pub mod embed;
 pub mod environment;
 pub mod lock;
+pub mod memory;
 pub mod optimizer;
 pub mod periodic;
 pub mod runner;

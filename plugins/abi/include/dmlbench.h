@@ -1,5 +1,5 @@
 /*
- * dmlbench plugin ABI, version 1.1, for C and C++ plugins.
+ * dmlbench plugin ABI, version 1.2, for C and C++ plugins.
  *
  * The same layout as the Rust crate dmlbench-abi (plugins/abi/src/lib.rs), which documents
  * every field and the ownership rules: inputs are borrowed for one call, outputs go into host
@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 #define DMLBENCH_ABI_MAJOR 1u
-#define DMLBENCH_ABI_MINOR 1u
+#define DMLBENCH_ABI_MINOR 2u
 
 typedef int32_t dmlbench_status;
 #define DMLBENCH_OK 0
@@ -42,6 +42,7 @@ typedef uint32_t dmlbench_kind;
 #define DMLBENCH_CAP_SUPPORTS_STATE (1ull << 4)
 #define DMLBENCH_CAP_PRODUCES_PAIRS (1ull << 5)
 #define DMLBENCH_CAP_PRODUCES_TRIPLETS (1ull << 6)
+#define DMLBENCH_CAP_ACCEPTS_REFERENCES (1ull << 7)
 
 typedef uint32_t dmlbench_tuple_kind;
 #define DMLBENCH_TUPLES_NONE 0u
@@ -68,6 +69,18 @@ typedef struct dmlbench_tuples {
     size_t neg_len;
 } dmlbench_tuples;
 
+/* Since 1.2: reference embeddings beside the batch (cross-batch memory). */
+typedef struct dmlbench_references {
+    size_t struct_size;
+    size_t n;
+    const float *embeddings;
+    size_t embeddings_len;
+    const int64_t *labels;
+    size_t labels_len;
+    const uint32_t *self_rows;
+    size_t self_rows_len;
+} dmlbench_references;
+
 typedef struct dmlbench_batch {
     size_t struct_size;
     size_t n;
@@ -77,6 +90,8 @@ typedef struct dmlbench_batch {
     const int64_t *labels;
     size_t labels_len;
     dmlbench_tuples tuples;
+    /* Since 1.2; null when there are no references. */
+    const dmlbench_references *references;
 } dmlbench_batch;
 
 typedef struct dmlbench_loss_output {

@@ -89,7 +89,9 @@ pub const ABI_MAJOR: u32 = 1;
 ///
 /// - 1.0: the first version.
 /// - 1.1: [`Descriptor::get_extension`].
-pub const ABI_MINOR: u32 = 1;
+/// - 1.2: [`Batch::references`], reference embeddings beside the batch (cross-batch memory),
+///   and [`capability::ACCEPTS_REFERENCES`].
+pub const ABI_MINOR: u32 = 2;
 
 /// Name of the one symbol a plugin library exports, of type [`EntryFn`].
 pub const ENTRY_SYMBOL: &str = "dmlbench_plugin_entry_v1";
@@ -167,8 +169,11 @@ pub mod capability {
     pub const PRODUCES_PAIRS: u64 = 1 << 5;
     /// Miner: outputs triplets.
     pub const PRODUCES_TRIPLETS: u64 = 1 << 6;
+    /// Loss or miner: takes [`Batch::references`](crate::Batch::references) (since 1.2). The
+    /// host never sends references to a plugin without this flag.
+    pub const ACCEPTS_REFERENCES: u64 = 1 << 7;
     /// Every flag this version defines; readers ignore other bits.
-    pub const ALL: u64 = (1 << 7) - 1;
+    pub const ALL: u64 = (1 << 8) - 1;
 }
 
 /// A host callback that receives bytes: UTF-8 error messages, or a plugin's state.
@@ -244,7 +249,7 @@ pub struct Descriptor {
     /// Instance functions.
     pub vtable: *const VTable,
     /// Since 1.1. Looks up an extension of this plugin by its NUL-terminated id
-    /// (`"vendor.name.vN"`, for example `"dmlbench.memory.v1"`): a pointer to a static struct
+    /// (`"vendor.name.vN"`, for example `"dmlbench.example.v1"`): a pointer to a static struct
     /// whose layout the extension's documentation defines, starting with its `struct_size`,
     /// or null when the plugin does not implement it. Null itself when the plugin implements
     /// no extension. Callable from any thread; what it returns lives as long as the library.
@@ -389,6 +394,39 @@ pub struct Batch {
     pub labels_len: usize,
     /// Mined tuples, or [`Tuples::NONE`].
     pub tuples: Tuples,
+    /// Reference embeddings to compare the batch with (since 1.2), or null: the batch is
+    /// compared with itself.
+    ///
+    /// With references, every pair or triplet has its anchor in the batch and its positive
+    /// and negative among the references: tuple indices `a1`, `a2`, `a` are batch rows, `p`
+    /// and `n` reference rows. The loss's gradient is for the batch only (the references are
+    /// constants). Only sent to plugins with [`capability::ACCEPTS_REFERENCES`].
+    pub references: *const References,
+}
+
+/// Reference embeddings and their labels, borrowed for one call (since 1.2): in training, a
+/// memory of past batches' embeddings (cross-batch memory, Wang et al., CVPR 2020).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct References {
+    /// `size_of::<References>()` as the host was built.
+    pub struct_size: usize,
+    /// Number of reference embeddings (rows).
+    pub n: usize,
+    /// n×d `f32`, row-major, with the batch's d.
+    pub embeddings: *const f32,
+    /// Number of `f32` at `embeddings`; must equal n·d.
+    pub embeddings_len: usize,
+    /// Class label of each reference row.
+    pub labels: *const i64,
+    /// Number of labels; must equal n.
+    pub labels_len: usize,
+    /// For each batch row, the reference row holding the same embedding (a memory holds the
+    /// current batch too), which is never that row's positive; or null when no reference row
+    /// is a batch row.
+    pub self_rows: *const u32,
+    /// Number of entries at `self_rows`: the batch's n, or 0 when `self_rows` is null.
+    pub self_rows_len: usize,
 }
 
 /// Where a loss writes its results. Host memory.

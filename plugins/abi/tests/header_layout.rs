@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use dmlbench_abi::{
-    ABI_MAJOR, ABI_MINOR, Batch, CreateParams, Descriptor, ENTRY_SYMBOL, Entry, Kind, LossOutput, MineOutput, Sink,
-    StatSink, Status, TupleKind, TupleSink, Tuples, VTable, capability,
+    ABI_MAJOR, ABI_MINOR, Batch, CreateParams, Descriptor, ENTRY_SYMBOL, Entry, Kind, LossOutput, MineOutput,
+    References, Sink, StatSink, Status, TupleKind, TupleSink, Tuples, VTable, capability,
 };
 
 /// One field of a `#[repr(C)]` struct, as the Rust compiler laid it out.
@@ -123,7 +123,10 @@ fn structs() -> Vec<Struct> {
         }),
         layout!(Tuples as "dmlbench_tuples" { kind, a1, p, pos_len, a2, n, neg_len }),
         layout!(Batch as "dmlbench_batch" {
-            struct_size, n, d, embeddings, embeddings_len, labels, labels_len, tuples,
+            struct_size, n, d, embeddings, embeddings_len, labels, labels_len, tuples, references,
+        }),
+        layout!(References as "dmlbench_references" {
+            struct_size, n, embeddings, embeddings_len, labels, labels_len, self_rows, self_rows_len,
         }),
         layout!(LossOutput as "dmlbench_loss_output" { struct_size, loss, grad, grad_len, stats }),
         layout!(TupleSink as "dmlbench_tuple_sink" { ctx, emit }),
@@ -159,6 +162,7 @@ fn constants() -> Vec<(&'static str, i128)> {
         ("DMLBENCH_CAP_SUPPORTS_STATE", capability::SUPPORTS_STATE.into()),
         ("DMLBENCH_CAP_PRODUCES_PAIRS", capability::PRODUCES_PAIRS.into()),
         ("DMLBENCH_CAP_PRODUCES_TRIPLETS", capability::PRODUCES_TRIPLETS.into()),
+        ("DMLBENCH_CAP_ACCEPTS_REFERENCES", capability::ACCEPTS_REFERENCES.into()),
         ("DMLBENCH_TUPLES_NONE", TupleKind::NONE.0.into()),
         ("DMLBENCH_TUPLES_TRIPLETS", TupleKind::TRIPLETS.0.into()),
         ("DMLBENCH_TUPLES_PAIRS", TupleKind::PAIRS.0.into()),

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::matrix::{MatRef, Matrix};
 use crate::normalize::{Normalized, l2_normalize, l2_normalize_backward};
 use crate::pairwise::{Measure, Pairwise, pairwise, pairwise_self};
+use crate::plugin::Batch;
 
 /// Which measure, and whether embeddings are L2-normalised first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +56,15 @@ impl DistanceConfig {
         CrossDistances { pairwise: pairwise(self.measure, x, y), normalized }
     }
 
+    /// The n×m matrix a loss compares a batch with: its rows against the references when it
+    /// has some, else against themselves (n×n).
+    pub fn for_batch(&self, batch: &Batch<'_>) -> AnchorDistances {
+        match &batch.references {
+            None => AnchorDistances::Batch(self.compute(batch.embeddings)),
+            Some(r) => AnchorDistances::References(self.between(batch.embeddings, r.embeddings)),
+        }
+    }
+
     /// The n×n matrix of the rows of `z`.
     pub fn compute(&self, z: MatRef<'_>) -> BatchDistances {
         let normalized = self.normalize_embeddings.then(|| l2_normalize(z));
@@ -86,6 +96,45 @@ impl CrossDistances {
                 (l2_normalize_backward(nz, du.view()), l2_normalize_backward(no, dq.view()))
             }
             None => self.pairwise.backward(z, other, grad),
+        }
+    }
+
+    /// dL/dZ alone, `other` being constant.
+    pub fn backward_anchors(&self, z: MatRef<'_>, other: MatRef<'_>, grad: MatRef<'_>) -> Matrix {
+        match &self.normalized {
+            Some((nz, no)) => {
+                let du = self.pairwise.backward_x(nz.unit.view(), no.unit.view(), grad);
+                l2_normalize_backward(nz, du.view())
+            }
+            None => self.pairwise.backward_x(z, other, grad),
+        }
+    }
+}
+
+/// The matrix between a batch's rows and its references, or itself (see
+/// [`DistanceConfig::for_batch`]); its backward pass gives the batch's gradient only.
+#[derive(Clone, Debug)]
+pub enum AnchorDistances {
+    /// The batch against itself.
+    Batch(BatchDistances),
+    /// The batch against constant references.
+    References(CrossDistances),
+}
+
+impl AnchorDistances {
+    /// The n×m values.
+    pub fn values(&self) -> &Matrix {
+        match self {
+            AnchorDistances::Batch(d) => d.values(),
+            AnchorDistances::References(d) => d.values(),
+        }
+    }
+
+    /// dL/dZ of the batch from dL/dvalues (n×m); references are constants.
+    pub fn backward(&self, batch: &Batch<'_>, grad: MatRef<'_>) -> Matrix {
+        match self {
+            AnchorDistances::Batch(d) => d.backward(batch.embeddings, grad),
+            AnchorDistances::References(d) => d.backward_anchors(batch.embeddings, batch.reference_embeddings(), grad),
         }
     }
 }
@@ -132,6 +181,28 @@ mod tests {
                 let dz = dist.backward(MatRef::new(n, d, &z), MatRef::new(n, n, &g));
                 let f = |x: &[f32]| {
                     let v = config.compute(MatRef::new(n, d, x));
+                    Ok(v.values().data.iter().zip(&g).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum())
+                };
+                check_gradient(f, &z, &dz.data, &GradCheck::default()).unwrap_or_else(|e| panic!("{config:?}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn anchor_gradient_against_constant_references_matches_finite_differences() {
+        let (n, m, d) = (4, 6, 3);
+        let z = random_embeddings(31, n, d);
+        let refs = random_embeddings(32, m, d);
+        let g = random_embeddings(33, n, m);
+        for normalize_embeddings in [true, false] {
+            for measure in [Measure::Euclidean, Measure::Cosine, Measure::SquaredEuclidean, Measure::Dot] {
+                let config = DistanceConfig { measure, normalize_embeddings };
+                let cross = config.between(MatRef::new(n, d, &z), MatRef::new(m, d, &refs));
+                let dz = cross.backward_anchors(MatRef::new(n, d, &z), MatRef::new(m, d, &refs), MatRef::new(n, m, &g));
+                let (full, _) = cross.backward(MatRef::new(n, d, &z), MatRef::new(m, d, &refs), MatRef::new(n, m, &g));
+                assert_eq!(dz, full, "{config:?}: the anchor half differs from the full backward");
+                let f = |x: &[f32]| {
+                    let v = config.between(MatRef::new(n, d, x), MatRef::new(m, d, &refs));
                     Ok(v.values().data.iter().zip(&g).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum())
                 };
                 check_gradient(f, &z, &dz.data, &GradCheck::default()).unwrap_or_else(|e| panic!("{config:?}: {e}"));

@@ -14,7 +14,7 @@ use dmlbench_abi::{
 };
 
 use crate::error::{Error, Result};
-use crate::instance::{Instance, RawBatch, default_config_text};
+use crate::instance::{Instance, RawBatch, RawReferences, default_config_text};
 use crate::plugin::{Context, Loss, Miner, Plugin, Stats, TupleUse};
 use crate::tuples::{Pairs, Triplets, TupleForm, Tuples};
 
@@ -168,7 +168,7 @@ pub fn loss<T: Loss>() -> Registered {
     };
     let params = if T::OWNS_PARAMETERS { capability::OWNS_PARAMETERS } else { 0 };
     let vtable = VTable { forward_backward: Some(forward_backward::<T>), step: Some(step::<T>), ..base_vtable::<T>() };
-    register::<T>(Kind::LOSS, tuples | params, vtable)
+    register::<T>(Kind::LOSS, tuples | params | references(T::ACCEPTS_REFERENCES), vtable)
 }
 
 /// The registration of miner `T`.
@@ -178,7 +178,11 @@ pub fn miner<T: Miner>() -> Registered {
         TupleForm::Triplets => capability::PRODUCES_TRIPLETS,
     };
     let vtable = VTable { mine: Some(mine::<T>), ..base_vtable::<T>() };
-    register::<T>(Kind::MINER, output, vtable)
+    register::<T>(Kind::MINER, output | references(T::ACCEPTS_REFERENCES), vtable)
+}
+
+fn references(accepted: bool) -> u64 {
+    if accepted { capability::ACCEPTS_REFERENCES } else { 0 }
 }
 
 /// Writes `message` through the host's error sink, if there is one.
@@ -285,11 +289,37 @@ fn check_size(what: &str, found: usize, needed: usize) -> Result<()> {
 /// the lengths it states.
 unsafe fn read_batch<'a>(batch: *const dmlbench_abi::Batch) -> Result<(RawBatch<'a>, Option<Tuples>)> {
     let batch = unsafe { batch.as_ref() }.ok_or_else(|| Error::bad_input("null batch"))?;
-    check_size("the batch struct", batch.struct_size, size_of::<dmlbench_abi::Batch>())?;
+    // A 1.0 or 1.1 host's batch ends before `references`: it has none.
+    let with_references = std::mem::offset_of!(dmlbench_abi::Batch, references) + size_of::<usize>();
+    check_size("the batch struct", batch.struct_size, std::mem::offset_of!(dmlbench_abi::Batch, references))?;
     let embeddings = unsafe { slice("embeddings", batch.embeddings, batch.embeddings_len)? };
     let labels = unsafe { slice("labels", batch.labels, batch.labels_len)? };
     let tuples = unsafe { read_tuples(&batch.tuples)? };
-    Ok((RawBatch { n: batch.n, d: batch.d, embeddings, labels }, tuples))
+    let references = match batch.struct_size >= with_references {
+        true => unsafe { read_references(batch.references)? },
+        false => None,
+    };
+    Ok((RawBatch { n: batch.n, d: batch.d, embeddings, labels, references }, tuples))
+}
+
+/// Borrows ABI references, if any, checking their pointers and size.
+///
+/// # Safety
+/// `references` is null or points at a valid [`dmlbench_abi::References`] whose buffers hold
+/// at least the lengths it states.
+unsafe fn read_references<'a>(references: *const dmlbench_abi::References) -> Result<Option<RawReferences<'a>>> {
+    let Some(r) = (unsafe { references.as_ref() }) else { return Ok(None) };
+    check_size("the references struct", r.struct_size, size_of::<dmlbench_abi::References>())?;
+    if r.labels_len != r.n {
+        return Err(Error::bad_input(format!("{} reference labels for {} references", r.labels_len, r.n)));
+    }
+    let embeddings = unsafe { slice("reference embeddings", r.embeddings, r.embeddings_len)? };
+    let labels = unsafe { slice("reference labels", r.labels, r.labels_len)? };
+    let self_rows = match r.self_rows.is_null() {
+        true => None,
+        false => Some(unsafe { slice("self rows", r.self_rows, r.self_rows_len)? }),
+    };
+    Ok(Some(RawReferences { embeddings, labels, self_rows }))
 }
 
 /// Copies ABI tuples into owned ones.

@@ -33,8 +33,8 @@ use dmlbench_abi::first_non_finite;
 
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;
-use crate::plugin::{Batch, Context, Loss, Miner, Plugin, Stats, TupleUse};
-use crate::tuples::Tuples;
+use crate::plugin::{Batch, Context, Loss, Miner, Plugin, References, Stats, TupleUse};
+use crate::tuples::{SelfRows, Tuples};
 
 /// A plugin with its context, checked on every call.
 pub struct Instance<T> {
@@ -64,6 +64,19 @@ pub struct RawBatch<'a> {
     pub embeddings: &'a [f32],
     /// The labels buffer.
     pub labels: &'a [i64],
+    /// Reference embeddings beside the batch, if the host sent any.
+    pub references: Option<RawReferences<'a>>,
+}
+
+/// Reference embeddings before any check (their row count is the label count).
+#[derive(Clone, Copy, Debug)]
+pub struct RawReferences<'a> {
+    /// The embeddings buffer, m×d.
+    pub embeddings: &'a [f32],
+    /// The labels buffer, m.
+    pub labels: &'a [i64],
+    /// For each batch row, the reference row holding it, if the references contain the batch.
+    pub self_rows: Option<&'a [u32]>,
 }
 
 /// Parses a RON configuration; an empty or blank text means the defaults.
@@ -104,8 +117,9 @@ impl<T: Plugin> Instance<T> {
     }
 
     /// Checks shapes, lengths, finiteness and label range, and returns the plugin's view.
-    fn check_batch<'a>(&self, raw: RawBatch<'a>) -> Result<Batch<'a>> {
-        let RawBatch { n, d, embeddings, labels } = raw;
+    /// References are refused unless the plugin accepts them.
+    fn check_batch<'a>(&self, raw: RawBatch<'a>, accepts_references: bool) -> Result<Batch<'a>> {
+        let RawBatch { n, d, embeddings, labels, references } = raw;
         if n == 0 || d == 0 {
             return Err(Error::bad_input(format!("empty batch (n = {n}, d = {d})")));
         }
@@ -128,15 +142,81 @@ impl<T: Plugin> Instance<T> {
         if let Some(i) = first_non_finite(embeddings) {
             return Err(Error::bad_input(format!("embedding row {}, column {} is {}", i / d, i % d, embeddings[i])));
         }
+        self.check_labels("", labels)?;
+        let references = match references {
+            None => None,
+            Some(_) if !accepts_references => {
+                return Err(Error::unsupported(format!(
+                    "plugin '{}' does not accept reference embeddings (a cross-batch memory)",
+                    T::ID
+                )));
+            }
+            Some(r) => Some(self.check_references(r, n, d, labels)?),
+        };
+        Ok(Batch { embeddings: MatRef::new(n, d, embeddings), labels, tuples: None, references })
+    }
+
+    /// Labels in `0..num_classes` when the class count is known; `what` prefixes the row.
+    fn check_labels(&self, what: &str, labels: &[i64]) -> Result<()> {
         let classes = self.context.num_classes;
         if classes > 0
             && let Some((i, &label)) = labels.iter().enumerate().find(|&(_, &l)| l < 0 || l as u64 >= classes as u64)
         {
             return Err(Error::bad_input(format!(
-                "label {label} of row {i} is outside 0..{classes} (the number of classes)"
+                "label {label} of {what}row {i} is outside 0..{classes} (the number of classes)"
             )));
         }
-        Ok(Batch { embeddings: MatRef::new(n, d, embeddings), labels, tuples: None })
+        Ok(())
+    }
+
+    /// Reference embeddings of the batch's d, finite, with labels in range, and self rows
+    /// (one per batch row) that point at a reference row with that batch row's label.
+    fn check_references<'a>(
+        &self,
+        raw: RawReferences<'a>,
+        n: usize,
+        d: usize,
+        labels: &[i64],
+    ) -> Result<References<'a>> {
+        let RawReferences { embeddings, labels: reference_labels, self_rows } = raw;
+        let m = reference_labels.len();
+        if m == 0 {
+            return Err(Error::bad_input("empty references (0 rows)"));
+        }
+        if m.checked_mul(d) != Some(embeddings.len()) {
+            return Err(Error::bad_input(format!(
+                "{} reference embedding values for {m} reference labels and d = {d} (expected m·d)",
+                embeddings.len()
+            )));
+        }
+        if let Some(i) = first_non_finite(embeddings) {
+            return Err(Error::bad_input(format!(
+                "reference embedding row {}, column {} is {}",
+                i / d,
+                i % d,
+                embeddings[i]
+            )));
+        }
+        self.check_labels("reference ", reference_labels)?;
+        if let Some(rows) = self_rows {
+            if rows.len() != n {
+                return Err(Error::bad_input(format!("{} self rows for a batch of {n}", rows.len())));
+            }
+            for (i, &r) in rows.iter().enumerate() {
+                if r as usize >= m {
+                    return Err(Error::bad_input(format!(
+                        "self row of batch row {i} is {r}, out of range for {m} references"
+                    )));
+                }
+                if reference_labels[r as usize] != labels[i] {
+                    return Err(Error::bad_input(format!(
+                        "batch row {i} has label {} but its self row {r} has label {}",
+                        labels[i], reference_labels[r as usize]
+                    )));
+                }
+            }
+        }
+        Ok(References { embeddings: MatRef::new(m, d, embeddings), labels: reference_labels, self_rows })
     }
 
     /// The plugin's state bytes.
@@ -159,7 +239,7 @@ impl<T: Loss> Instance<T> {
         grad: &mut [f32],
         stats: &mut Stats,
     ) -> Result<f64> {
-        let mut batch = self.check_batch(raw)?;
+        let mut batch = self.check_batch(raw, T::ACCEPTS_REFERENCES)?;
         if grad.len() != raw.n * raw.d {
             return Err(Error::bad_input(format!(
                 "gradient buffer holds {} values, expected n·d = {}",
@@ -179,7 +259,7 @@ impl<T: Loss> Instance<T> {
                 return Err(Error::bad_input(format!("loss '{}' needs mined tuples; add a miner", T::ID)));
             }
             (TupleUse::Optional(form) | TupleUse::Required(form), Some(t)) => {
-                t.validate(batch.labels, "input tuples")?;
+                t.validate_in(batch.rows(), "input tuples")?;
                 Some(t.into_form(form))
             }
             (TupleUse::Optional(_), None) => None,
@@ -208,8 +288,19 @@ impl<T: Loss> Instance<T> {
         labels: &[i64],
         tuples: Option<&Tuples>,
     ) -> Result<LossValue> {
+        self.forward_backward_against(embeddings, labels, None, tuples)
+    }
+
+    /// [`forward_backward`](Self::forward_backward) with reference embeddings beside the batch.
+    pub fn forward_backward_against(
+        &mut self,
+        embeddings: &[f32],
+        labels: &[i64],
+        references: Option<RawReferences<'_>>,
+        tuples: Option<&Tuples>,
+    ) -> Result<LossValue> {
         let d = self.context.embedding_dim.max(1);
-        let raw = RawBatch { n: labels.len(), d, embeddings, labels };
+        let raw = RawBatch { n: labels.len(), d, embeddings, labels, references };
         let mut grad = vec![0.0; embeddings.len()];
         let mut stats = Stats::default();
         let loss = self.forward_backward_into(raw, tuples.cloned(), &mut grad, &mut stats)?;
@@ -230,8 +321,14 @@ impl<T: Loss> Instance<T> {
 impl<T: Miner> Instance<T> {
     /// Checked mining: input checks, then the output's form and every index.
     pub fn mine_raw(&mut self, raw: RawBatch<'_>, stats: &mut Stats) -> Result<Tuples> {
-        let batch = self.check_batch(raw)?;
-        let tuples = self.plugin.mine(&batch, stats)?;
+        let mut batch = self.check_batch(raw, T::ACCEPTS_REFERENCES)?;
+        let rows = batch.rows();
+        // A miner compares the batch with the references as PML's miners do with `ref_emb`,
+        // a row's own copy included; the self comparisons are removed from its output.
+        if let Some(references) = batch.references.as_mut() {
+            references.self_rows = None;
+        }
+        let mut tuples = self.plugin.mine(&batch, stats)?;
         if tuples.form() != T::OUTPUT {
             return Err(Error::failed(format!(
                 "miner '{}' declares {:?} but returned {:?}",
@@ -240,14 +337,27 @@ impl<T: Miner> Instance<T> {
                 tuples.form()
             )));
         }
-        tuples.validate(batch.labels, &format!("tuples mined by '{}'", T::ID)).map_err(|e| Error::failed(e.0))?;
+        if matches!(rows.self_rows, SelfRows::Given(_)) {
+            tuples = tuples.without_self_comparisons(rows);
+        }
+        tuples.validate_in(rows, &format!("tuples mined by '{}'", T::ID)).map_err(|e| Error::failed(e.0))?;
         Ok(tuples)
     }
 
     /// Checked mining on an n×d batch (n from the label count).
     pub fn mine(&mut self, embeddings: &[f32], labels: &[i64]) -> Result<(Tuples, Stats)> {
+        self.mine_against(embeddings, labels, None)
+    }
+
+    /// [`mine`](Self::mine) against reference embeddings.
+    pub fn mine_against(
+        &mut self,
+        embeddings: &[f32],
+        labels: &[i64],
+        references: Option<RawReferences<'_>>,
+    ) -> Result<(Tuples, Stats)> {
         let d = self.context.embedding_dim.max(1);
-        let raw = RawBatch { n: labels.len(), d, embeddings, labels };
+        let raw = RawBatch { n: labels.len(), d, embeddings, labels, references };
         let mut stats = Stats::default();
         let tuples = self.mine_raw(raw, &mut stats)?;
         Ok((tuples, stats))

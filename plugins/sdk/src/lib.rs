@@ -80,6 +80,6 @@ pub mod tuples {
 
 pub use dmlbench_abi as abi;
 pub use error::{Error, Result};
-pub use instance::{Instance, LossValue};
-pub use plugin::{Batch, Context, Loss, Miner, Plugin, Stats, TupleUse};
+pub use instance::{Instance, LossValue, RawReferences};
+pub use plugin::{Batch, Context, Loss, Miner, Plugin, References, Stats, TupleUse};
 pub use tuples::{Pairs, Triplets, TupleForm, Tuples};

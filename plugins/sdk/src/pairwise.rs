@@ -126,6 +126,27 @@ impl Pairwise {
         }
     }
 
+    /// dL/dX alone, for an X compared with constants Y (reference embeddings): half the
+    /// work of [`backward`](Self::backward).
+    pub fn backward_x(&self, x: MatRef<'_>, y: MatRef<'_>, grad: MatRef<'_>) -> Matrix {
+        assert_eq!((grad.rows, grad.cols), (x.rows, y.rows), "Pairwise::backward_x: gradient shape mismatch");
+        match self.measure {
+            Measure::Dot => matmul(grad, Op::N, y, Op::N),
+            Measure::Cosine => {
+                let (nx, ny) = self.normalized.as_ref().expect("cosine keeps its normalised rows");
+                l2_normalize_backward(nx, matmul(grad, Op::N, ny.unit.view(), Op::N).view())
+            }
+            Measure::SquaredEuclidean => squared_euclidean_backward_x(x, y, grad),
+            Measure::Euclidean => {
+                let mut g = grad.to_matrix();
+                for (gv, &d) in g.data.iter_mut().zip(&self.values.data) {
+                    *gv = if d > 0.0 { *gv / (2.0 * d) } else { 0.0 };
+                }
+                squared_euclidean_backward_x(x, y, g.view())
+            }
+        }
+    }
+
     /// dL/dX for a matrix made by [`pairwise_self`] (both operands are X).
     ///
     /// With both operands equal, dL/dX of S(X, X) is the X-gradient of S with the symmetrised

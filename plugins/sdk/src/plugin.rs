@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;
-use crate::tuples::{Pairs, Triplets, TupleForm, Tuples, all_pairs, all_triplets};
+use crate::tuples::{Pairs, Rows, SelfRows, Triplets, TupleForm, Tuples, all_pairs_in, all_triplets_in};
 
 /// What `new` learns about the run it is created for.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +39,50 @@ pub struct Batch<'a> {
     /// Mined tuples, already validated and converted to the loss's [`TupleUse`] form.
     /// Always `None` for miners and for losses that ignore tuples.
     pub tuples: Option<Tuples>,
+    /// Reference embeddings the batch is compared with instead of itself (a cross-batch
+    /// memory); only ever `Some` for plugins that declare `ACCEPTS_REFERENCES`.
+    pub references: Option<References<'a>>,
+}
+
+/// Reference embeddings beside a batch, checked: same embedding size, finite, labels in range.
+///
+/// With references, anchors are batch rows and positives and negatives are reference rows;
+/// a loss's gradient is for the batch only, the references being constants (as PML's
+/// `ref_emb`, which a cross-batch memory fills with detached embeddings).
+#[derive(Clone, Copy, Debug)]
+pub struct References<'a> {
+    /// m×d embeddings.
+    pub embeddings: MatRef<'a>,
+    /// m labels.
+    pub labels: &'a [i64],
+    /// For each batch row, the reference row holding its own embedding, when the references
+    /// contain the batch (a memory does): never that row's positive.
+    pub self_rows: Option<&'a [u32]>,
+}
+
+impl<'a> Batch<'a> {
+    /// The rows a pair or triplet joins: batch rows as anchors, and the references (or the
+    /// batch itself) as positives and negatives.
+    pub fn rows(&self) -> Rows<'a> {
+        match &self.references {
+            None => Rows::batch(self.labels),
+            Some(r) => Rows {
+                labels: self.labels,
+                reference_labels: r.labels,
+                self_rows: r.self_rows.map_or(SelfRows::None, SelfRows::Given),
+            },
+        }
+    }
+
+    /// The embeddings positives and negatives are taken from: the references, else the batch.
+    pub fn reference_embeddings(&self) -> MatRef<'a> {
+        self.references.as_ref().map_or(self.embeddings, |r| r.embeddings)
+    }
+
+    /// Number of rows positives and negatives are taken from (m; n without references).
+    pub fn reference_count(&self) -> usize {
+        self.references.as_ref().map_or(self.n(), |r| r.labels.len())
+    }
 }
 
 impl Batch<'_> {
@@ -61,15 +105,15 @@ impl Batch<'_> {
     }
 
     /// The pairs a pair loss uses: the mined ones, else every ordered pair of the batch
-    /// (PML's `get_all_pairs_indices`).
+    /// (PML's `get_all_pairs_indices`), or of batch and references without self comparisons.
     pub fn pairs(&self) -> Cow<'_, Pairs> {
-        self.mined_pairs().unwrap_or_else(|| Cow::Owned(all_pairs(self.labels)))
+        self.mined_pairs().unwrap_or_else(|| Cow::Owned(all_pairs_in(self.rows())))
     }
 
     /// The triplets a triplet loss uses: the mined ones, else every triplet of the batch
-    /// (PML's `get_all_triplets_indices`).
+    /// (PML's `get_all_triplets_indices`), or of batch and references.
     pub fn triplets(&self) -> Cow<'_, Triplets> {
-        self.mined_triplets().unwrap_or_else(|| Cow::Owned(all_triplets(self.labels)))
+        self.mined_triplets().unwrap_or_else(|| Cow::Owned(all_triplets_in(self.rows())))
     }
 
     /// Number of embeddings.
@@ -158,6 +202,10 @@ pub enum TupleUse {
 pub trait Loss: Plugin {
     /// How mined tuples are used.
     const TUPLES: TupleUse = TupleUse::Ignored;
+    /// Whether the loss takes reference embeddings ([`Batch::references`]): it must then
+    /// compare batch rows with [`Batch::reference_embeddings`] through [`Batch::pairs`],
+    /// [`Batch::triplets`] or [`Batch::rows`], and return the gradient of the batch only.
+    const ACCEPTS_REFERENCES: bool = false;
     /// Whether the loss owns trainable parameters updated in [`Loss::step`].
     const OWNS_PARAMETERS: bool = false;
 
@@ -177,6 +225,11 @@ pub trait Loss: Plugin {
 pub trait Miner: Plugin {
     /// The form of the tuples [`Miner::mine`] returns.
     const OUTPUT: TupleForm;
+    /// Whether the miner can mine against reference embeddings ([`Batch::references`]):
+    /// anchors from the batch, positives and negatives from the references. As PML's miners
+    /// given `ref_emb`, it need not avoid a row's own copy in a memory: the SDK removes those
+    /// self comparisons from its output (PML's `remove_self_comparisons`).
+    const ACCEPTS_REFERENCES: bool = false;
 
     /// Chooses tuples. They are checked afterwards: indices in range, positives share the
     /// anchor's label and are not the anchor, negatives do not, and their form is `OUTPUT`.
@@ -190,7 +243,7 @@ mod tests {
     fn batch(tuples: Option<Tuples>) -> Batch<'static> {
         static Z: [f32; 4] = [0.0; 4];
         static LABELS: [i64; 4] = [0, 0, 1, 1];
-        Batch { embeddings: MatRef::new(4, 1, &Z), labels: &LABELS, tuples }
+        Batch { embeddings: MatRef::new(4, 1, &Z), labels: &LABELS, tuples, references: None }
     }
 
     #[test]
@@ -209,7 +262,7 @@ mod tests {
     fn without_a_miner_every_tuple_of_the_batch_is_used() {
         let plain = batch(None);
         assert!(plain.mined_pairs().is_none() && plain.mined_triplets().is_none());
-        assert_eq!(*plain.pairs(), all_pairs(plain.labels));
+        assert_eq!(*plain.pairs(), crate::tuples::all_pairs(plain.labels));
         assert_eq!(plain.triplets().len(), 8, "2 anchors per class × 1 positive × 2 negatives × 2 classes");
     }
 }

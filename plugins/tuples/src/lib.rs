@@ -75,6 +75,46 @@ pub enum TupleForm {
     Pairs,
 }
 
+/// The rows tuples index. Anchors (`a`, `a1`, `a2`) are rows of the batch; positives and
+/// negatives (`p`, `n`) are rows of the reference set, which is the batch itself unless a loss
+/// is given references (a cross-batch memory, or reference embeddings of its own).
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a> {
+    /// Label of each batch row.
+    pub labels: &'a [i64],
+    /// Label of each reference row.
+    pub reference_labels: &'a [i64],
+    /// Which reference row is a batch row itself, and so never its positive.
+    pub self_rows: SelfRows<'a>,
+}
+
+/// Which reference row, if any, holds each batch row's own embedding.
+#[derive(Clone, Copy, Debug)]
+pub enum SelfRows<'a> {
+    /// The references are the batch: row i is itself.
+    Same,
+    /// Batch row i is reference row `rows[i]` (a memory that holds the current batch).
+    Given(&'a [u32]),
+    /// No reference row is a batch row.
+    None,
+}
+
+impl<'a> Rows<'a> {
+    /// A batch compared with itself.
+    pub fn batch(labels: &'a [i64]) -> Self {
+        Rows { labels, reference_labels: labels, self_rows: SelfRows::Same }
+    }
+
+    /// Whether reference row `r` is batch row `a` itself.
+    pub fn is_self(&self, a: usize, r: usize) -> bool {
+        match self.self_rows {
+            SelfRows::Same => a == r,
+            SelfRows::Given(rows) => rows[a] as usize == r,
+            SelfRows::None => false,
+        }
+    }
+}
+
 impl Triplets {
     /// Number of triplets.
     pub fn len(&self) -> usize {
@@ -191,32 +231,41 @@ impl Tuples {
     /// and are not the anchor, negatives do not share it. `what` names the tuples' origin in
     /// the message ("input tuples", "mined tuples").
     pub fn validate(&self, labels: &[i64], what: &str) -> Result<()> {
-        let n = labels.len();
-        let check_index = |name: &str, i: usize, index: u32| -> Result<()> {
-            if (index as usize) < n {
+        self.validate_in(Rows::batch(labels), what)
+    }
+
+    /// [`validate`](Self::validate) for tuples whose positives and negatives are rows of
+    /// `rows`' reference set.
+    pub fn validate_in(&self, rows: Rows<'_>, what: &str) -> Result<()> {
+        let (labels, reference_labels) = (rows.labels, rows.reference_labels);
+        let check_index = |name: &str, i: usize, index: u32, len: usize, of: &str| -> Result<()> {
+            if (index as usize) < len {
                 Ok(())
             } else {
-                Err(TupleError(format!("{what}: {name}[{i}] = {index} is out of range for a batch of {n}")))
+                Err(TupleError(format!("{what}: {name}[{i}] = {index} is out of range for {of} of {len}")))
             }
         };
+        let of_references = if matches!(rows.self_rows, SelfRows::Same) { "a batch" } else { "references" };
+        let check_pair = |i: usize, a: u32, x: u32, name: &str| -> Result<()> {
+            check_index("a", i, a, labels.len(), "a batch")?;
+            check_index(name, i, x, reference_labels.len(), of_references)
+        };
         let check_positive = |i: usize, a: u32, p: u32| -> Result<()> {
-            check_index("a", i, a)?;
-            check_index("p", i, p)?;
-            if a == p {
+            check_pair(i, a, p, "p")?;
+            if rows.is_self(a as usize, p as usize) {
                 return Err(TupleError(format!("{what}: positive {i} pairs index {a} with itself")));
             }
-            if labels[a as usize] != labels[p as usize] {
+            if labels[a as usize] != reference_labels[p as usize] {
                 return Err(TupleError(format!(
                     "{what}: positive {i} ({a}, {p}) has labels {} and {}",
-                    labels[a as usize], labels[p as usize]
+                    labels[a as usize], reference_labels[p as usize]
                 )));
             }
             Ok(())
         };
         let check_negative = |i: usize, a: u32, x: u32| -> Result<()> {
-            check_index("a", i, a)?;
-            check_index("n", i, x)?;
-            if labels[a as usize] == labels[x as usize] {
+            check_pair(i, a, x, "n")?;
+            if labels[a as usize] == reference_labels[x as usize] {
                 return Err(TupleError(format!(
                     "{what}: negative {i} ({a}, {x}) has the same label {}",
                     labels[a as usize]
@@ -261,13 +310,50 @@ impl Tuples {
     }
 }
 
+impl Tuples {
+    /// These tuples without the positives that pair a batch row with its own reference row,
+    /// as PML's `remove_self_comparisons` after a miner compared a batch with a memory that
+    /// holds it. Negatives are kept (a row is never its own negative).
+    pub fn without_self_comparisons(self, rows: Rows<'_>) -> Tuples {
+        let keep = |a: u32, p: u32| !rows.is_self(a as usize, p as usize);
+        match self {
+            Tuples::Triplets(t) => {
+                let mut out = Triplets::default();
+                for i in (0..t.len()).filter(|&i| keep(t.a[i], t.p[i])) {
+                    out.a.push(t.a[i]);
+                    out.p.push(t.p[i]);
+                    out.n.push(t.n[i]);
+                }
+                Tuples::Triplets(out)
+            }
+            Tuples::Pairs(pairs) => {
+                let (a1, p) = pairs.a1.iter().zip(&pairs.p).filter(|&(&a, &p)| keep(a, p)).unzip();
+                Tuples::Pairs(Pairs { a1, p, a2: pairs.a2, n: pairs.n })
+            }
+        }
+    }
+}
+
 /// Every ordered positive pair (i, j), i ≠ j, same label, and every ordered negative pair,
 /// as PML's `get_all_pairs_indices`. Row-major order: by i, then j.
 pub fn all_pairs(labels: &[i64]) -> Pairs {
+    all_pairs_in(Rows::batch(labels))
+}
+
+/// Every triplet (a, p, n) with p ≠ a of a's label and n of another label, as PML's
+/// `get_all_triplets_indices`. Ordered by a, then p, then n.
+pub fn all_triplets(labels: &[i64]) -> Triplets {
+    all_triplets_in(Rows::batch(labels))
+}
+
+/// [`all_pairs`] between batch rows and reference rows: every (batch row i, reference row j)
+/// with j not i itself, positive when the labels agree (PML's `get_all_pairs_indices(labels,
+/// ref_labels)` followed by `remove_self_comparisons` for a memory that holds the batch).
+pub fn all_pairs_in(rows: Rows<'_>) -> Pairs {
     let mut out = Pairs::default();
-    for (i, &li) in labels.iter().enumerate() {
-        for (j, &lj) in labels.iter().enumerate() {
-            if i == j {
+    for (i, &li) in rows.labels.iter().enumerate() {
+        for (j, &lj) in rows.reference_labels.iter().enumerate() {
+            if rows.is_self(i, j) {
                 continue;
             }
             if li == lj {
@@ -282,16 +368,15 @@ pub fn all_pairs(labels: &[i64]) -> Pairs {
     out
 }
 
-/// Every triplet (a, p, n) with p ≠ a of a's label and n of another label, as PML's
-/// `get_all_triplets_indices`. Ordered by a, then p, then n.
-pub fn all_triplets(labels: &[i64]) -> Triplets {
+/// [`all_triplets`] between batch rows (anchors) and reference rows (positives, negatives).
+pub fn all_triplets_in(rows: Rows<'_>) -> Triplets {
     let mut out = Triplets::default();
-    for (a, &la) in labels.iter().enumerate() {
-        for (p, &lp) in labels.iter().enumerate() {
-            if p == a || lp != la {
+    for (a, &la) in rows.labels.iter().enumerate() {
+        for (p, &lp) in rows.reference_labels.iter().enumerate() {
+            if rows.is_self(a, p) || lp != la {
                 continue;
             }
-            for (n, &ln) in labels.iter().enumerate() {
+            for (n, &ln) in rows.reference_labels.iter().enumerate() {
                 if ln != la {
                     out.a.push(a as u32);
                     out.p.push(p as u32);
@@ -347,6 +432,45 @@ mod tests {
         }
         let uneven = Tuples::Pairs(Pairs { a1: vec![0], p: vec![], a2: vec![], n: vec![] });
         assert!(uneven.validate(&labels, "x").unwrap_err().0.contains("different lengths"));
+    }
+
+    #[test]
+    fn references_pair_batch_rows_with_reference_rows_except_themselves() {
+        // Batch labels [0, 1]; a memory of four rows whose slots 2 and 0 hold the batch.
+        let labels = [0, 1];
+        let memory = [1, 0, 0, 1];
+        let rows = Rows { labels: &labels, reference_labels: &memory, self_rows: SelfRows::Given(&[2, 0]) };
+        let pairs = all_pairs_in(rows);
+        // Row 0 (label 0): positive 1 (slot 2 is itself), negatives 0 and 3. Row 1 (label 1):
+        // positive 3 (slot 0 is itself), negatives 1 and 2.
+        assert_eq!((pairs.a1.clone(), pairs.p.clone()), (vec![0, 1], vec![1, 3]));
+        assert_eq!((pairs.a2.clone(), pairs.n.clone()), (vec![0, 0, 1, 1], vec![0, 3, 1, 2]));
+        let triplets = all_triplets_in(rows);
+        assert_eq!(triplets, Triplets { a: vec![0, 0, 1, 1], p: vec![1, 1, 3, 3], n: vec![0, 3, 1, 2] });
+        assert_eq!(pairs.to_triplets(), triplets);
+        Tuples::Pairs(pairs).validate_in(rows, "x").unwrap();
+        // Without self rows, slot 2 is an ordinary positive of row 0.
+        let unrelated = Rows { self_rows: SelfRows::None, ..rows };
+        assert_eq!(all_pairs_in(unrelated).p, vec![1, 2, 0, 3]);
+    }
+
+    #[test]
+    fn self_comparisons_are_removed_and_refused() {
+        let labels = [0, 1];
+        let memory = [1, 0, 0, 1];
+        let rows = Rows { labels: &labels, reference_labels: &memory, self_rows: SelfRows::Given(&[2, 0]) };
+        let mined = Tuples::Triplets(Triplets { a: vec![0, 0, 1], p: vec![2, 1, 0], n: vec![3, 3, 1] });
+        let e = mined.validate_in(rows, "mined tuples").unwrap_err();
+        assert!(e.0.contains("positive 0 pairs index 0 with itself"), "{e}");
+        let kept = mined.without_self_comparisons(rows);
+        assert_eq!(kept, Tuples::Triplets(Triplets { a: vec![0], p: vec![1], n: vec![3] }));
+        kept.validate_in(rows, "mined tuples").unwrap();
+        let pairs = Tuples::Pairs(Pairs { a1: vec![1, 1], p: vec![0, 3], a2: vec![0], n: vec![0] });
+        let kept = pairs.without_self_comparisons(rows);
+        assert_eq!(kept, Tuples::Pairs(Pairs { a1: vec![1], p: vec![3], a2: vec![0], n: vec![0] }));
+        let out_of_range = Tuples::Pairs(Pairs { a1: vec![], p: vec![], a2: vec![0], n: vec![4] });
+        let e = out_of_range.validate_in(rows, "x").unwrap_err();
+        assert!(e.0.contains("n[0] = 4 is out of range for references of 4"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //! The pairs are the mined ones when a miner ran (triplets split into their (a, p) and (a, n)
 //! pairs, PML's `convert_to_pairs`), and otherwise every ordered pair of the batch (PML's
 //! `get_all_pairs_indices`). The gradient is exact; at a hinge (ℓ = 0 exactly) it is 0.
+//!
+//! With reference embeddings (a cross-batch memory), anchors are batch rows and the other
+//! end of each pair a reference row, as PML's `ref_emb`; the gradient is the batch's only.
 
 use dmlbench_sdk::checks::finite;
 use dmlbench_sdk::distance::DistanceConfig;
@@ -66,11 +69,12 @@ impl Plugin for Contrastive {
 
 impl Loss for Contrastive {
     const TUPLES: TupleUse = TupleUse::Optional(TupleForm::Pairs);
+    const ACCEPTS_REFERENCES: bool = true;
 
     fn forward_backward(&mut self, batch: &Batch<'_>, grad: &mut [f32], stats: &mut Stats) -> Result<f64> {
         let pairs = batch.pairs();
-        let distances = self.config.distance.compute(batch.embeddings);
-        let mut dvalues = Matrix::zeros(batch.n(), batch.n());
+        let distances = self.config.distance.for_batch(batch);
+        let mut dvalues = Matrix::zeros(batch.n(), batch.reference_count());
         let (m_pos, m_neg) = (self.config.pos_margin, self.config.neg_margin);
         let mut total = 0.0;
         for (kind, margin, anchors, others) in
@@ -90,7 +94,7 @@ impl Loss for Contrastive {
             stats.record("no_pairs", 1.0);
             return Ok(0.0);
         }
-        grad.copy_from_slice(&distances.backward(batch.embeddings, dvalues.view()).data);
+        grad.copy_from_slice(&distances.backward(batch, dvalues.view()).data);
         Ok(total)
     }
 }

@@ -24,6 +24,10 @@
 //! one element (one positive and one negative pair are ignored); here such a batch is
 //! computed like any other. A batch without any pair gives 0 and a zero gradient with
 //! `no_pairs`.
+//!
+//! With reference embeddings (a cross-batch memory), anchors are batch rows and positives
+//! and negatives reference rows, as PML's `ref_emb`; each anchor's row of the matrix runs over
+//! the references, and the gradient is the batch's only.
 
 use dmlbench_sdk::checks::{finite, positive};
 use dmlbench_sdk::distance::DistanceConfig;
@@ -73,35 +77,36 @@ impl Plugin for MultiSimilarity {
 
 impl Loss for MultiSimilarity {
     const TUPLES: TupleUse = TupleUse::Optional(TupleForm::Pairs);
+    const ACCEPTS_REFERENCES: bool = true;
 
     fn forward_backward(&mut self, batch: &Batch<'_>, grad: &mut [f32], stats: &mut Stats) -> Result<f64> {
-        let n = batch.n();
-        let labels = batch.labels;
+        let (n, m) = (batch.n(), batch.reference_count());
+        let rows = batch.rows();
         // Which pairs count: masks built from the mined tuples, or the labels themselves.
         let masks = batch.mined_pairs().map(|pairs| {
-            let mut pos = vec![false; n * n];
-            let mut neg = vec![false; n * n];
+            let mut pos = vec![false; n * m];
+            let mut neg = vec![false; n * m];
             for (&a, &p) in pairs.a1.iter().zip(&pairs.p) {
-                pos[a as usize * n + p as usize] = true;
+                pos[a as usize * m + p as usize] = true;
             }
             for (&a, &x) in pairs.a2.iter().zip(&pairs.n) {
-                neg[a as usize * n + x as usize] = true;
+                neg[a as usize * m + x as usize] = true;
             }
             (pos, neg)
         });
         let kind = |i: usize, j: usize| -> Pair {
             match &masks {
-                Some((pos, neg)) if pos[i * n + j] => Pair::Positive,
-                Some((_, neg)) if neg[i * n + j] => Pair::Negative,
+                Some((pos, neg)) if pos[i * m + j] => Pair::Positive,
+                Some((_, neg)) if neg[i * m + j] => Pair::Negative,
                 Some(_) => Pair::None,
-                None if i == j => Pair::None,
-                None if labels[i] == labels[j] => Pair::Positive,
+                None if rows.is_self(i, j) => Pair::None,
+                None if rows.labels[i] == rows.reference_labels[j] => Pair::Positive,
                 None => Pair::Negative,
             }
         };
         let (mut pos_count, mut neg_count) = (0usize, 0usize);
         for i in 0..n {
-            for j in 0..n {
+            for j in 0..m {
                 match kind(i, j) {
                     Pair::Positive => pos_count += 1,
                     Pair::Negative => neg_count += 1,
@@ -116,23 +121,23 @@ impl Loss for MultiSimilarity {
             return Ok(0.0);
         }
 
-        let distances = self.config.distance.compute(batch.embeddings);
+        let distances = self.config.distance.for_batch(batch);
         let values = distances.values();
         let (alpha, beta, base) = (self.config.alpha, self.config.beta, self.config.base);
         // Exponents: −α(S − λ) for positives and β(S − λ) for negatives with a similarity;
         // both flip with a distance. `sign` is d(β-exponent)/dS / β.
         let sign = if self.config.distance.is_similarity() { 1.0 } else { -1.0 };
         let inv_n = 1.0 / n as f64;
-        let mut dvalues = Matrix::zeros(n, n);
-        let mut exponent = vec![0.0f64; n];
-        let mut kinds = vec![Pair::None; n];
+        let mut dvalues = Matrix::zeros(n, m);
+        let mut exponent = vec![0.0f64; m];
+        let mut kinds = vec![Pair::None; m];
         let mut total = 0.0;
         let mut without_pairs = 0usize;
         for i in 0..n {
             // (1/k) log(1 + Σ e^{x_j}) = (1/k)(m + log(e^{−m} + Σ e^{x_j − m})), m = max(0, x_j):
             // the "1 +" is e^0, so the shift includes 0 and the sum never underflows to 0.
             let (mut max_pos, mut max_neg) = (0.0f64, 0.0f64);
-            for j in 0..n {
+            for j in 0..m {
                 kinds[j] = kind(i, j);
                 let s = f64::from(values.get(i, j)) - base;
                 exponent[j] = match kinds[j] {
@@ -151,7 +156,7 @@ impl Loss for MultiSimilarity {
                 continue;
             }
             let (mut sum_pos, mut sum_neg) = ((-max_pos).exp(), (-max_neg).exp());
-            for j in 0..n {
+            for j in 0..m {
                 match kinds[j] {
                     Pair::Positive => {
                         exponent[j] = (exponent[j] - max_pos).exp();
@@ -167,7 +172,7 @@ impl Loss for MultiSimilarity {
             total += (max_pos + sum_pos.ln()) / alpha + (max_neg + sum_neg.ln()) / beta;
             // d/dS of each term: its softmax weight times d(exponent)/dS divided by k.
             let row = dvalues.row_mut(i);
-            for j in 0..n {
+            for j in 0..m {
                 let g = match kinds[j] {
                     Pair::Positive => -sign * exponent[j] / sum_pos,
                     Pair::Negative => sign * exponent[j] / sum_neg,
@@ -177,7 +182,7 @@ impl Loss for MultiSimilarity {
             }
         }
         stats.record("anchors_without_pairs", without_pairs as f64);
-        let dz = distances.backward(batch.embeddings, dvalues.view());
+        let dz = distances.backward(batch, dvalues.view());
         grad.copy_from_slice(&dz.data);
         Ok(total * inv_n)
     }

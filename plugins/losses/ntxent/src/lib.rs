@@ -43,6 +43,10 @@
 //!   `f32`, 708 in `f64`) and flattens its gradient there; here ℓ is not capped. The cap
 //!   needs a logit gap near 87, which cosine similarities or distances between normalised
 //!   embeddings (a gap of at most 2/τ) reach only for τ below about 0.025.
+//!
+//! With reference embeddings (a cross-batch memory), anchors are batch rows and positives
+//! and negatives reference rows, as PML's `ref_emb`; each anchor's row of the matrix runs over
+//! the references, and the gradient is the batch's only.
 
 use dmlbench_sdk::checks::positive;
 use dmlbench_sdk::distance::DistanceConfig;
@@ -86,6 +90,7 @@ impl Plugin for NtXent {
 
 impl Loss for NtXent {
     const TUPLES: TupleUse = TupleUse::Optional(TupleForm::Pairs);
+    const ACCEPTS_REFERENCES: bool = true;
 
     fn forward_backward(&mut self, batch: &Batch<'_>, grad: &mut [f32], stats: &mut Stats) -> Result<f64> {
         let pairs = batch.pairs();
@@ -100,8 +105,8 @@ impl Loss for NtXent {
             return Ok(0.0);
         }
 
-        let n = batch.n();
-        let distances = self.config.distance.compute(batch.embeddings);
+        let (n, columns) = (batch.n(), batch.reference_count());
+        let distances = self.config.distance.for_batch(batch);
         let values = distances.values();
         // x = v/τ for a similarity, −v/τ for a distance; `scale` is dx/dv.
         let sign = if self.config.distance.is_similarity() { 1.0 } else { -1.0 };
@@ -121,7 +126,7 @@ impl Loss for NtXent {
         }
 
         let weight = 1.0 / pairs.a1.len() as f64;
-        let mut dlogits = vec![0.0f64; n * n];
+        let mut dlogits = vec![0.0f64; n * columns];
         // Per anchor: Σ over its positive pairs of weight·e^{m_a − lse}, so that the gradient
         // of the mean with respect to a negative logit x(a,n) is this times e^{x(a,n) − m_a}.
         let mut neg_factor = vec![0.0f64; n];
@@ -141,17 +146,17 @@ impl Loss for NtXent {
             // e^{m − lse} with lse = x + ℓ the log-denominator; the negatives' total softmax
             // mass is S·e^{m − lse} = 1 − softmax of the positive.
             let r = (m - x - loss).exp();
-            dlogits[a as usize * n + p as usize] -= weight * s * r;
+            dlogits[a as usize * columns + p as usize] -= weight * s * r;
             neg_factor[a as usize] += weight * r;
         }
         for (a, k) in negatives() {
             let e = (logit(a, k) - neg_max[a as usize]).exp();
-            dlogits[a as usize * n + k as usize] += neg_factor[a as usize] * e;
+            dlogits[a as usize * columns + k as usize] += neg_factor[a as usize] * e;
         }
         stats.record("pos_pairs_without_negatives", without_negatives as f64);
 
-        let dvalues = Matrix::from_vec(n, n, dlogits.iter().map(|&g| (g * scale) as f32).collect());
-        let dz = distances.backward(batch.embeddings, dvalues.view());
+        let dvalues = Matrix::from_vec(n, columns, dlogits.iter().map(|&g| (g * scale) as f32).collect());
+        let dz = distances.backward(batch, dvalues.view());
         grad.copy_from_slice(&dz.data);
         Ok(total * weight)
     }

@@ -37,6 +37,10 @@
 //! one element (one positive and one negative pair are ignored, `GenericPairLoss`); here
 //! such a batch is computed like any other, as every dmlbench pair loss does, since that one
 //! anchor carries a well-defined loss.
+//!
+//! With reference embeddings (a cross-batch memory), anchors are batch rows and positives
+//! and negatives reference rows, as PML's `ref_emb`; each anchor's row of the matrix runs over
+//! the references, and the gradient is the batch's only.
 
 use dmlbench_sdk::checks::positive;
 use dmlbench_sdk::distance::DistanceConfig;
@@ -96,18 +100,19 @@ struct Row {
 
 impl Loss for SupCon {
     const TUPLES: TupleUse = TupleUse::Optional(TupleForm::Pairs);
+    const ACCEPTS_REFERENCES: bool = true;
 
     fn forward_backward(&mut self, batch: &Batch<'_>, grad: &mut [f32], stats: &mut Stats) -> Result<f64> {
-        let n = batch.n();
+        let (n, m) = (batch.n(), batch.reference_count());
         let pairs = batch.pairs();
         // The masks: a pair listed twice is marked once. Positive and negative pairs never
         // coincide (the SDK checks that positives share the anchor's label and negatives do not).
-        let mut kind = vec![Pair::None; n * n];
+        let mut kind = vec![Pair::None; n * m];
         for (&a, &p) in pairs.a1.iter().zip(&pairs.p) {
-            kind[a as usize * n + p as usize] = Pair::Positive;
+            kind[a as usize * m + p as usize] = Pair::Positive;
         }
         for (&a, &k) in pairs.a2.iter().zip(&pairs.n) {
-            kind[a as usize * n + k as usize] = Pair::Negative;
+            kind[a as usize * m + k as usize] = Pair::Negative;
         }
         let pos_count = kind.iter().filter(|&&k| k == Pair::Positive).count();
         let neg_count = kind.iter().filter(|&&k| k == Pair::Negative).count();
@@ -122,7 +127,7 @@ impl Loss for SupCon {
             return Ok(0.0);
         }
 
-        let distances = self.config.distance.compute(batch.embeddings);
+        let distances = self.config.distance.for_batch(batch);
         let values = distances.values();
         // x = v/τ for a similarity, −v/τ for a distance; `scale` is dx/dv.
         let sign = if self.config.distance.is_similarity() { 1.0 } else { -1.0 };
@@ -131,7 +136,7 @@ impl Loss for SupCon {
 
         let mut rows: Vec<Option<Row>> = vec![None; n];
         for (i, row) in rows.iter_mut().enumerate() {
-            let kinds = &kind[i * n..(i + 1) * n];
+            let kinds = &kind[i * m..(i + 1) * m];
             let positives = kinds.iter().filter(|&&k| k == Pair::Positive).count();
             if positives == 0 {
                 continue;
@@ -149,7 +154,7 @@ impl Loss for SupCon {
             }
             // lse = max + log(1 + Σ_{k ≠ top} e^{x_ik − max}).
             let rest: f64 =
-                (0..n).filter(|&k| k != top && kinds[k] != Pair::None).map(|k| (logit(i, k) - max).exp()).sum();
+                (0..m).filter(|&k| k != top && kinds[k] != Pair::None).map(|k| (logit(i, k) - max).exp()).sum();
             let log_sum = rest.ln_1p();
             // ℓ_i = lse − mean of the positive logits, with the max ≥ that mean taken first.
             let loss = (max - pos_sum / positives as f64) + log_sum;
@@ -162,14 +167,14 @@ impl Loss for SupCon {
         }
 
         let weight = 1.0 / active as f64;
-        let mut dvalues = Matrix::zeros(n, n);
+        let mut dvalues = Matrix::zeros(n, m);
         let mut total = 0.0;
         for (i, row) in rows.iter().enumerate() {
             let Some(row) = row.filter(|r| r.loss > 0.0) else { continue };
             total += row.loss;
             let inv_positives = 1.0 / row.positives as f64;
             for (k, g) in dvalues.row_mut(i).iter_mut().enumerate() {
-                let dlogit = match kind[i * n + k] {
+                let dlogit = match kind[i * m + k] {
                     Pair::Positive => (logit(i, k) - row.lse).exp() - inv_positives,
                     Pair::Negative => (logit(i, k) - row.lse).exp(),
                     Pair::None => continue,
@@ -177,7 +182,7 @@ impl Loss for SupCon {
                 *g = (dlogit * weight * scale) as f32;
             }
         }
-        let dz = distances.backward(batch.embeddings, dvalues.view());
+        let dz = distances.backward(batch, dvalues.view());
         grad.copy_from_slice(&dz.data);
         Ok(total * weight)
     }

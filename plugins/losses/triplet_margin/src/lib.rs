@@ -22,11 +22,16 @@
 //! Defaults, all PML's: margin 0.05, `LpDistance(normalize_embeddings=True, p=2)`,
 //! swap = false, smooth_loss = false. Not offered: PML's `triplets_per_anchor` as a number
 //! (random triplet sampling inside the loss); use a miner instead.
+//!
+//! With reference embeddings (a cross-batch memory), anchors are batch rows and positives
+//! and negatives reference rows, as PML's `ref_emb`; the gradient is the batch's only. `swap`
+//! is refused with references: it needs positive-to-negative distances between references.
 
 use dmlbench_sdk::checks::finite;
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::matrix::Matrix;
-use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats, Triplets, TupleForm, TupleUse};
+use dmlbench_sdk::tuples::Rows;
+use dmlbench_sdk::{Batch, Context, Error, Loss, Plugin, Result, Stats, Triplets, TupleForm, TupleUse};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (PML's defaults).
@@ -70,7 +75,7 @@ impl Plugin for TripletMargin {
 
 /// Calls `f(a, p, n)` for the given triplets, or for every triplet of the batch (by anchor,
 /// then positive, then negative) without building the list.
-fn each_triplet(labels: &[i64], given: Option<&Triplets>, mut f: impl FnMut(usize, usize, usize)) {
+fn each_triplet(rows: Rows<'_>, given: Option<&Triplets>, mut f: impl FnMut(usize, usize, usize)) {
     match given {
         Some(t) => {
             for i in 0..t.len() {
@@ -78,24 +83,29 @@ fn each_triplet(labels: &[i64], given: Option<&Triplets>, mut f: impl FnMut(usiz
             }
         }
         None => {
-            let mut positives = Vec::with_capacity(labels.len());
-            let mut negatives = Vec::with_capacity(labels.len());
-            for (a, &la) in labels.iter().enumerate() {
-                positives.clear();
-                negatives.clear();
-                for (j, &lj) in labels.iter().enumerate() {
-                    if lj != la {
-                        negatives.push(j);
-                    } else if j != a {
-                        positives.push(j);
-                    }
-                }
+            let (mut positives, mut negatives) = (Vec::new(), Vec::new());
+            for a in 0..rows.labels.len() {
+                split_references(rows, a, &mut positives, &mut negatives);
                 for &p in &positives {
                     for &n in &negatives {
                         f(a, p, n);
                     }
                 }
             }
+        }
+    }
+}
+
+/// The reference rows that are positives of anchor `a` (same label, not `a` itself) and those
+/// that are its negatives, in row order.
+fn split_references(rows: Rows<'_>, a: usize, positives: &mut Vec<usize>, negatives: &mut Vec<usize>) {
+    positives.clear();
+    negatives.clear();
+    for (j, &label) in rows.reference_labels.iter().enumerate() {
+        if label != rows.labels[a] {
+            negatives.push(j);
+        } else if !rows.is_self(a, j) {
+            positives.push(j);
         }
     }
 }
@@ -136,36 +146,34 @@ impl TripletMargin {
 
 impl Loss for TripletMargin {
     const TUPLES: TupleUse = TupleUse::Optional(TupleForm::Triplets);
+    const ACCEPTS_REFERENCES: bool = true;
 
     fn forward_backward(&mut self, batch: &Batch<'_>, grad: &mut [f32], stats: &mut Stats) -> Result<f64> {
+        if self.config.swap && batch.references.is_some() {
+            // The swap compares positive and negative, two reference rows, which a batch-by-
+            // references matrix does not hold.
+            return Err(Error::bad_input("triplet_margin: swap cannot be used with reference embeddings"));
+        }
         let given = batch.mined_triplets();
-        let distances = self.config.distance.compute(batch.embeddings);
+        let rows = batch.rows();
+        let distances = self.config.distance.for_batch(batch);
         let values = distances.values();
 
         // One pass: sum the active terms and their slopes; every active term has weight
         // 1/count in the mean, known only at the end, so the slopes are scaled afterwards.
         let (pos_sign, neg_sign) = if self.config.distance.is_similarity() { (-1.0, 1.0) } else { (1.0, -1.0) };
-        let n = batch.n();
-        let mut slopes = vec![0.0f64; n * n];
+        let (n, m) = (batch.n(), batch.reference_count());
+        let mut slopes = vec![0.0f64; n * m];
         let (mut total, mut active, mut count) = (0.0, 0usize, 0usize);
         if given.is_none() && !self.config.swap && !self.config.smooth_loss {
             // The default case, every triplet with a hinge, in tight loops over row a of the
             // matrix: v = σ·(v_ap − v_an) + m with σ = +1 for a distance, −1 for a similarity.
             let sigma = pos_sign;
-            let labels = batch.labels;
-            let (mut positives, mut negatives) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            let (mut positives, mut negatives) = (Vec::with_capacity(m), Vec::with_capacity(m));
             for a in 0..n {
-                positives.clear();
-                negatives.clear();
-                for (j, &label) in labels.iter().enumerate() {
-                    if label != labels[a] {
-                        negatives.push(j);
-                    } else if j != a {
-                        positives.push(j);
-                    }
-                }
+                split_references(rows, a, &mut positives, &mut negatives);
                 let row = values.row(a);
-                let slope_row = &mut slopes[a * n..(a + 1) * n];
+                let slope_row = &mut slopes[a * m..(a + 1) * m];
                 for &p in &positives {
                     let offset = sigma * f64::from(row[p]) + self.config.margin;
                     let mut active_here = 0usize;
@@ -183,15 +191,15 @@ impl Loss for TripletMargin {
                 }
             }
         } else {
-            each_triplet(batch.labels, given.as_deref(), |a, p, x| {
+            each_triplet(rows, given.as_deref(), |a, p, x| {
                 count += 1;
                 let (v, neg_row) = self.violation(values, a, p, x);
                 let (loss, slope) = self.term(v);
                 if loss > 0.0 {
                     total += loss;
                     active += 1;
-                    slopes[a * n + p] += slope * pos_sign;
-                    slopes[neg_row * n + x] += slope * neg_sign;
+                    slopes[a * m + p] += slope * pos_sign;
+                    slopes[neg_row * m + x] += slope * neg_sign;
                 }
             });
         }
@@ -202,8 +210,8 @@ impl Loss for TripletMargin {
             return Ok(0.0);
         }
         let weight = 1.0 / active as f64;
-        let dvalues = Matrix::from_vec(n, n, slopes.iter().map(|&g| (g * weight) as f32).collect());
-        let dz = distances.backward(batch.embeddings, dvalues.view());
+        let dvalues = Matrix::from_vec(n, m, slopes.iter().map(|&g| (g * weight) as f32).collect());
+        let dz = distances.backward(batch, dvalues.view());
         grad.copy_from_slice(&dz.data);
         Ok(total * weight)
     }

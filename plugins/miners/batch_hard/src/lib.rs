@@ -12,6 +12,11 @@
 //! dropped (and counted). With a similarity measure the hardest positive is the least
 //! similar and the hardest negative the most similar. Ties go to the lowest index, so the
 //! output is deterministic.
+//!
+//! Against reference embeddings (a cross-batch memory) anchors are batch rows and positives
+//! and negatives reference rows, as PML's miners given `ref_emb`; a row's own copy in the
+//! memory is then an ordinary positive here, and removed from the output afterwards (PML's
+//! `remove_self_comparisons`).
 
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::{Batch, Context, Miner, Plugin, Result, Stats, Triplets, TupleForm, Tuples};
@@ -45,24 +50,25 @@ impl Plugin for BatchHard {
 
 impl Miner for BatchHard {
     const OUTPUT: TupleForm = TupleForm::Triplets;
+    const ACCEPTS_REFERENCES: bool = true;
 
     fn mine(&mut self, batch: &Batch<'_>, stats: &mut Stats) -> Result<Tuples> {
-        let values = self.config.distance.compute(batch.embeddings);
+        let values = self.config.distance.for_batch(batch);
         let values = values.values();
         // "Harder" means farther for a positive and closer for a negative; with a
         // similarity both flip. Comparing `key` = ±value turns both into a maximum.
         let flip = if self.config.distance.is_similarity() { -1.0f32 } else { 1.0 };
-        let labels = batch.labels;
+        let rows = batch.rows();
         let mut out = Triplets::default();
         let mut dropped = 0usize;
         for a in 0..batch.n() {
             let mut hardest_pos: Option<(usize, f32)> = None;
             let mut hardest_neg: Option<(usize, f32)> = None;
             for (j, &v) in values.row(a).iter().enumerate() {
-                if j == a {
+                if rows.is_self(a, j) {
                     continue;
                 }
-                if labels[j] == labels[a] {
+                if rows.reference_labels[j] == rows.labels[a] {
                     let key = flip * v;
                     if hardest_pos.is_none_or(|(_, best)| key > best) {
                         hardest_pos = Some((j, key));

@@ -15,6 +15,11 @@
 //! d_an − ε < max_p d_ap. As in PML, a batch without any positive pair or without any
 //! negative pair yields nothing (`empty_batch`). Output: pairs (a1, p, a2, n), ordered by
 //! anchor, then index (PML orders each anchor's pairs by similarity; the set is the same).
+//!
+//! Against reference embeddings (a cross-batch memory) anchors are batch rows and positives
+//! and negatives reference rows, as PML's miners given `ref_emb`; a row's own copy in the
+//! memory is then an ordinary positive here, and removed from the output afterwards (PML's
+//! `remove_self_comparisons`).
 
 use dmlbench_sdk::checks::finite;
 use dmlbench_sdk::distance::DistanceConfig;
@@ -58,43 +63,40 @@ impl Plugin for MultiSimilarityMiner {
 
 impl Miner for MultiSimilarityMiner {
     const OUTPUT: TupleForm = TupleForm::Pairs;
+    const ACCEPTS_REFERENCES: bool = true;
 
     fn mine(&mut self, batch: &Batch<'_>, stats: &mut Stats) -> Result<Tuples> {
-        let labels = batch.labels;
-        let n = batch.n();
+        let rows = batch.rows();
+        let (labels, reference_labels) = (rows.labels, rows.reference_labels);
+        let (n, m) = (batch.n(), batch.reference_count());
         let mut out = Pairs::default();
-        let any_positive = (0..n).any(|i| (0..n).any(|j| j != i && labels[j] == labels[i]));
-        let any_negative = labels.iter().any(|&l| l != labels[0]);
+        let any_positive = (0..n).any(|i| (0..m).any(|j| !rows.is_self(i, j) && reference_labels[j] == labels[i]));
+        let any_negative = (0..n).any(|i| reference_labels.iter().any(|&l| l != labels[i]));
         if !any_positive || !any_negative {
             stats.record("empty_batch", 1.0);
             stats.record("pos_pairs", 0.0);
             stats.record("neg_pairs", 0.0);
             return Ok(Tuples::Pairs(out));
         }
-        let values = self.config.distance.compute(batch.embeddings);
+        let values = self.config.distance.for_batch(batch);
         let values = values.values();
         // Work in "closeness" c = S for a similarity and c = −d for a distance: then the rule
         // is the similarity one for both.
         let flip = if self.config.distance.is_similarity() { 1.0 } else { -1.0 };
         let eps = self.config.epsilon;
-        for a in 0..n {
+        for (a, &label) in labels.iter().enumerate() {
             let close = |j: usize| flip * f64::from(values.get(a, j));
+            let others = || reference_labels.iter().enumerate().filter(|&(j, _)| !rows.is_self(a, j));
             let (mut hardest_neg, mut hardest_pos) = (f64::NEG_INFINITY, f64::INFINITY);
-            for j in 0..n {
-                if j == a {
-                    continue;
-                }
-                if labels[j] == labels[a] {
+            for (j, &other) in others() {
+                if other == label {
                     hardest_pos = hardest_pos.min(close(j));
                 } else {
                     hardest_neg = hardest_neg.max(close(j));
                 }
             }
-            for j in 0..n {
-                if j == a {
-                    continue;
-                }
-                if labels[j] == labels[a] {
+            for (j, &other) in others() {
+                if other == label {
                     if close(j) - eps < hardest_neg {
                         out.a1.push(a as u32);
                         out.p.push(j as u32);

@@ -12,6 +12,11 @@
 //! With a similarity the inequalities flip as in PML: positives with s < m⁺, negatives with
 //! s > m⁻. Defaults are PML's. Output: pairs (a1, p, a2, n) in row-major order (PML's
 //! `get_all_pairs_indices` order).
+//!
+//! Against reference embeddings (a cross-batch memory) anchors are batch rows and positives
+//! and negatives reference rows, as PML's miners given `ref_emb`; a row's own copy in the
+//! memory is then an ordinary positive here, and removed from the output afterwards (PML's
+//! `remove_self_comparisons`).
 
 use dmlbench_sdk::checks::finite;
 use dmlbench_sdk::distance::DistanceConfig;
@@ -57,18 +62,19 @@ impl Plugin for PairMargin {
 
 impl Miner for PairMargin {
     const OUTPUT: TupleForm = TupleForm::Pairs;
+    const ACCEPTS_REFERENCES: bool = true;
 
     fn mine(&mut self, batch: &Batch<'_>, stats: &mut Stats) -> Result<Tuples> {
-        let distances = self.config.distance.compute(batch.embeddings);
+        let distances = self.config.distance.for_batch(batch);
         let values = distances.values();
         let similarity = self.config.distance.is_similarity();
         let (pos_margin, neg_margin) = (self.config.pos_margin, self.config.neg_margin);
-        let labels = batch.labels;
+        let rows = batch.rows();
         let mut out = Pairs::default();
         let (mut pos_total, mut neg_total) = (0usize, 0usize);
-        for (i, &li) in labels.iter().enumerate() {
-            for (j, &lj) in labels.iter().enumerate() {
-                if i == j {
+        for (i, &li) in rows.labels.iter().enumerate() {
+            for (j, &lj) in rows.reference_labels.iter().enumerate() {
+                if rows.is_self(i, j) {
                     continue;
                 }
                 let v = f64::from(values.get(i, j));
