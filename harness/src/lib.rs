@@ -8,5 +8,6 @@
 //! validates experiment files, [`train`] runs their cells, and [`cli`] is the command line.
 
 pub mod cli;
+pub mod cluster;
 pub mod experiment;
 pub mod train;

@@ -23,6 +23,8 @@ mod mine;
 mod plugins;
 mod run;
 mod state;
+mod status;
+mod sweep;
 
 /// Deep metric learning benchmarks: losses and miners as plugins, leaderboards you can trust.
 #[derive(Debug, Parser)]
@@ -70,6 +72,10 @@ impl HostArgs {
 enum Command {
     /// Train and test every cell of an experiment (default: experiments/default.ron).
     Run(run::RunArgs),
+    /// Submit an experiment's cells to a Slurm cluster as an array job.
+    Sweep(sweep::SweepArgs),
+    /// Where each cell of an experiment stands: completed, failed, running, queued, pending.
+    Status(status::StatusArgs),
     /// List, show, check and create loss and miner plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -100,6 +106,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args, &cli.host),
+        Command::Sweep(args) => sweep::run(args, &cli.host),
+        Command::Status(args) => status::run(args, &cli.host),
         Command::Cell(args) => cell::run(args, &cli.host),
         Command::Plugins(command) => plugins::run(command, &cli.host),
         Command::Loss(args) => loss::run(args, &cli.host),

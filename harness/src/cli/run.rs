@@ -67,6 +67,26 @@ pub struct PlanArgs {
     keep_stale: bool,
 }
 
+impl PlanArgs {
+    /// The same overrides as `dmlbench run` arguments, for the tasks of a sweep.
+    pub fn as_run_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.smoke {
+            args.push("--smoke".to_string());
+        }
+        if let Some(epochs) = self.epochs {
+            args.extend(["--epochs".to_string(), epochs.to_string()]);
+        }
+        if let Some(device) = &self.device {
+            args.extend(["--device".to_string(), device.clone()]);
+        }
+        if self.keep_stale {
+            args.push("--keep-stale".to_string());
+        }
+        args
+    }
+}
+
 /// Reads and validates `file` with the overrides of `args`; a smoke run keeps the first seed
 /// only. `skip_plugin_creation`: see [`Overrides::skip_plugin_creation`].
 pub fn load_plan(

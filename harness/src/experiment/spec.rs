@@ -35,6 +35,17 @@ pub struct ExperimentSpec {
     /// One cell per seed for every grid entry.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
+    /// How `dmlbench sweep --slurm` submits the cells; not part of any cell's configuration.
+    #[serde(default)]
+    pub slurm: SlurmSpec,
+}
+
+/// Cluster settings an experiment carries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlurmSpec {
+    /// Extra `#SBATCH` options for every task, e.g. `["--qos=high", "--constraint=a100"]`.
+    pub sbatch: Vec<String>,
 }
 
 fn default_seeds() -> Vec<u64> {

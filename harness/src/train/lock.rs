@@ -47,6 +47,47 @@ pub struct Owner {
     pub started_unix_s: u64,
     /// The owner's last sign of life (Unix seconds).
     pub heartbeat_unix_s: u64,
+    /// The Slurm task the owner ran in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_task: Option<SlurmTask>,
+}
+
+/// A Slurm task incarnation: `JOB_TASK` (or the job id outside an array) and how often it was
+/// requeued. Slurm runs one incarnation of a task at a time and ends it before requeuing, so a
+/// lock left by an earlier incarnation of the same task belongs to a dead process, even on
+/// another node, and the requeued task takes it over at once instead of after the stale time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmTask {
+    /// `SLURM_ARRAY_JOB_ID_SLURM_ARRAY_TASK_ID`, or `SLURM_JOB_ID`.
+    pub id: String,
+    /// `SLURM_RESTART_COUNT` (0 before the first requeue).
+    pub restart: u32,
+}
+
+impl SlurmTask {
+    /// The task this process runs in, from Slurm's environment.
+    pub fn current() -> Option<SlurmTask> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let id = match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
+            (Some(job), Some(task)) => format!("{job}_{task}"),
+            _ => var("SLURM_JOB_ID")?,
+        };
+        let restart = var("SLURM_RESTART_COUNT").and_then(|r| r.parse().ok()).unwrap_or(0);
+        Some(SlurmTask { id, restart })
+    }
+}
+
+impl Owner {
+    /// This process, now.
+    fn me() -> Owner {
+        Owner {
+            host: host_name(),
+            pid: std::process::id(),
+            started_unix_s: unix_seconds(),
+            heartbeat_unix_s: unix_seconds(),
+            slurm_task: SlurmTask::current(),
+        }
+    }
 }
 
 impl std::fmt::Display for Owner {
@@ -104,12 +145,7 @@ pub fn live_owner(path: &Path) -> Option<Owner> {
 
 /// Takes the lock at `path` for this process, unless a live owner holds it.
 pub fn acquire(path: &Path) -> anyhow::Result<Acquired> {
-    let me = Owner {
-        host: host_name(),
-        pid: std::process::id(),
-        started_unix_s: unix_seconds(),
-        heartbeat_unix_s: unix_seconds(),
-    };
+    let me = Owner::me();
     // Two rounds: the second follows the removal of a stale lock.
     for _ in 0..2 {
         if create_exclusive(path, &me)? {
@@ -133,12 +169,7 @@ pub fn acquire(path: &Path) -> anyhow::Result<Acquired> {
 /// file meanwhile. `false` when another process is taking it over or renewed it.
 fn take_over(path: &Path, seen: Option<&Owner>) -> anyhow::Result<bool> {
     let guard = with_suffix(path, ".takeover");
-    let placeholder = Owner {
-        host: host_name(),
-        pid: std::process::id(),
-        started_unix_s: unix_seconds(),
-        heartbeat_unix_s: unix_seconds(),
-    };
+    let placeholder = Owner::me();
     if !create_exclusive(&guard, &placeholder)? {
         // A taker that died mid-way leaves its guard; after the stale time it is cleared.
         if file_is_stale(&guard) {
@@ -217,7 +248,19 @@ fn is_stale(owner: &Owner) -> bool {
     if owner.host == host_name() && !process_alive(owner.pid) {
         return true;
     }
+    if is_earlier_incarnation(owner, SlurmTask::current().as_ref()) {
+        return true;
+    }
     unix_seconds().saturating_sub(owner.heartbeat_unix_s) as f64 > stale_after().as_secs_f64()
+}
+
+/// Whether `owner` ran in an earlier incarnation of the Slurm task `current` (see
+/// [`SlurmTask`]).
+fn is_earlier_incarnation(owner: &Owner, current: Option<&SlurmTask>) -> bool {
+    match (&owner.slurm_task, current) {
+        (Some(theirs), Some(mine)) => theirs.id == mine.id && theirs.restart < mine.restart,
+        _ => false,
+    }
 }
 
 /// Whether the file at `path` was last written longer ago than the stale time.
@@ -235,7 +278,13 @@ fn unknown_owner(path: &Path) -> Owner {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    Owner { host: "an unknown host".into(), pid: 0, started_unix_s: modified, heartbeat_unix_s: modified }
+    Owner {
+        host: "an unknown host".into(),
+        pid: 0,
+        started_unix_s: modified,
+        heartbeat_unix_s: modified,
+        slurm_task: None,
+    }
 }
 
 /// Whether process `pid` of this host is running. On Linux a zombie (killed, not yet reaped:
@@ -298,10 +347,7 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        write_owner(
-            &path,
-            &Owner { host: host_name(), pid, started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() },
-        );
+        write_owner(&path, &Owner { pid, ..Owner::me() });
         let Acquired::Owned(lock) = acquire(&path).unwrap() else { panic!("a dead owner's lock is taken over") };
         assert_eq!(lock.owner().pid, std::process::id());
         assert!(!with_suffix(&path, ".takeover").exists());
@@ -314,10 +360,7 @@ mod tests {
         let path = dir.path().join("cell.ron.lock");
         let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
         let pid = child.id();
-        write_owner(
-            &path,
-            &Owner { host: host_name(), pid, started_unix_s: unix_seconds(), heartbeat_unix_s: unix_seconds() },
-        );
+        write_owner(&path, &Owner { pid, ..Owner::me() });
         assert!(matches!(acquire(&path).unwrap(), Acquired::Busy(_)), "a running owner keeps its lock");
         child.kill().unwrap();
         // Not waited for yet: a zombie, as a cell whose run was killed becomes.
@@ -339,6 +382,7 @@ mod tests {
             pid: 1,
             started_unix_s: unix_seconds(),
             heartbeat_unix_s: unix_seconds() - 60,
+            slurm_task: None,
         };
         write_owner(&path, &recent);
         match acquire(&path).unwrap() {
@@ -354,10 +398,34 @@ mod tests {
     }
 
     #[test]
+    fn a_requeued_slurm_task_takes_over_its_earlier_incarnations_lock_at_once() {
+        let task = |id: &str, restart| Some(SlurmTask { id: id.into(), restart });
+        // A fresh heartbeat on another host: only the task identity can say it is dead.
+        let owner = Owner {
+            host: "node7".into(),
+            pid: 1,
+            started_unix_s: unix_seconds(),
+            heartbeat_unix_s: unix_seconds(),
+            slurm_task: task("41_3", 0),
+        };
+        assert!(is_earlier_incarnation(&owner, task("41_3", 1).as_ref()));
+        assert!(!is_earlier_incarnation(&owner, task("41_3", 0).as_ref()), "the same incarnation");
+        assert!(!is_earlier_incarnation(&owner, task("41_4", 1).as_ref()), "another task");
+        assert!(!is_earlier_incarnation(&owner, task("42_3", 1).as_ref()), "another job");
+        assert!(!is_earlier_incarnation(&owner, None), "outside Slurm");
+        let outside = Owner { slurm_task: None, ..owner.clone() };
+        assert!(!is_earlier_incarnation(&outside, task("41_3", 1).as_ref()));
+        // Written without a task (older dmlbench, or outside Slurm), the lock reads back as such.
+        let json = r#"{"host":"h","pid":2,"started_unix_s":0,"heartbeat_unix_s":0}"#;
+        assert_eq!(serde_json::from_str::<Owner>(json).unwrap().slurm_task, None);
+    }
+
+    #[test]
     fn a_takeover_in_progress_elsewhere_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cell.ron.lock");
-        let silent = Owner { host: "elsewhere".into(), pid: 1, started_unix_s: 0, heartbeat_unix_s: 0 };
+        let silent =
+            Owner { host: "elsewhere".into(), pid: 1, started_unix_s: 0, heartbeat_unix_s: 0, slurm_task: None };
         write_owner(&path, &silent);
         std::fs::write(with_suffix(&path, ".takeover"), b"{}").unwrap();
         assert!(
@@ -372,7 +440,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cell.ron.lock");
         // A stale lock, so that the racers also race through the takeover.
-        write_owner(&path, &Owner { host: "elsewhere".into(), pid: 1, started_unix_s: 0, heartbeat_unix_s: 0 });
+        write_owner(
+            &path,
+            &Owner { host: "elsewhere".into(), pid: 1, started_unix_s: 0, heartbeat_unix_s: 0, slurm_task: None },
+        );
         let barrier = std::sync::Barrier::new(8);
         let winners: Vec<CellLock> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..8)

@@ -109,7 +109,7 @@ pub fn ensure_dataset(plan: &Plan) -> anyhow::Result<()> {
 }
 
 /// What an existing record of a cell means for running it, from one reading of the file.
-enum Existing {
+pub(crate) enum Existing {
     /// A complete result of the cell: completed, of this very configuration, with every epoch
     /// and metric, and (unless `--keep-stale`) run with the plugins' current code.
     Done(Box<CellRecord>),
@@ -121,7 +121,7 @@ enum Existing {
     ToRun,
 }
 
-fn existing(plan: &Plan, cell: &Cell, path: &Path) -> Existing {
+pub(crate) fn existing(plan: &Plan, cell: &Cell, path: &Path) -> Existing {
     let Ok(record) = CellRecord::load(path) else { return Existing::ToRun };
     if record.status != CellStatus::Completed {
         return Existing::ToRun;
@@ -165,13 +165,7 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
     ensure_dataset(plan)?;
     let dir = plan.results_dir(&options.results);
     std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
-    // The experiment file travels with its records, so the leaderboard page can show it. Copied
-    // under a temporary name and renamed: another run may be reading it.
-    let copy = dir.join(EXPERIMENT_COPY);
-    let staged = with_suffix(&copy, &format!(".{}.tmp", std::process::id()));
-    std::fs::copy(&plan.file, &staged)
-        .and_then(|_| std::fs::rename(&staged, &copy))
-        .with_context(|| format!("copying {} to {}", plan.file.display(), copy.display()))?;
+    copy_experiment(plan, &dir)?;
 
     let cells: Vec<&Cell> =
         plan.cells.iter().filter(|c| options.only.is_empty() || options.only.contains(&c.key.id())).collect();
@@ -357,6 +351,18 @@ fn log_excerpt(path: &Path, lines: usize) -> String {
     dmlbench_host::errors::cap_message(&excerpt.join("\n"))
 }
 
+/// Copies the experiment file beside its records (`dir`), so that the leaderboard page can
+/// show it and `dmlbench status DIR` can read it. Copied under a temporary name and renamed:
+/// another run may be reading it.
+pub fn copy_experiment(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
+    let copy = dir.join(EXPERIMENT_COPY);
+    let staged = with_suffix(&copy, &format!(".{}.tmp", std::process::id()));
+    std::fs::copy(&plan.file, &staged)
+        .and_then(|_| std::fs::rename(&staged, &copy))
+        .with_context(|| format!("copying {} to {}", plan.file.display(), copy.display()))?;
+    Ok(())
+}
+
 /// Runs one cell in this process, printing events as JSON lines on stdout when `json_events`
 /// is set (the protocol [`run_plan`] reads), or showing a progress bar otherwise. The cell's
 /// lock is held throughout; a cell another process owns is left alone.
@@ -371,6 +377,10 @@ pub fn run_single(
     ensure_dataset(plan)?;
     let dir = plan.results_dir(results);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !json_events {
+        // `run --cell`, a cluster task: no `run` of the whole plan copies the file.
+        copy_experiment(plan, &dir)?;
+    }
     let paths = CellPaths::new(&dir, cell);
     let _lock = match lock::acquire(&paths.lock)? {
         Acquired::Owned(lock) => lock,

@@ -1,0 +1,101 @@
+//! Tiny experiments on synthetic data for the tests that train, and what to compare of their
+//! records.
+
+use std::path::{Path, PathBuf};
+
+use dmlbench_eval::Metrics;
+use dmlbench_record::{CellRecord, CellStatus};
+
+use super::{dmlbench, run};
+
+/// A tiny experiment: 8 synthetic classes of 8 images at 32 px, a 2-stage CNN, seed 0.
+pub fn experiment(dir: &Path, name: &str, epochs: usize, grid: &str) -> PathBuf {
+    experiment_sized(
+        dir,
+        name,
+        Size { classes: 8, per_class: 8, channels: "[8, 16]", lr: 0.05, epochs, seeds: "[0]" },
+        grid,
+    )
+}
+
+/// What varies between the experiments of these tests.
+pub struct Size {
+    pub classes: usize,
+    pub per_class: usize,
+    pub channels: &'static str,
+    pub lr: f64,
+    pub epochs: usize,
+    pub seeds: &'static str,
+}
+
+pub fn experiment_sized(dir: &Path, name: &str, size: Size, grid: &str) -> PathBuf {
+    let Size { classes, per_class, channels, lr, epochs, seeds } = size;
+    let data = dir.join(format!("data-{classes}x{per_class}"));
+    let text = format!(
+        r#"(
+    name: "{name}",
+    dataset: (
+        format: cub,
+        root: "{data}",
+        synthetic: (classes: {classes}, per_class: {per_class}, size: 32, seed: 1),
+        transforms: (resize: 32, crop: 28),
+    ),
+    model: (backbone: SmallCnn(channels: {channels}), embedding_dim: 16),
+    training: (
+        epochs: {epochs},
+        batch_size: 16,
+        sampler: MPerClass(m: 4),
+        optimizer: Sgd(lr: {lr}, momentum: 0.9, nesterov: true),
+        schedule: WarmupCosine(warmup_iterations: 2),
+        workers: 1,
+    ),
+    evaluation: (k: [1, 2], cluster: true, batch_size: 32),
+    grid: [{grid}],
+    seeds: {seeds},
+)"#,
+        data = data.display(),
+    );
+    let file = dir.join(format!("{name}.ron"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// `dmlbench run FILE --results RESULTS`, which must succeed; its (stdout, stderr).
+pub fn run_to_the_end(file: &Path, results: &Path) -> (String, String) {
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(file).arg("--results").arg(results));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+pub fn record(results: &Path, experiment: &str, cell: &str) -> CellRecord {
+    let path = results.join(experiment).join(format!("{cell}.ron"));
+    CellRecord::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What a record says about the method, without how long it took: the status, each epoch's
+/// number, loss, images, plugin statistics and metrics, the untrained baseline and the final
+/// metrics.
+pub type Result = (
+    CellStatus,
+    Vec<(usize, f64, usize, Vec<(String, f64)>, Option<Metrics>, Option<Metrics>)>,
+    Option<Metrics>,
+    Option<Metrics>,
+);
+
+pub fn result_of(r: &CellRecord) -> Result {
+    let epochs = r
+        .epochs
+        .iter()
+        .map(|e| {
+            (
+                e.epoch,
+                e.loss,
+                e.images,
+                e.plugin_stats.clone().into_iter().collect(),
+                e.test.clone(),
+                e.validation.clone(),
+            )
+        })
+        .collect();
+    (r.status.clone(), epochs, r.initial_test.clone(), r.final_metrics.clone())
+}
