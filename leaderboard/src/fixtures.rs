@@ -74,3 +74,20 @@ pub fn failed(
     record.status = CellStatus::Failed { reason: reason.into() };
     (path, record)
 }
+
+/// Two leaderboards for the diff renderers: `spce` falls from 60, 62, 67 (63.0 ± 9.0) to 40,
+/// 41, 42 (41.0 ± 2.5; intervals apart) and its plugin's code changed; `cross_entropy` (50, 50,
+/// 50) is the same on both sides.
+pub fn moved_loss() -> (crate::table::Leaderboard, crate::table::Leaderboard) {
+    let side = |spce: [f64; 3], library: &str| {
+        let mut records = Vec::new();
+        for seed in 0..3 {
+            let mut cell = completed("cub", "default", "spce", None, seed, &[spce[seed as usize]], 0.3);
+            cell.1.plugins[0].library = library.into();
+            records.push(cell);
+            records.push(completed("cub", "default", "cross_entropy", None, seed, &[0.5], 0.3));
+        }
+        crate::table::Leaderboard::from_records(records)
+    };
+    (side([0.60, 0.62, 0.67], "aaaa"), side([0.40, 0.41, 0.42], "bbbb"))
+}

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use crate::diff::{BoardDiff, RowDiff, TableDiff};
 use crate::paths::relative_path;
 use crate::stats::Summary;
 use crate::table::{BoardTable, Leaderboard, Row};
@@ -137,6 +138,85 @@ fn row(table: &BoardTable, row: &Row, base_dir: &Path) -> Value {
     })
 }
 
+/// Version of the diff's JSON shape.
+pub const DIFF_JSON_VERSION: u32 = 1;
+
+/// Renders how the leaderboard moved from `base` to `head` as pretty JSON (labels naming the
+/// two sides). Shape: `{"format": "dmlbench-leaderboard-diff", "version": 1, "base": {"label",
+/// "records"}, "head": {…}, "regressions": [{"dataset", "recipe", "method"}], "tables":
+/// [{"dataset", "recipe", "presence", "columns", "unchanged": [method, …], "rows": [{"method",
+/// "presence", "metrics": {"recall_at_1": {"base", "head", "difference", "overlap",
+/// "verdict"}, …}, "configuration_changed": [seed, …], "plugins_changed": ["loss:spce"],
+/// "build_changed", "status": {"base", "head"}, "epoch_seconds": {"base", "head", "change"},
+/// "peak_rss_bytes": {…}, "peak_device_bytes": {…}}]}]}`. Summaries are raw fractions as in
+/// the leaderboard's JSON; `overlap` is `null` when a side is missing, `change` is head over
+/// base less one.
+pub fn render_diff(diff: &BoardDiff, base: &str, head: &str) -> String {
+    let regressions: Vec<Value> = diff
+        .regressions()
+        .iter()
+        .map(|(t, r)| json!({"dataset": t.dataset, "recipe": t.recipe, "method": r.method}))
+        .collect();
+    let value = json!({
+        "format": "dmlbench-leaderboard-diff",
+        "version": DIFF_JSON_VERSION,
+        "confidence": crate::stats::CONFIDENCE,
+        "base": {"label": base, "records": diff.base_records},
+        "head": {"label": head, "records": diff.head_records},
+        "regressions": regressions,
+        "tables": diff.tables.iter().map(table_diff).collect::<Vec<_>>(),
+    });
+    let mut text = serde_json::to_string_pretty(&value).expect("a JSON value always serialises");
+    text.push('\n');
+    text
+}
+
+fn table_diff(table: &TableDiff) -> Value {
+    json!({
+        "dataset": table.dataset,
+        "recipe": table.recipe,
+        "presence": table.presence.name(),
+        "columns": table.columns.iter().map(|c| c.key()).collect::<Vec<_>>(),
+        "rows": table.rows.iter().map(row_diff).collect::<Vec<_>>(),
+        "unchanged": table.unchanged,
+    })
+}
+
+fn row_diff(row: &RowDiff) -> Value {
+    let mut metrics = Map::new();
+    for m in &row.metrics {
+        metrics.insert(
+            m.metric.key(),
+            json!({
+                "base": m.base.as_ref().map(summary),
+                "head": m.head.as_ref().map(summary),
+                "difference": m.difference(),
+                "overlap": m.overlap(),
+                "verdict": m.verdict().key(),
+            }),
+        );
+    }
+    let sides = |figure: fn(&Row) -> Value| {
+        (row.base.as_ref().map(figure).unwrap_or(Value::Null), row.head.as_ref().map(figure).unwrap_or(Value::Null))
+    };
+    let (base_seconds, head_seconds) = sides(|r| json!(r.epoch_seconds.map(|s| s.mean)));
+    let (base_rss, head_rss) = sides(|r| json!(r.peak_rss_bytes));
+    let (base_device, head_device) = sides(|r| json!(r.peak_device_bytes));
+    let (base_status, head_status) = sides(|r| json!(r.status_line(None)));
+    json!({
+        "method": row.method,
+        "presence": row.presence().name(),
+        "metrics": metrics,
+        "configuration_changed": row.configuration_changed,
+        "plugins_changed": row.plugins_changed,
+        "build_changed": row.build_changed,
+        "status": {"base": base_status, "head": head_status},
+        "epoch_seconds": {"base": base_seconds, "head": head_seconds, "change": row.epoch_seconds_change()},
+        "peak_rss_bytes": {"base": base_rss, "head": head_rss, "change": row.peak_rss_change()},
+        "peak_device_bytes": {"base": base_device, "head": head_device, "change": row.peak_device_change()},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +243,25 @@ mod tests {
         assert_eq!(rows[1]["cells"][0]["reason"], "first\nsecond");
         assert_eq!(rows[1]["cells"][0]["record"], "default/triplet_margin+semihard-seed0.ron");
         assert_eq!(v["tables"][0]["columns"], json!(["recall_at_1", "recall_at_2", "map_at_r", "r_precision", "nmi"]));
+    }
+
+    #[test]
+    fn a_diff_as_json() {
+        let (base, head) = crate::fixtures::moved_loss();
+        let v: Value = serde_json::from_str(&render_diff(&BoardDiff::between(&base, &head), "results", "new")).unwrap();
+        assert_eq!(v["format"], "dmlbench-leaderboard-diff");
+        assert_eq!(v["regressions"], json!([{"dataset": "cub", "recipe": "default", "method": "spce"}]));
+        let table = &v["tables"][0];
+        assert_eq!((table["presence"].as_str(), &table["unchanged"]), (Some("both"), &json!(["cross_entropy"])));
+        let rows = table["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["plugins_changed"], json!(["loss:spce"]));
+        let r1 = &rows[0]["metrics"]["recall_at_1"];
+        // 0.63 → 0.41; half-widths 0.0895669 and 4.302653 · 0.01 / √3 = 0.0248414.
+        assert!((r1["difference"].as_f64().unwrap() + 0.22).abs() < 1e-12);
+        assert!((r1["base"]["half_width"].as_f64().unwrap() - 0.089_566_9).abs() < 1e-6);
+        assert!((r1["head"]["half_width"].as_f64().unwrap() - 0.024_841_4).abs() < 1e-6);
+        assert_eq!((r1["overlap"].as_bool(), r1["verdict"].as_str()), (Some(false), Some("lower")));
+        assert_eq!(rows[0]["epoch_seconds"], json!({"base": 300.0, "head": 300.0, "change": 0.0}));
     }
 }

@@ -4,13 +4,15 @@
 //! method), summarises each metric over seeds ([`stats`]) and marks the best values; [`mining`]
 //! picks out the losses that ran with several miners, for a table of mining strategies; [`term`],
 //! [`markdown`], [`html`] (with [`svg`] charts) and [`json`] render that one model; [`check`]
-//! compares committed leaderboards with their records. [`text`] holds the number and escaping
+//! compares committed leaderboards with their records, and [`diff`] two sets of results (rendered
+//! by the same renderers). [`text`] holds the number and escaping
 //! rules the renderers share, [`paths`] the links between a page and the records.
 //!
 //! Nothing here trains or evaluates: the crate depends on the record schema and the metric
 //! names of `dmlbench-eval`, so a program that only reads results builds without the trainer.
 
 pub mod check;
+pub mod diff;
 #[cfg(test)]
 mod fixtures;
 pub mod html;

@@ -6,9 +6,11 @@
 
 use std::path::Path;
 
+use crate::diff::{BoardDiff, TableDiff, Verdict};
 use crate::mining::{COST_HEADINGS, MINING_NOTE, MiningTable, cost_cells, miner_label};
 use crate::paths::{relative_link, relative_path};
 use crate::table::{BoardTable, Leaderboard};
+use crate::term::{diff_title, regression_line};
 use crate::text::{self, escape_md};
 
 /// Name of the Markdown leaderboard inside a results directory.
@@ -165,6 +167,63 @@ fn render_reproducibility(out: &mut String, board: &Leaderboard, base_dir: &Path
     }
 }
 
+/// Renders how the leaderboard moved from `base` to `head` (labels naming the two sides), for
+/// a pull-request comment: the same tables and lines as the terminal's diff, a verdict that
+/// shows a difference in bold.
+pub fn render_diff(diff: &BoardDiff, base: &str, head: &str) -> String {
+    let code = |label: &str| format!("`{}`", label.replace('`', "'"));
+    let mut out = String::from("## Leaderboard changes\n\n");
+    out.push_str(&format!(
+        "Base: {} ({} records). Head: {} ({} records). {} row{} moved, added or removed.\n\n",
+        code(base),
+        diff.base_records,
+        code(head),
+        diff.head_records,
+        diff.moved_rows(),
+        if diff.moved_rows() == 1 { "" } else { "s" }
+    ));
+    for table in &diff.tables {
+        render_table_diff(&mut out, table);
+    }
+    out.push_str(
+        "Accuracy in percent: mean over seeds ± half-width of the 95% interval (Student t); change in percentage \
+points. A change whose intervals overlap is not shown to differ.\n\n",
+    );
+    out.push_str(&regression_line(diff, escape_md));
+    out
+}
+
+fn render_table_diff(out: &mut String, table: &TableDiff) {
+    out.push_str(&format!("### {}\n\n", escape_md(&diff_title(table))));
+    if !table.rows.is_empty() {
+        out.push_str("| method | changed | | base | head | change | verdict |\n|:--|:--|:--|--:|--:|--:|:--|\n");
+        for row in &table.rows {
+            let notes = text::diff_notes(row, Some(REASON_CHARS));
+            for (i, line) in text::diff_lines(row).into_iter().enumerate() {
+                let (method, notes) =
+                    if i == 0 { (escape_md(&row.method), escape_md(&notes)) } else { Default::default() };
+                let verdict = match line.verdict {
+                    Some(v @ (Verdict::Higher | Verdict::Lower)) => format!("**{}**", v.text()),
+                    Some(v) => v.text().to_string(),
+                    None => String::new(),
+                };
+                out.push_str(&format!(
+                    "| {method} | {notes} | {} | {} | {} | {} | {verdict} |\n",
+                    escape_md(&line.quantity),
+                    line.base,
+                    line.head,
+                    line.change
+                ));
+            }
+        }
+        out.push('\n');
+    }
+    if !table.unchanged.is_empty() {
+        let names: Vec<String> = table.unchanged.iter().map(|m| escape_md(m)).collect();
+        out.push_str(&format!("Unchanged: {}.\n\n", names.join(", ")));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +249,27 @@ mod tests {
         assert!(md.contains("| AMD EPYC 7B13 | 2 | flex | cpu | — | linux x86_64 | 4 |"), "{md}");
         // Rendering twice gives the same text.
         assert_eq!(md, render(&board, Path::new("results")));
+    }
+
+    #[test]
+    fn a_diff_for_a_pull_request() {
+        let (base, head) = crate::fixtures::moved_loss();
+        let md = render_diff(&BoardDiff::between(&base, &head), "results", "new");
+        assert!(md.starts_with("## Leaderboard changes\n\nBase: `results` (6 records). Head: `new` (6 records). 1 row moved, added or removed.\n"), "{md}");
+        assert!(md.contains("### cub · default: 1 moved, 1 unchanged\n"), "{md}");
+        // 0.41 − 0.63 = −22.0 points, intervals apart; R@2 is 10 points above R@1 on both sides.
+        assert!(
+            md.contains("| spce | loss:spce code changed | R@1 | 63.0 ± 9.0 | 41.0 ± 2.5 | -22.0 | **lower: the intervals do not overlap** |\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("|  |  | R@2 | 73.0 ± 9.0 | 51.0 ± 2.5 | -22.0 | **lower: the intervals do not overlap** |\n"),
+            "{md}"
+        );
+        // Costs are the same: 300 s an epoch, 512 MiB.
+        assert!(md.contains("|  |  | s/epoch | 300 | 300 | 0% |  |\n"), "{md}");
+        assert!(md.contains("|  |  | peak MiB | 512 | 512 | 0% |  |\n"), "{md}");
+        assert!(md.contains("Unchanged: cross_entropy.\n"), "{md}");
+        assert!(md.ends_with("Regressions (Recall@1 lower, intervals apart): spce (cub · default).\n"), "{md}");
     }
 }

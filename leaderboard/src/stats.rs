@@ -64,6 +64,14 @@ impl Summary {
     pub fn high(&self) -> f64 {
         self.mean + self.half_width.unwrap_or(0.0)
     }
+
+    /// Whether the two intervals share a point (a summary without an interval is the point of
+    /// its mean). Overlapping intervals do not show that the means differ.
+    pub fn overlaps(&self, other: &Summary) -> bool {
+        // Interval ends are sums of rounded numbers: allow for the last bits, nothing more.
+        const SLACK: f64 = 1e-12;
+        self.low() <= other.high() + SLACK && other.low() <= self.high() + SLACK
+    }
 }
 
 /// Arithmetic mean; `None` for no values.

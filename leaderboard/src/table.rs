@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 use crate::stats::Summary;
 use dmlbench_eval::{MetricId, Metrics};
-use dmlbench_record::{CellKey, CellRecord, CellStatus, DatasetInfo, Environment};
+use dmlbench_record::{CellKey, CellRecord, CellStatus, DatasetInfo, Environment, PluginRef};
 
 /// Every table, built from a set of records.
 #[derive(Clone, Debug)]
@@ -157,6 +157,12 @@ pub struct CellView {
     /// The plugins whose code changed since the record was written, when the leaderboard was
     /// asked to look ([`Leaderboard::mark_stale`]); empty otherwise.
     pub stale: Vec<String>,
+    /// Fingerprint of the cell's resolved configuration.
+    pub config_fingerprint: String,
+    /// The plugins it ran, with their code fingerprints.
+    pub plugins: Vec<PluginRef>,
+    /// Fingerprint of the dmlbench build that ran it (empty when not recorded).
+    pub build: String,
 }
 
 impl CellView {
@@ -514,6 +520,9 @@ fn build_row(group: Vec<&(PathBuf, CellRecord)>, columns: &[MetricId], headline:
             epochs_planned: planned_epochs(&record.config),
             final_metrics: record.final_metrics.clone(),
             stale: Vec::new(),
+            config_fingerprint: record.config_fingerprint.clone(),
+            plugins: record.plugins.clone(),
+            build: record.environment.dmlbench_build.clone(),
         })
         .collect();
     cells.sort_by_key(|c| c.seed);
@@ -597,13 +606,10 @@ fn mark_best(rows: &mut [Row], columns: usize) {
 }
 
 /// Which of `summaries` are marked best: the highest mean, and every value whose interval
-/// overlaps its interval. The best has the highest mean, so another interval overlaps it
-/// exactly when its upper end reaches the best's lower end.
+/// overlaps its interval ([`Summary::overlaps`]).
 pub fn best_marks(summaries: &[Option<Summary>]) -> Vec<bool> {
-    // Interval ends are sums of rounded numbers: allow for the last bits, nothing more.
-    const SLACK: f64 = 1e-12;
     let best = summaries.iter().flatten().max_by(|a, b| a.mean.total_cmp(&b.mean));
-    summaries.iter().map(|s| best.is_some_and(|best| s.is_some_and(|s| s.high() + SLACK >= best.low()))).collect()
+    summaries.iter().map(|s| best.is_some_and(|best| s.is_some_and(|s| s.overlaps(best)))).collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
 
+use crate::diff::{BoardDiff, Presence, TableDiff, Verdict};
 use crate::mining::{COST_HEADINGS, MiningTable, cost_cells, miner_label};
 use crate::table::{BoardTable, Leaderboard, RowState};
 use crate::text;
@@ -132,6 +133,109 @@ fn render_mining(table: &BoardTable, mining: &MiningTable, options: TermOptions)
     t
 }
 
+/// Renders how the leaderboard moved from `base` to `head` (the labels name the two sides,
+/// e.g. their directories): per table a title with counts, a table of the rows that moved (a
+/// line per metric and cost), and the unchanged methods; then the regressions, if any.
+pub fn render_diff(diff: &BoardDiff, base: &str, head: &str, options: TermOptions) -> String {
+    let mut out = dmlbench_abi::escape_terminal(&format!(
+        "Base: {base} ({} records). Head: {head} ({} records).\n\n",
+        diff.base_records, diff.head_records
+    ));
+    if diff.tables.is_empty() {
+        out.push_str("No result records on either side.\n");
+        return out;
+    }
+    for table in &diff.tables {
+        out.push_str(&dmlbench_abi::escape_terminal(&format!("{}\n", diff_title(table))));
+        if !table.rows.is_empty() {
+            out.push_str(&render_table_diff(table, options).to_string());
+            out.push('\n');
+        }
+        if !table.unchanged.is_empty() {
+            out.push_str(&dmlbench_abi::escape_terminal(&format!("Unchanged: {}.\n", table.unchanged.join(", "))));
+        }
+        out.push('\n');
+    }
+    out.push_str("Accuracy in %: mean over seeds ± half-width of the 95% interval (Student t); change in\n");
+    out.push_str("percentage points. A change whose intervals overlap is not shown to differ.\n");
+    out.push_str(&regression_line(diff, dmlbench_abi::escape_terminal));
+    out
+}
+
+/// `cub · default: 1 moved, 1 added, 3 unchanged`, or a table on one side only.
+pub fn diff_title(table: &TableDiff) -> String {
+    let name = format!("{} · {}", table.dataset, table.recipe);
+    let rows = table.rows.len();
+    match table.presence {
+        Presence::Added => format!("{name}: a new table ({rows} rows)"),
+        Presence::Removed => format!("{name}: no longer in the results ({rows} rows)"),
+        Presence::Both => {
+            let count = |p: Presence| table.rows.iter().filter(|r| r.presence() == p).count();
+            let parts: Vec<String> = [
+                (count(Presence::Both), "moved"),
+                (count(Presence::Added), "added"),
+                (count(Presence::Removed), "removed"),
+                (table.unchanged.len(), "unchanged"),
+            ]
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+            format!("{name}: {}", parts.join(", "))
+        }
+    }
+}
+
+/// The closing line of a diff: the regressions (headline lower, intervals apart), or none;
+/// names go through `escape` for the output format.
+pub fn regression_line(diff: &BoardDiff, escape: fn(&str) -> String) -> String {
+    let regressions: Vec<String> = diff
+        .regressions()
+        .iter()
+        .map(|(t, r)| escape(&format!("{} ({} · {})", r.method, t.dataset, t.recipe)))
+        .collect();
+    if regressions.is_empty() {
+        "No regression: no Recall@1 is lower with intervals apart.\n".into()
+    } else {
+        format!("Regressions (Recall@1 lower, intervals apart): {}.\n", regressions.join(", "))
+    }
+}
+
+/// The moved rows of one table as comfy-table: a line per metric and cost.
+fn render_table_diff(table: &TableDiff, options: TermOptions) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    if !options.tty {
+        t.force_no_tty();
+    }
+    if let Some(width) = options.width {
+        t.set_width(width);
+    }
+    t.set_header(["method", "changed", "", "base", "head", "change", "verdict"].map(Cell::new));
+    for row in &table.rows {
+        let notes = text::diff_notes(row, Some(REASON_CHARS));
+        for (i, line) in text::diff_lines(row).into_iter().enumerate() {
+            let (method, notes) = if i == 0 { (row.method.as_str(), notes.as_str()) } else { ("", "") };
+            let verdict = Cell::new(line.verdict.map(|v| v.text()).unwrap_or(""));
+            let verdict = match (line.verdict, options.tty) {
+                (Some(Verdict::Lower), true) => verdict.fg(Color::Red).add_attribute(Attribute::Bold),
+                (Some(Verdict::Higher), true) => verdict.fg(Color::Green).add_attribute(Attribute::Bold),
+                _ => verdict,
+            };
+            t.add_row(vec![
+                Cell::new(dmlbench_abi::escape_terminal(method)),
+                Cell::new(dmlbench_abi::escape_terminal(notes)),
+                Cell::new(line.quantity),
+                Cell::new(line.base).set_alignment(CellAlignment::Right),
+                Cell::new(line.head).set_alignment(CellAlignment::Right),
+                Cell::new(line.change).set_alignment(CellAlignment::Right),
+                verdict,
+            ]);
+        }
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +285,29 @@ mod tests {
         let out = render(&board, TermOptions { tty: false, width: Some(200) });
         assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
         assert!(out.contains("a\\u{1b}[2Jb") && out.contains("bad \\u{1b}]0;title\\u{7} plugin"), "{out}");
+    }
+
+    #[test]
+    fn a_diff_lists_the_moved_row_with_both_intervals() {
+        let (base, head) = crate::fixtures::moved_loss();
+        let diff = BoardDiff::between(&base, &head);
+        let out = render_diff(&diff, "results", "new", TermOptions { tty: false, width: Some(200) });
+        assert!(out.starts_with("Base: results (6 records). Head: new (6 records).\n"), "{out}");
+        assert!(out.contains("cub · default: 1 moved, 1 unchanged\n"), "{out}");
+        // 0.41 − 0.63 = −22.0 points; the intervals [54.0, 72.0] and [38.5, 43.5] are apart.
+        let line = out.lines().find(|l| l.contains("R@1")).unwrap();
+        for part in [
+            "spce",
+            "loss:spce code changed",
+            "63.0 ± 9.0",
+            "41.0 ± 2.5",
+            "-22.0",
+            "lower: the intervals do not overlap",
+        ] {
+            assert!(line.contains(part), "{part} not in {line}");
+        }
+        assert!(out.contains("Unchanged: cross_entropy.\n"), "{out}");
+        assert!(!out.lines().any(|l| l.contains("│ cross_entropy")), "{out}");
+        assert!(out.ends_with("Regressions (Recall@1 lower, intervals apart): spce (cub · default).\n"), "{out}");
     }
 }

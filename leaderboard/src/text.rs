@@ -11,6 +11,7 @@
 //! assert_eq!(escape_xml("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
 //! ```
 
+use crate::diff::{RowDiff, Verdict};
 use crate::stats::Summary;
 use crate::table::Row;
 
@@ -39,6 +40,88 @@ pub fn significant(value: f64) -> String {
     let magnitude = if value == 0.0 { 0 } else { value.abs().log10().floor() as i32 };
     let decimals = (2 - magnitude).max(0) as usize;
     without_negative_zero(format!("{:.*}", decimals, value))
+}
+
+/// A change of a fraction in percentage points with its sign: 0.051 → `+5.1`, −0.1 → `-10.0`;
+/// one that rounds to zero → `0.0`.
+pub fn signed_points(difference: f64) -> String {
+    let text = format!("{:+.1}", 100.0 * difference);
+    without_positive_zero(without_negative_zero(text))
+}
+
+/// A relative change as a whole percentage with its sign: 0.1 → `+10%`, −0.25 → `-25%`; one
+/// that rounds to zero → `0%`.
+pub fn signed_percent(ratio: f64) -> String {
+    let text = format!("{:+.0}", 100.0 * ratio);
+    format!("{}%", without_positive_zero(without_negative_zero(text)))
+}
+
+fn without_positive_zero(text: String) -> String {
+    match text.strip_prefix('+') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => text,
+    }
+}
+
+/// One line of a row of a leaderboard diff: what is compared (a metric's label, `s/epoch`,
+/// `peak MiB`), its base and head values, the change, and the verdict on a metric.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiffLine {
+    /// `R@1`, `s/epoch`, `peak MiB`.
+    pub quantity: String,
+    /// The base's value, or [`MISSING`].
+    pub base: String,
+    /// The head's value, or [`MISSING`].
+    pub head: String,
+    /// Percentage points for a metric, a relative change for a cost; empty when a side is
+    /// missing.
+    pub change: String,
+    /// For a metric, what the change means ([`Verdict::text`]); empty for a cost.
+    pub verdict: Option<Verdict>,
+}
+
+/// The lines of a row of a leaderboard diff: every metric measured on either side, then time
+/// per epoch and peak memory. Shared by the terminal and Markdown renderers.
+pub fn diff_lines(row: &RowDiff) -> Vec<DiffLine> {
+    let value = |summary: Option<Summary>| summary.map(|s| interval(&s)).unwrap_or_else(|| MISSING.into());
+    let mut lines: Vec<DiffLine> = row
+        .metrics
+        .iter()
+        .filter(|m| m.verdict() != Verdict::Missing)
+        .map(|m| DiffLine {
+            quantity: m.metric.label(),
+            base: value(m.base),
+            head: value(m.head),
+            change: m.difference().map(signed_points).unwrap_or_default(),
+            verdict: Some(m.verdict()),
+        })
+        .collect();
+    let side = |row: Option<&Row>, text: fn(&Row) -> String| row.map(text).unwrap_or_else(|| MISSING.into());
+    // On a GPU the device's memory is the one that runs out first.
+    let memory_change = row.peak_device_change().or(row.peak_rss_change());
+    for (quantity, text, change) in [
+        ("s/epoch", epoch_seconds as fn(&Row) -> String, row.epoch_seconds_change()),
+        ("peak MiB", peak_memory, memory_change),
+    ] {
+        lines.push(DiffLine {
+            quantity: quantity.into(),
+            base: side(row.base.as_ref(), text),
+            head: side(row.head.as_ref(), text),
+            change: change.map(signed_percent).unwrap_or_default(),
+            verdict: None,
+        });
+    }
+    lines
+}
+
+/// What a row of a leaderboard diff is: `added`, `removed`, or why it moved (see
+/// [`RowDiff::notes`]), in one line.
+pub fn diff_notes(row: &RowDiff, max_reason: Option<usize>) -> String {
+    match row.presence() {
+        crate::diff::Presence::Added => "added".into(),
+        crate::diff::Presence::Removed => "removed".into(),
+        crate::diff::Presence::Both => row.notes(max_reason).join("; "),
+    }
 }
 
 /// A value that rounds to zero prints without a sign: `-0.0` reads as a negative number.
@@ -161,6 +244,13 @@ mod tests {
         assert_eq!(significant(0.0), "0.00");
         assert_eq!(mib(512 << 20), "512");
         assert_eq!(mib(3 << 19), "2");
+        assert_eq!(signed_points(0.051), "+5.1");
+        assert_eq!(signed_points(-0.1), "-10.0");
+        assert_eq!(signed_points(0.0001), "0.0");
+        assert_eq!(signed_points(-0.0001), "0.0");
+        assert_eq!(signed_percent(0.1), "+10%");
+        assert_eq!(signed_percent(-0.25), "-25%");
+        assert_eq!(signed_percent(0.001), "0%");
     }
 
     #[test]

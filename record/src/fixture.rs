@@ -76,6 +76,7 @@ pub fn record(cell: CellKey, config: String, experiment_text: &str, started_unix
             gpu: None,
             git_revision: "f70dfa8c0ffee".into(),
             dmlbench_version: "0.1.0".into(),
+            dmlbench_build: "5eed0fb01d0c0de5".into(),
             os: "linux x86_64".into(),
             host: "node-a".into(),
         },

@@ -276,6 +276,13 @@ pub struct Environment {
     pub git_revision: String,
     /// dmlbench's version.
     pub dmlbench_version: String,
+    /// Fingerprint ([`fingerprint`]) of the sources the running dmlbench was built from: the
+    /// crates compiled into it (every file's path relative to the workspace, and its bytes), so
+    /// the same in any checkout and on any machine. It says whether two records ran the same
+    /// harness; unlike a plugin's fingerprint it never makes a record stale. Empty in records
+    /// written before dmlbench kept it.
+    #[serde(default)]
+    pub dmlbench_build: String,
     /// Operating system and architecture.
     pub os: String,
     /// Host name.
@@ -581,6 +588,22 @@ mod tests {
         assert_eq!(CellRecord::load(&path).unwrap(), record);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn records_written_before_the_build_fingerprint_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = sample();
+        record.environment.dmlbench_build = "0123456789abcdef".into();
+        let text = record.to_ron();
+        let line = "dmlbench_build: \"0123456789abcdef\",";
+        assert!(text.contains(line), "{text}");
+        let older = dir.path().join("older.ron");
+        std::fs::write(&older, text.lines().filter(|l| l.trim() != line).collect::<Vec<_>>().join("\n")).unwrap();
+        let loaded = CellRecord::load(&older).unwrap();
+        assert_eq!(loaded.environment.dmlbench_build, "");
+        record.environment.dmlbench_build = String::new();
+        assert_eq!(loaded, record);
     }
 
     #[test]

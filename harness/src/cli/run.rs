@@ -21,10 +21,12 @@ use crate::train::runner::{CellOutcome, RunOptions, describe, run_plan, run_sing
   dmlbench run --smoke --results /tmp/smoke      # one epoch, first seed, into /tmp/smoke/default-smoke/
   dmlbench run experiments/paper-sop.ron --list-cells
   dmlbench run experiments/paper-sop.ron --cell cross_entropy-seed0   # one cell, e.g. a Slurm array task
+  dmlbench run --keep-stale                      # keep records whose plugins' code changed since
 
 Each cell trains in its own process and writes results/<experiment>/<cell>.ron after every
 epoch, with a checkpoint. Running again skips completed cells and resumes interrupted ones
-from their last checkpoint; Ctrl-C or a kill leaves every file consistent. The exit code is 1
+from their last checkpoint; a completed cell whose configuration or plugin code changed since
+is run again (not for a new dmlbench build alone, which records only note); Ctrl-C or a kill leaves every file consistent. The exit code is 1
 when any cell failed. Render the results with `dmlbench leaderboard`.")]
 pub struct RunArgs {
     /// Experiment file [default: experiments/default.ron under the project root]

@@ -6,6 +6,10 @@ use std::process::Command;
 
 use dmlbench_record::Environment;
 
+/// The fingerprint of the sources this program was built from (see
+/// `build-support/build_fingerprint.rs`), computed by the build script.
+pub const BUILD: &str = env!("DMLBENCH_BUILD");
+
 /// The CPU model, from `/proc/cpuinfo` ("unknown" elsewhere).
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -60,6 +64,7 @@ pub fn capture(root: &Path, backend: &str, device: &str, threads: usize) -> Envi
         gpu: None,
         git_revision: git_revision(root),
         dmlbench_version: env!("CARGO_PKG_VERSION").to_string(),
+        dmlbench_build: BUILD.to_string(),
         os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
         host: host_name(),
     }
@@ -92,6 +97,58 @@ mod tests {
         let block = vec![1u8; 64 << 20];
         std::hint::black_box(&block);
         assert!(peak_rss_bytes() >= before.max(64 << 20), "touching 64 MiB must raise the peak");
+    }
+
+    mod build_support {
+        include!("../../../build-support/build_fingerprint.rs");
+
+        pub fn fingerprint(root: &std::path::Path) -> String {
+            build_fingerprint(root)
+        }
+    }
+
+    #[test]
+    fn the_build_fingerprint_is_this_checkouts_sources() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert_eq!(BUILD, build_support::fingerprint(root));
+    }
+
+    #[test]
+    fn the_build_fingerprint_follows_relative_paths_and_bytes_only() {
+        let write = |root: &Path, file: &str, text: &str| {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        let tree = |root: &Path| {
+            write(root, "Cargo.toml", "[workspace]");
+            write(root, "harness/src/main.rs", "fn main() {}");
+            write(root, "eval/src/lib.rs", "pub fn recall() {}");
+            write(root, "eval/tests/recall.rs", "#[test] fn t() {}");
+            write(root, "plugins/losses/spce/src/lib.rs", "// a plugin");
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        tree(a.path());
+        tree(b.path());
+        let fingerprint = build_support::fingerprint(a.path());
+        // Another checkout of the same sources.
+        assert_eq!(build_support::fingerprint(b.path()), fingerprint);
+        // By hand: FNV-1a 64 over "name\0bytes\0" of each file, sorted by name.
+        let mut content = Vec::new();
+        for (name, text) in [
+            ("Cargo.toml", "[workspace]"),
+            ("eval/src/lib.rs", "pub fn recall() {}"),
+            ("harness/src/main.rs", "fn main() {}"),
+        ] {
+            content.extend_from_slice(format!("{name}\0{text}\0").as_bytes());
+        }
+        assert_eq!(fingerprint, dmlbench_record::fingerprint(&content));
+        // Tests and plugins are not part of the build; a source byte is.
+        write(b.path(), "eval/tests/recall.rs", "#[test] fn u() {}");
+        write(b.path(), "plugins/losses/spce/src/lib.rs", "// changed");
+        assert_eq!(build_support::fingerprint(b.path()), fingerprint);
+        write(b.path(), "eval/src/lib.rs", "pub fn recall() { }");
+        assert_ne!(build_support::fingerprint(b.path()), fingerprint);
     }
 
     #[test]
