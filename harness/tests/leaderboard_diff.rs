@@ -30,9 +30,12 @@ fn copy_committed(dir: &Path) {
 fn copy_committed_experiment(dir: &Path, experiment: &str) {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results").join(experiment);
     std::fs::create_dir_all(dir.join(experiment)).unwrap();
+    // Only the files: a checkout where the experiment ran also holds checkpoints/ and logs/.
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(experiment).join(entry.file_name())).unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.join(experiment).join(entry.file_name())).unwrap();
+        }
     }
 }
 fn edit(path: &Path, change: impl FnOnce(&mut CellRecord)) {

@@ -8,7 +8,9 @@ use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::experiment::{Size, experiment, experiment_sized, record, result_of, run_to_the_end};
+use common::experiment::{
+    Size, experiment, experiment_sized, kill_after_first_epoch, record, result_of, run_to_the_end, spawn_run,
+};
 use common::{build_cdylib, dmlbench, run};
 use dmlbench_record::{CellRecord, CellStatus};
 
@@ -111,30 +113,11 @@ fn a_killed_run_resumes_from_its_checkpoint() {
     let file = experiment(dir.path(), "resume", EPOCHS, r#"(loss: "cross_entropy")"#);
     let results = dir.path().join("results");
     let record_path = results.join("resume/cross_entropy-seed0.ron");
-    let mut child = dmlbench()
-        .arg("run")
-        .arg(&file)
-        .arg("--results")
-        .arg(&results)
-        .args(["--cell", "cross_entropy-seed0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&file, &results, &["--cell", "cross_entropy-seed0"]);
     // Kill the cell once its first epoch is checkpointed and recorded (in the middle of a later
     // one): this test is about resuming.
     let progress = results.join("resume/checkpoints/cross_entropy-seed0/progress.ron");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if CellRecord::load(&record_path).is_ok_and(|r| !r.epochs.is_empty()) && progress.is_file() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no epoch recorded in time");
-        assert!(child.try_wait().unwrap().is_none(), "the cell ended before it could be killed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after_first_epoch(child, &record_path, &progress);
     let interrupted = CellRecord::load(&record_path).expect("the record stays readable after a kill");
     assert_eq!(interrupted.status, CellStatus::Running);
     assert!(!interrupted.epochs.is_empty() && interrupted.epochs.len() < EPOCHS);
@@ -176,25 +159,10 @@ fn a_cell_with_a_memory_resumes_with_its_memory() {
     let dir = tempfile::tempdir().unwrap();
     let file = experiment(dir.path(), "memory", EPOCHS, grid);
     let results = dir.path().join("results");
-    let mut child = dmlbench()
-        .arg("run")
-        .arg(&file)
-        .arg("--results")
-        .arg(&results)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&file, &results, &[]);
     let record_path = results.join(format!("memory/{cell}.ron"));
     let memory_file = results.join(format!("memory/checkpoints/{cell}/memory.safetensors"));
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !(CellRecord::load(&record_path).is_ok_and(|r| !r.epochs.is_empty()) && memory_file.is_file()) {
-        assert!(Instant::now() < deadline, "no epoch checkpointed in time");
-        assert!(child.try_wait().unwrap().is_none(), "the cell ended before it could be killed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after_first_epoch(child, &record_path, &memory_file);
     run_to_the_end(&file, &results);
     let resumed = record(&results, "memory", cell);
     assert_eq!(resumed.resumed, 1);
@@ -350,15 +318,7 @@ fn a_killed_run_leaves_no_cell_process_behind() {
     let file = experiment(dir.path(), "orphan", 20, r#"(loss: "cross_entropy")"#);
     let results = dir.path().join("results");
     let lock = results.join("orphan/cross_entropy-seed0.ron.lock");
-    let mut parent = dmlbench()
-        .arg("run")
-        .arg(&file)
-        .arg("--results")
-        .arg(&results)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut parent = spawn_run(&file, &results, &[]);
     let deadline = Instant::now() + Duration::from_secs(300);
     let cell_process = loop {
         if let Some(pid) = lock_holder(&lock) {
@@ -404,15 +364,7 @@ fn kills_at_any_moment_lose_nothing() {
         (state >> 33) % bound
     };
     for _ in 0..8 {
-        let mut parent = dmlbench()
-            .arg("run")
-            .arg(&file)
-            .arg("--results")
-            .arg(&results)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut parent = spawn_run(&file, &results, &[]);
         std::thread::sleep(Duration::from_millis(next(whole_run_ms.max(1))));
         let cell_process = cells.iter().find_map(|cell| lock_holder(&results.join(format!("kills/{cell}.ron.lock"))));
         let target = next(3);

@@ -48,8 +48,8 @@ pub fn render(board: &Leaderboard, options: TermOptions) -> String {
     out
 }
 
-/// One table as comfy-table.
-pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
+/// An empty comfy-table in the style and width of `options`.
+fn new_table(options: TermOptions) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
     if !options.tty {
@@ -58,6 +58,12 @@ pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
     if let Some(width) = options.width {
         t.set_width(width);
     }
+    t
+}
+
+/// One table as comfy-table.
+pub fn render_table(table: &BoardTable, options: TermOptions) -> Table {
+    let mut t = new_table(options);
     let mut header = vec![Cell::new("method")];
     header.extend(table.columns.iter().map(|c| Cell::new(c.label())));
     header.extend(["seeds", "s/epoch", "img/s", "peak MiB", "epochs", "backend", "status"].map(Cell::new));
@@ -106,14 +112,7 @@ fn value_cell(value: String, best: bool, options: TermOptions) -> Cell {
 
 /// The mining strategies of one loss as comfy-table.
 fn render_mining(table: &BoardTable, mining: &MiningTable, options: TermOptions) -> Table {
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-    if !options.tty {
-        t.force_no_tty();
-    }
-    if let Some(width) = options.width {
-        t.set_width(width);
-    }
+    let mut t = new_table(options);
     let mut header = vec![Cell::new("miner")];
     header.extend(table.columns.iter().map(|c| Cell::new(c.label())));
     header.extend(COST_HEADINGS.map(Cell::new));
@@ -203,14 +202,7 @@ pub fn regression_line(diff: &BoardDiff, escape: fn(&str) -> String) -> String {
 
 /// The moved rows of one table as comfy-table: a line per metric and cost.
 fn render_table_diff(table: &TableDiff, options: TermOptions) -> Table {
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-    if !options.tty {
-        t.force_no_tty();
-    }
-    if let Some(width) = options.width {
-        t.set_width(width);
-    }
+    let mut t = new_table(options);
     t.set_header(["method", "changed", "", "base", "head", "change", "verdict"].map(Cell::new));
     for row in &table.rows {
         let notes = text::diff_notes(row, Some(REASON_CHARS));

@@ -170,11 +170,19 @@ pub fn acquire(path: &Path) -> anyhow::Result<Acquired> {
 fn take_over(path: &Path, seen: Option<&Owner>) -> anyhow::Result<bool> {
     let guard = with_suffix(path, ".takeover");
     let placeholder = Owner::me();
-    if !create_exclusive(&guard, &placeholder)? {
-        // A taker that died mid-way leaves its guard; after the stale time it is cleared.
-        if file_is_stale(&guard) {
+    let mut created = create_exclusive(&guard, &placeholder)?;
+    if !created {
+        // A taker killed mid-way leaves its guard behind: it is cleared as a lock would be,
+        // at once when its process (on this host) is gone, else after the stale time, and the
+        // takeover tried again.
+        let left = read_owner(&guard);
+        let abandoned = left.as_ref().map_or_else(|| file_is_stale(&guard), is_stale);
+        if abandoned && read_owner(&guard) == left {
             let _ = std::fs::remove_file(&guard);
+            created = create_exclusive(&guard, &placeholder)?;
         }
+    }
+    if !created {
         return Ok(false);
     }
     let still_stale = read_owner(path).as_ref() == seen;
@@ -418,6 +426,21 @@ mod tests {
         // Written without a task (older dmlbench, or outside Slurm), the lock reads back as such.
         let json = r#"{"host":"h","pid":2,"started_unix_s":0,"heartbeat_unix_s":0}"#;
         assert_eq!(serde_json::from_str::<Owner>(json).unwrap().slurm_task, None);
+    }
+
+    #[test]
+    fn a_takeover_guard_left_by_a_dead_process_does_not_block_the_cell() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cell.ron.lock");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        // The lock's owner and a taker that was killed while holding the guard are both gone.
+        write_owner(&path, &Owner { pid, ..Owner::me() });
+        write_owner(&with_suffix(&path, ".takeover"), &Owner { pid, ..Owner::me() });
+        let Acquired::Owned(lock) = acquire(&path).unwrap() else { panic!("an abandoned guard blocked the cell") };
+        assert_eq!(lock.owner().pid, std::process::id());
+        assert!(!with_suffix(&path, ".takeover").exists());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! records.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 use dmlbench_eval::Metrics;
 use dmlbench_record::{CellRecord, CellStatus};
@@ -98,4 +100,31 @@ pub fn result_of(r: &CellRecord) -> Result {
         })
         .collect();
     (r.status.clone(), epochs, r.initial_test.clone(), r.final_metrics.clone())
+}
+
+/// `dmlbench run FILE --results RESULTS ARGS...` in the background, its output discarded.
+pub fn spawn_run(file: &Path, results: &Path, args: &[&str]) -> Child {
+    dmlbench()
+        .arg("run")
+        .arg(file)
+        .arg("--results")
+        .arg(results)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Kills `child` once the record at `record` holds an epoch and `checkpoint_file` exists
+/// (in the middle of a later epoch); panics if `child` ends first or 5 minutes pass.
+pub fn kill_after_first_epoch(mut child: Child, record: &Path, checkpoint_file: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !(CellRecord::load(record).is_ok_and(|r| !r.epochs.is_empty()) && checkpoint_file.is_file()) {
+        assert!(Instant::now() < deadline, "no epoch checkpointed in time");
+        assert!(child.try_wait().unwrap().is_none(), "the cell ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
