@@ -57,6 +57,7 @@ LOSSES = {
     "sub_center_arcface": with_classes(losses.SubCenterArcFaceLoss),
     "soft_triple": with_classes(losses.SoftTripleLoss),
     "margin": plain(losses.MarginLoss),
+    "fast_ap": plain(losses.FastAPLoss),
 }
 
 

@@ -4,7 +4,7 @@
 //! found is included, so a new miner or loss is covered without editing this file.
 
 use dmlbench_host::{CreateOptions, HostOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
-use dmlbench_testkit::{GradCheck, check_gradient, random_embeddings};
+use dmlbench_testkit::{GradCheck, check_gradient, check_piecewise_gradient, random_embeddings};
 use dmlbench_tuples::Tuples;
 
 const D: usize = 6;
@@ -15,8 +15,9 @@ fn options() -> CreateOptions {
 }
 
 /// Losses that take mined tuples as row weights (PML's `convert_to_weights`) rather than as
-/// the pairs or triplets they compute on: every row still enters them, through its proxy.
-const ROW_WEIGHTING: [&str; 3] = ["proxy_nca", "proxy_anchor", "soft_triple"];
+/// the pairs or triplets they compute on: every row still enters them, through its proxy (or,
+/// for FastAP, through the other anchors' histograms).
+const ROW_WEIGHTING: [&str; 4] = ["proxy_nca", "proxy_anchor", "soft_triple", "fast_ap"];
 
 /// The batch rows that appear in any tuple.
 fn used_rows(tuples: &Tuples, n: usize) -> Vec<bool> {
@@ -80,11 +81,19 @@ fn every_miner_feeds_every_tuple_consuming_loss() {
                     );
                 }
             }
-            let f = |x: &[f32]| {
-                loss.forward_backward(x, D, &labels, Some(&tuples)).map(|o| o.loss).map_err(|e| e.to_string())
-            };
-            check_gradient(f, &z, &out.grad, &GradCheck { columns: D, ..GradCheck::default() })
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let options = GradCheck { columns: D, ..GradCheck::default() };
+            let mut eval = |x: &[f32]| loss.forward_backward(x, D, &labels, Some(&tuples)).map_err(|e| e.to_string());
+            if loss_info.capabilities.piecewise_smooth {
+                // As the conformance suite: differences stay on the piece the loss names.
+                let f = |x: &[f32]| {
+                    let o = eval(x)?;
+                    Ok((o.loss, o.piece.ok_or("no piece recorded")?))
+                };
+                check_piecewise_gradient(f, &z, &out.grad, &options)
+            } else {
+                check_gradient(|x: &[f32]| eval(x).map(|o| o.loss), &z, &out.grad, &options)
+            }
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
 
             // One class: no negatives. An empty set of tuples gives 0 and a zero gradient.
             let out = loss

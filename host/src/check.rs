@@ -3,7 +3,8 @@
 //! Every plugin, whatever language it is written in, is held to the same contract:
 //! - a loss's gradient agrees with finite differences of its own loss value on random
 //!   batches of several shapes, including one class only, all singletons and n = 2, and with
-//!   mined tuples when it accepts them; a miner's tuples are valid on the same shapes;
+//!   mined tuples when it accepts them (for a piecewise smooth loss, differences that stay on
+//!   the smooth piece it names); a miner's tuples are valid on the same shapes;
 //! - the same seed gives bit-identical results;
 //! - bad input is rejected with `BAD_INPUT` (NaN embeddings, a label count that does not
 //!   match n, an out-of-range tuple index) and a malformed configuration with `BAD_CONFIG`,
@@ -19,9 +20,9 @@
 //! plugin (see [`super::isolated`]); [`run_suite`] reports each check as it starts and ends,
 //! so that a child that dies can be blamed on the check it was running.
 
-use dmlbench_abi::Status;
+use dmlbench_abi::{PIECE_STAT, Status};
 
-use dmlbench_testkit::{GradCheck, check_gradient, random_embeddings};
+use dmlbench_testkit::{GradCheck, check_gradient, check_piecewise_gradient, random_embeddings};
 use dmlbench_tuples::{Triplets, Tuples};
 use dmlbench_tuples::{all_pairs, all_triplets, all_triplets_in};
 use serde::{Deserialize, Serialize};
@@ -163,8 +164,21 @@ fn gradient_check(info: &PluginInfo, shape: &Shape, form: Option<&str>) -> Resul
     let z = random_embeddings(shape.seed, labels.len(), D);
     let tuples = tuples_for(info, labels, form);
     let out = loss.forward_backward(&z, D, labels, tuples.as_ref()).map_err(|e| e.to_string())?;
-    let f = |x: &[f32]| loss.forward_backward(x, D, labels, tuples.as_ref()).map(|o| o.loss).map_err(|e| e.to_string());
-    let report = check_gradient(f, &z, &out.grad, &GradCheck { columns: D, ..GradCheck::default() })?;
+    let options = GradCheck { columns: D, ..GradCheck::default() };
+    let mut eval = |x: &[f32]| loss.forward_backward(x, D, labels, tuples.as_ref()).map_err(|e| e.to_string());
+    let report = if info.capabilities.piecewise_smooth {
+        // The loss names its smooth pieces: differences never straddle a kink.
+        let f = |x: &[f32]| {
+            let out = eval(x)?;
+            let piece = out.piece.ok_or_else(|| {
+                format!("the loss declares itself piecewise smooth but recorded no '{PIECE_STAT}' statistic")
+            })?;
+            Ok((out.loss, piece))
+        };
+        check_piecewise_gradient(f, &z, &out.grad, &options)?
+    } else {
+        check_gradient(|x: &[f32]| eval(x).map(|o| o.loss), &z, &out.grad, &options)?
+    };
     Ok(format!(
         "loss {:.4}, {} coordinates agree (max error {:.1e}){}",
         out.loss,

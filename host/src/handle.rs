@@ -10,7 +10,8 @@ use std::ffi::c_void;
 use std::fmt;
 
 use dmlbench_abi::{
-    Batch, CreateParams, LossOutput as RawLossOutput, MineOutput, References as RawReferences, Sink, Status, VTable,
+    Batch, CreateParams, LossOutput as RawLossOutput, MineOutput, PIECE_STAT, References as RawReferences, Sink,
+    Status, VTable,
 };
 use dmlbench_tuples::{Rows, SelfRows, Tuples};
 
@@ -101,6 +102,9 @@ pub struct LossOutput {
     pub grad: Vec<f32>,
     /// Statistics the plugin recorded.
     pub stats: Vec<(String, f64)>,
+    /// For a piecewise smooth loss, the smooth piece its input lies on (the bits of its
+    /// [`PIECE_STAT`] statistic, which is not among `stats`: it means nothing averaged).
+    pub piece: Option<u64>,
 }
 
 /// A miner's result for one batch.
@@ -394,7 +398,18 @@ impl LossHandle {
         // SAFETY: the batch borrows live buffers; grad holds grad_len values.
         self.instance
             .call("forward_backward", |ptr, err| unsafe { forward_backward(ptr, &raw_batch, &mut output, err) })?;
-        Ok(LossOutput { loss: output.loss, grad, stats: stats.0 })
+        let mut stats = stats.0;
+        let mut piece = None;
+        if self.instance.info.capabilities.piecewise_smooth {
+            stats.retain(|(name, value)| {
+                let is_piece = name == PIECE_STAT;
+                if is_piece {
+                    piece = Some(value.to_bits());
+                }
+                !is_piece
+            });
+        }
+        Ok(LossOutput { loss: output.loss, grad, stats, piece })
     }
 
     /// Gives back the gradient of an earlier output once it has been used, so that the next

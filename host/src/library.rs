@@ -67,6 +67,8 @@ pub struct Capabilities {
     pub produces_triplets: bool,
     /// Loss or miner: takes reference embeddings beside the batch (ABI 1.2).
     pub accepts_references: bool,
+    /// Loss: piecewise smooth, naming its piece in every call.
+    pub piecewise_smooth: bool,
 }
 
 impl Capabilities {
@@ -81,6 +83,7 @@ impl Capabilities {
             produces_pairs: has(capability::PRODUCES_PAIRS),
             produces_triplets: has(capability::PRODUCES_TRIPLETS),
             accepts_references: has(capability::ACCEPTS_REFERENCES),
+            piecewise_smooth: has(capability::PIECEWISE_SMOOTH),
         }
     }
 
@@ -100,6 +103,7 @@ impl Capabilities {
             (self.produces_pairs, "produces pairs"),
             (self.produces_triplets, "produces triplets"),
             (self.accepts_references, "accepts references"),
+            (self.piecewise_smooth, "piecewise smooth"),
         ];
         all.iter().filter(|(set, _)| *set).map(|(_, name)| *name).collect()
     }

@@ -43,6 +43,9 @@ typedef uint32_t dmlbench_kind;
 #define DMLBENCH_CAP_PRODUCES_PAIRS (1ull << 5)
 #define DMLBENCH_CAP_PRODUCES_TRIPLETS (1ull << 6)
 #define DMLBENCH_CAP_ACCEPTS_REFERENCES (1ull << 7)
+/* A piecewise smooth loss records the statistic "piece" on every call: equal for two inputs
+   on the same smooth piece, different across a kink. */
+#define DMLBENCH_CAP_PIECEWISE_SMOOTH (1ull << 8)
 
 typedef uint32_t dmlbench_tuple_kind;
 #define DMLBENCH_TUPLES_NONE 0u

@@ -172,9 +172,21 @@ pub mod capability {
     /// Loss or miner: takes [`Batch::references`](crate::Batch::references) (since 1.2). The
     /// host never sends references to a plugin without this flag.
     pub const ACCEPTS_REFERENCES: u64 = 1 << 7;
+    /// Loss: piecewise smooth, with kinks it can name (a binned loss, whose slope jumps where
+    /// a distance crosses a bin edge). Every call records the statistic [`PIECE_STAT`], a
+    /// value equal for two inputs on the same smooth piece and different across a kink, so
+    /// that finite differences need never straddle one. A host that does not know the flag
+    /// ignores it and sees an ordinary statistic.
+    ///
+    /// [`PIECE_STAT`]: crate::PIECE_STAT
+    pub const PIECEWISE_SMOOTH: u64 = 1 << 8;
     /// Every flag this version defines; readers ignore other bits.
-    pub const ALL: u64 = (1 << 8) - 1;
+    pub const ALL: u64 = (1 << 9) - 1;
 }
+
+/// The statistic in which a [`capability::PIECEWISE_SMOOTH`] loss names the smooth piece its
+/// input lies on; only equality of values means anything.
+pub const PIECE_STAT: &str = "piece";
 
 /// A host callback that receives bytes: UTF-8 error messages, or a plugin's state.
 ///

@@ -163,6 +163,7 @@ fn constants() -> Vec<(&'static str, i128)> {
         ("DMLBENCH_CAP_PRODUCES_PAIRS", capability::PRODUCES_PAIRS.into()),
         ("DMLBENCH_CAP_PRODUCES_TRIPLETS", capability::PRODUCES_TRIPLETS.into()),
         ("DMLBENCH_CAP_ACCEPTS_REFERENCES", capability::ACCEPTS_REFERENCES.into()),
+        ("DMLBENCH_CAP_PIECEWISE_SMOOTH", capability::PIECEWISE_SMOOTH.into()),
         ("DMLBENCH_TUPLES_NONE", TupleKind::NONE.0.into()),
         ("DMLBENCH_TUPLES_TRIPLETS", TupleKind::TRIPLETS.0.into()),
         ("DMLBENCH_TUPLES_PAIRS", TupleKind::PAIRS.0.into()),

@@ -167,8 +167,9 @@ pub fn loss<T: Loss>() -> Registered {
         TupleUse::Required(_) => capability::ACCEPTS_PAIRS | capability::ACCEPTS_TRIPLETS | capability::NEEDS_TUPLES,
     };
     let params = if T::OWNS_PARAMETERS { capability::OWNS_PARAMETERS } else { 0 };
+    let pieces = if T::PIECEWISE_SMOOTH { capability::PIECEWISE_SMOOTH } else { 0 };
     let vtable = VTable { forward_backward: Some(forward_backward::<T>), step: Some(step::<T>), ..base_vtable::<T>() };
-    register::<T>(Kind::LOSS, tuples | params | references(T::ACCEPTS_REFERENCES), vtable)
+    register::<T>(Kind::LOSS, tuples | params | references(T::ACCEPTS_REFERENCES) | pieces, vtable)
 }
 
 /// The registration of miner `T`.

@@ -29,7 +29,7 @@
 //! assert!(bad.message().contains("row 0, column 1"));
 //! ```
 
-use dmlbench_abi::first_non_finite;
+use dmlbench_abi::{PIECE_STAT, first_non_finite};
 
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;
@@ -276,6 +276,12 @@ impl<T: Loss> Instance<T> {
                 grad[i],
                 i / raw.d,
                 i % raw.d
+            )));
+        }
+        if T::PIECEWISE_SMOOTH && stats.get(PIECE_STAT).is_none() {
+            return Err(Error::failed(format!(
+                "loss '{}' declares itself piecewise smooth but recorded no '{PIECE_STAT}' statistic",
+                T::ID
             )));
         }
         Ok(loss)

@@ -13,7 +13,8 @@
 //! enumeration, conversion and row weights, [`reduce`] (PML's reducers), [`matrix`] products
 //! on a tuned GEMM, [`classifier`] and [`margin_softmax`] (the classification losses' cores);
 //! for losses that train parameters of their own, [`trainable`] (values, SGD, state) and
-//! [`state`] for checkpoints; [`checks`] for configuration values, with one wording; and
+//! [`state`] for checkpoints; [`piece`] for losses with kinks they can name; [`checks`] for
+//! configuration values, with one wording; and
 //! [`testing`], the finite-difference check and reference helpers every plugin test uses.
 //!
 //! # A complete loss plugin
@@ -66,6 +67,7 @@ pub mod margin_softmax;
 pub mod matrix;
 pub mod normalize;
 pub mod pairwise;
+pub mod piece;
 pub mod plugin;
 pub mod reduce;
 pub mod rng;

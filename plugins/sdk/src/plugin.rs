@@ -208,6 +208,10 @@ pub trait Loss: Plugin {
     const ACCEPTS_REFERENCES: bool = false;
     /// Whether the loss owns trainable parameters updated in [`Loss::step`].
     const OWNS_PARAMETERS: bool = false;
+    /// Whether the loss is piecewise smooth with kinks it can name: then every call records
+    /// the piece its input lies on with [`Piece`](crate::piece::Piece), and gradient checks
+    /// never difference across a kink (ABI capability `PIECEWISE_SMOOTH`).
+    const PIECEWISE_SMOOTH: bool = false;
 
     /// Computes the loss of `batch` and writes dL/dZ into `grad` (n×d, row-major, zeroed
     /// before the call). A degenerate batch (no positive pair, one class...) should give 0

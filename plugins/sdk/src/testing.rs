@@ -3,8 +3,11 @@
 //! instance, and plain-loop reference maths in `f64` to compare optimised code against.
 
 pub use dmlbench_testkit::{
-    GradCheck, GradReport, assert_all_close, assert_close, check_gradient, random_embeddings, random_labels,
+    GradCheck, GradReport, assert_all_close, assert_close, check_gradient, check_piecewise_gradient, random_embeddings,
+    random_labels,
 };
+
+use dmlbench_abi::PIECE_STAT;
 
 use crate::instance::Instance;
 use crate::plugin::{Context, Loss};
@@ -16,7 +19,8 @@ pub fn context(embedding_dim: usize, num_classes: usize) -> Context {
 }
 
 /// Finite-difference check of a loss instance on one batch: its own gradient against
-/// differences of its own loss value.
+/// differences of its own loss value; for a [`Loss::PIECEWISE_SMOOTH`] loss, differences that
+/// stay on the piece it names ([`check_piecewise_gradient`]).
 pub fn check_loss_gradient<T: Loss>(
     instance: &mut Instance<T>,
     embeddings: &[f32],
@@ -26,8 +30,14 @@ pub fn check_loss_gradient<T: Loss>(
 ) -> std::result::Result<GradReport, String> {
     let value = instance.forward_backward(embeddings, labels, tuples).map_err(|e| e.to_string())?;
     let options = GradCheck { columns: instance.context().embedding_dim, ..options.clone() };
-    let f = |x: &[f32]| instance.forward_backward(x, labels, tuples).map(|v| v.loss).map_err(|e| e.to_string());
-    check_gradient(f, embeddings, &value.grad, &options)
+    let mut eval = |x: &[f32]| instance.forward_backward(x, labels, tuples).map_err(|e| e.to_string());
+    if T::PIECEWISE_SMOOTH {
+        // The instance refuses a call of such a loss that records no piece.
+        let f = |x: &[f32]| eval(x).map(|v| (v.loss, v.stats.get(PIECE_STAT).unwrap_or(f64::NAN).to_bits()));
+        check_piecewise_gradient(f, embeddings, &value.grad, &options)
+    } else {
+        check_gradient(|x: &[f32]| eval(x).map(|v| v.loss), embeddings, &value.grad, &options)
+    }
 }
 
 /// Plain-loop reference maths in `f64`, written for clarity, not speed.

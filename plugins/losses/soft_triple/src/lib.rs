@@ -19,8 +19,11 @@
 //!
 //! w_i = 1 without a miner. Backwards, with ∂L/∂S_ic = λ w_i (softmax(ℓ_i)_c − [c = y_i]) / n,
 //! each centre receives ∂L/∂s_{i,cK+k} = ∂L/∂S_ic · p_ick (1 + (s_{i,cK+k} − S_ic)/γ), and the
-//! products and both normalisations carry that to Z and fc exactly; everything is computed
-//! in f64. Every batch is a valid input (a batch of one class or one row has a well-defined
+//! products and both normalisations carry that to Z and fc exactly. The normalisations and
+//! softmaxes are f64; the three products (the n×C·K similarities, ∂L/∂x and ∂L/∂fc) run on
+//! the f32 GEMM (`matmul_f64_in_f32`), twice as fast as f64's, whose digits serve similarities
+//! fed to a softmax and gradients returned in f32 (within 1e-6 of PML's float64 values on its
+//! fixtures). Every batch is a valid input (a batch of one class or one row has a well-defined
 //! loss: the other classes' centres are its negatives), so there is no degenerate case.
 //!
 //! The similarity is the `distance`, cosine by default; PML requires a similarity (its
@@ -61,7 +64,7 @@
 use dmlbench_sdk::checks::{finite, positive};
 use dmlbench_sdk::classifier::SgdConfig;
 use dmlbench_sdk::distance::DistanceConfig;
-use dmlbench_sdk::matrix::matmul_f64;
+use dmlbench_sdk::matrix::matmul_f64_in_f32;
 use dmlbench_sdk::normalize::{l2_normalize_f64, l2_normalize_f64_backward};
 use dmlbench_sdk::pairwise::Measure;
 use dmlbench_sdk::rng::CallRng;
@@ -243,7 +246,7 @@ impl Loss for SoftTriple {
         }
         let x = Rows::new(z, d, self.normalize);
         let w = Rows::new(centres, d, self.normalize);
-        let sims = matmul_f64(n, d, columns, &x.unit, (d, 1), &w.unit, (1, d));
+        let sims = matmul_f64_in_f32(n, d, columns, &x.unit, (d, 1), &w.unit, (1, d));
 
         // G = ∂L/∂s, written row by row.
         let inv_gamma = 1.0 / self.gamma;
@@ -287,8 +290,8 @@ impl Loss for SoftTriple {
             }
         }
 
-        let dx = matmul_f64(n, columns, d, &g, (columns, 1), &w.unit, (d, 1));
-        let dw = matmul_f64(columns, n, d, &g, (1, columns), &x.unit, (d, 1));
+        let dx = matmul_f64_in_f32(n, columns, d, &g, (columns, 1), &w.unit, (d, 1));
+        let dw = matmul_f64_in_f32(columns, n, d, &g, (1, columns), &x.unit, (d, 1));
         for (o, v) in grad.iter_mut().zip(x.backward(dx)) {
             *o = v as f32;
         }
