@@ -22,6 +22,8 @@ struct Served {
     bytes: Vec<u8>,
     /// The next answer sends only this many body bytes, then closes the connection.
     cut_after: Option<usize>,
+    /// Whether every answer is cut off that way, not only the next one.
+    cut_always: bool,
     /// Whether `Range` headers are honoured (otherwise the whole file is sent with 200).
     ranges: bool,
 }
@@ -57,18 +59,23 @@ impl Server {
 
     /// Serves `bytes` at `path` (starting with '/'), honouring ranges.
     pub fn serve(&self, path: &str, bytes: Vec<u8>) {
-        self.insert(path, Served { bytes, cut_after: None, ranges: true });
+        self.insert(path, Served { bytes, cut_after: None, cut_always: false, ranges: true });
     }
 
     /// Serves `bytes` at `path`, but the next answer breaks off after `cut_after` body bytes
     /// (with the full Content-Length announced); later answers are whole.
     pub fn serve_cut(&self, path: &str, bytes: Vec<u8>, cut_after: usize) {
-        self.insert(path, Served { bytes, cut_after: Some(cut_after), ranges: true });
+        self.insert(path, Served { bytes, cut_after: Some(cut_after), cut_always: false, ranges: true });
+    }
+
+    /// Serves `bytes` at `path`, every answer breaking off after `cut_after` body bytes.
+    pub fn serve_always_cut(&self, path: &str, bytes: Vec<u8>, cut_after: usize) {
+        self.insert(path, Served { bytes, cut_after: Some(cut_after), cut_always: true, ranges: true });
     }
 
     /// Serves `bytes` at `path`, ignoring `Range` headers as some servers do.
     pub fn serve_without_ranges(&self, path: &str, bytes: Vec<u8>) {
-        self.insert(path, Served { bytes, cut_after: None, ranges: false });
+        self.insert(path, Served { bytes, cut_after: None, cut_always: false, ranges: false });
     }
 
     fn insert(&self, path: &str, served: Served) {
@@ -135,7 +142,8 @@ fn answer(stream: TcpStream, state: &State) -> std::io::Result<()> {
         None => (format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"), &served.bytes[..]),
     };
     out.write_all(head.as_bytes())?;
-    match served.cut_after.take() {
+    let cut = if served.cut_always { served.cut_after } else { served.cut_after.take() };
+    match cut {
         Some(cut) => {
             out.write_all(&body[..cut.min(body.len())])?;
             out.flush()?;

@@ -108,6 +108,33 @@ fn a_broken_connection_is_resumed_with_a_range_request() {
 }
 
 #[test]
+fn a_connection_that_keeps_breaking_keeps_the_partial_file_for_the_next_run() {
+    let weights: Vec<u8> = (0..100_000u32).map(|i| (i % 239) as u8).collect();
+    let server = Server::start();
+    server.serve_always_cut("/w.pth", weights.clone(), 10_000);
+    let to = tempfile::tempdir().unwrap();
+    let source = WeightsSource { name: "tiny", file: "w.pth", url: "unused" };
+    let expected = Expected::sha256(&sha256_of(&weights)).unwrap();
+    let origin = Origin::Url(server.url("/w.pth"));
+
+    let err = install_weights(&source, &origin, &expected, to.path(), &(), &quick()).unwrap_err();
+
+    let DownloadError::Interrupted { received, total, attempts, part, .. } = &err else { panic!("{err:?}") };
+    assert_eq!((*received, *total, *attempts), (30_000, Some(100_000), 3));
+    assert_eq!(std::fs::read(part).unwrap(), &weights[..30_000]);
+    assert!(!to.path().join("w.pth").exists());
+    let ranges: Vec<_> = server.requests().into_iter().map(|r| r.range).collect();
+    assert_eq!(ranges, [None, Some("bytes=10000-".into()), Some("bytes=20000-".into())]);
+    assert!(err.to_string().contains("the next run resumes from it"), "{err}");
+
+    // The next run, on a healthy connection, asks for the rest only.
+    server.serve("/w.pth", weights.clone());
+    let path = install_weights(&source, &origin, &expected, to.path(), &(), &quick()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), weights);
+    assert_eq!(server.requests().last().unwrap().range.as_deref(), Some("bytes=30000-"));
+}
+
+#[test]
 fn a_partial_file_from_an_earlier_run_is_resumed() {
     let weights: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
     let server = Server::start();
