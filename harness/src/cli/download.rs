@@ -109,7 +109,7 @@ impl SourceArgs {
 #[derive(Debug, clap::Args)]
 pub struct DataDownloadArgs {
     /// The dataset.
-    #[arg(value_parser = ["cub", "cars196", "sop", "inshop"])]
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(catalogue::DATASETS.map(|d| d.name)))]
     dataset: String,
     #[command(flatten)]
     source: SourceArgs,
@@ -130,7 +130,7 @@ pub enum WeightsCommand {
 #[derive(Debug, clap::Args)]
 pub struct WeightsDownloadArgs {
     /// The backbone.
-    #[arg(value_parser = ["resnet18", "resnet34", "resnet50"])]
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(catalogue::WEIGHTS.map(|w| w.name)))]
     backbone: String,
     #[command(flatten)]
     source: SourceArgs,
