@@ -32,7 +32,7 @@ impl Default for FetchOptions {
 /// Downloads `url` into `part`, resuming from the bytes already in it. Returns the file's
 /// length. A local write error (a full disk) stops at once and keeps what was written.
 pub fn fetch(url: &str, part: &Path, progress: &dyn Progress, options: &FetchOptions) -> Result<u64, DownloadError> {
-    let agent = agent();
+    let client = client();
     let mut file = OpenOptions::new().create(true).append(true).open(part).map_err(|e| DownloadError::io(part, e))?;
     let mut have = file.metadata().map_err(|e| DownloadError::io(part, e))?.len();
     let mut last_error: Option<std::io::Error> = None;
@@ -41,7 +41,7 @@ pub fn fetch(url: &str, part: &Path, progress: &dyn Progress, options: &FetchOpt
         if attempt > 1 {
             std::thread::sleep(options.pause * (attempt - 1));
         }
-        let mut request = agent.get(url);
+        let mut request = client.get(url);
         if have > 0 {
             request = request.header("Range", format!("bytes={have}-"));
         }
@@ -103,9 +103,9 @@ pub fn fetch(url: &str, part: &Path, progress: &dyn Progress, options: &FetchOpt
     })
 }
 
-/// One agent per download: ranges mean file offsets only without content encodings (so no
+/// One HTTP client per download: ranges mean file offsets only without content encodings (so no
 /// gzip), and statuses are looked at here rather than turned into errors.
-fn agent() -> ureq::Agent {
+fn client() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
