@@ -1,7 +1,7 @@
-//! `dmlbench data`: write synthetic datasets, check datasets on disk.
+//! `dmlbench data`: write synthetic datasets, download the benchmarks, check datasets on disk.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -9,6 +9,9 @@ use anyhow::Context;
 use dmlbench_datasets::check::{self, CheckOptions, CheckReport, Progress};
 use dmlbench_datasets::{Format, synth};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::HostArgs;
+use super::download;
 
 const SYNTH_ABOUT: &str = "\
 Write a synthetic dataset in the exact on-disk format of a benchmark.
@@ -77,6 +80,9 @@ pub enum DataCommand {
     /// Check a dataset: annotations, every image, counts per split.
     #[command(long_about = CHECK_ABOUT, after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
+    /// Download, verify and unpack a benchmark where the recipes read it, then check it.
+    #[command(long_about = download::DATA_ABOUT, after_help = download::DATA_EXAMPLES)]
+    Download(download::DataDownloadArgs),
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -126,10 +132,11 @@ pub struct CheckArgs {
 }
 
 /// Runs a `dmlbench data` subcommand.
-pub fn run(command: DataCommand) -> anyhow::Result<ExitCode> {
+pub fn run(command: DataCommand, host: &HostArgs) -> anyhow::Result<ExitCode> {
     match command {
         DataCommand::Synth(args) => synth_command(args),
-        DataCommand::Check(args) => check_command(args),
+        DataCommand::Check(args) => check_and_report(args.format, &args.root, !args.no_strict, args.json),
+        DataCommand::Download(args) => download::data_download(args, host),
     }
 }
 
@@ -175,7 +182,9 @@ impl Progress for Bar {
     }
 }
 
-fn check_command(args: CheckArgs) -> anyhow::Result<ExitCode> {
+/// Checks the dataset at `root` and prints the report (a table, or one JSON object); exit
+/// status 1 when problems were found.
+pub(super) fn check_and_report(format: Format, root: &Path, strict: bool, json: bool) -> anyhow::Result<ExitCode> {
     let target =
         if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
     let bar = ProgressBar::with_draw_target(None, target);
@@ -183,20 +192,20 @@ fn check_command(args: CheckArgs) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("decoding {bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
             .expect("valid template"),
     );
-    let options = CheckOptions { strict: !args.no_strict };
-    let report = check::check(args.format, &args.root, &options, &Bar(bar.clone()))
-        .with_context(|| format!("cannot check {}", args.root.display()))?;
+    let options = CheckOptions { strict };
+    let report = check::check(format, root, &options, &Bar(bar.clone()))
+        .with_context(|| format!("cannot check {}", root.display()))?;
     bar.finish_and_clear();
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        print_report(&args, &report);
+        print_report(format, root, &report);
     }
     Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn print_report(args: &CheckArgs, report: &CheckReport) {
-    println!("{} ({}) at {}", args.format.title(), args.format, args.root.display());
+fn print_report(format: Format, root: &Path, report: &CheckReport) {
+    println!("{} ({}) at {}", format.title(), format, root.display());
     if !report.splits.is_empty() {
         let mut table = comfy_table::Table::new();
         table.load_style(comfy_table::presets::NOTHING);

@@ -15,6 +15,7 @@ use dmlbench_host::{HostOptions, Registry, plugin_path_dirs};
 mod batch_input;
 mod cell;
 mod data;
+mod download;
 mod embed;
 mod eval;
 mod leaderboard;
@@ -36,6 +37,8 @@ mod sweep;
   dmlbench plugins check contrastive
   dmlbench loss contrastive --embeddings e.npy --labels l.npy --miner batch_hard --json
   dmlbench data synth --format cub --out data/synthetic-cub
+  dmlbench data download cub
+  dmlbench weights download resnet50
   dmlbench eval --embeddings e.npy --labels l.npy --k 1,2,4,8")]
 pub struct Cli {
     #[command(flatten)]
@@ -83,9 +86,12 @@ enum Command {
     Loss(loss::LossArgs),
     /// Run a miner on saved embeddings and print its tuples.
     Mine(mine::MineArgs),
-    /// Datasets: generate synthetic ones, check real ones.
+    /// Datasets: generate synthetic ones, download and check real ones.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Pretrained weights: download torchvision's ImageNet ResNets.
+    #[command(subcommand)]
+    Weights(download::WeightsCommand),
     /// Embed a dataset split with a trained checkpoint or a pretrained backbone.
     Embed(embed::EmbedArgs),
     /// Retrieval and clustering metrics of saved embeddings.
@@ -112,7 +118,8 @@ pub fn main() -> ExitCode {
         Command::Plugins(command) => plugins::run(command, &cli.host),
         Command::Loss(args) => loss::run(args, &cli.host),
         Command::Mine(args) => mine::run(args, &cli.host),
-        Command::Data(command) => data::run(command),
+        Command::Data(command) => data::run(command, &cli.host),
+        Command::Weights(command) => download::weights(command, &cli.host),
         Command::Embed(args) => embed::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Leaderboard(args) => leaderboard::run(args, &cli.host),

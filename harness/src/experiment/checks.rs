@@ -89,9 +89,19 @@ fn check_dataset(d: &DatasetSpec, root: &Path, p: &mut Problems) {
         p.add("dataset.format", "training needs images; evaluate feature files with `dmlbench eval`");
     }
     if d.synthetic.is_none() && !root.join(&d.root).exists() {
+        let download = match dmlbench_download::catalogue::dataset(&d.format.to_string()) {
+            Some(source) => format!(
+                "`dmlbench data download {}` puts {} in data/{} (--to for another directory), or ",
+                source.name, source.title, source.dir
+            ),
+            None => String::new(),
+        };
         p.add(
             "dataset.root",
-            format!("{} does not exist (add `synthetic: Some(...)` to generate it)", root.join(&d.root).display()),
+            format!(
+                "{} does not exist ({download}add `synthetic: Some(...)` to generate a synthetic one)",
+                root.join(&d.root).display()
+            ),
         );
     }
     if let Some(s) = d.synthetic {
@@ -119,11 +129,21 @@ fn check_model(spec: &ExperimentSpec, root: &Path, p: &mut Problems) {
     if let Some(weights) = &spec.model.weights {
         let path = root.join(weights);
         p.check(path.is_file(), "model.weights", || {
-            format!(
-                "{} not found; download torchvision's ImageNet weights, e.g. \
-                 https://download.pytorch.org/models/resnet50-0676ba61.pth for ResNet-50, and put the file there",
-                path.display()
-            )
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            match dmlbench_download::catalogue::WEIGHTS.iter().find(|w| w.file == name) {
+                Some(w) => format!(
+                    "{} not found; `dmlbench weights download {}` puts torchvision's ImageNet weights in \
+                     weights/{} (--to for another directory)",
+                    path.display(),
+                    w.name,
+                    w.file
+                ),
+                None => format!(
+                    "{} not found; `dmlbench weights download resnet18|resnet34|resnet50` downloads \
+                     torchvision's ImageNet weights",
+                    path.display()
+                ),
+            }
         });
     }
 }
@@ -389,6 +409,8 @@ mod tests {
         let synthetic = "synthetic: Some((classes: 8, per_class: 4, size: 32))";
         assert!(check(&format!("(format: cub, root: \"x\", {synthetic})")).is_empty());
         assert_eq!(check("(format: cub, root: \"missing\")"), ["dataset.root"]);
+        let hint = messages(|p| check_dataset(&parse("(format: cub, root: \"missing\")"), dir.path(), p));
+        assert!(hint.contains("`dmlbench data download cub` puts CUB-200-2011 in data/CUB_200_2011"), "{hint}");
         assert_eq!(check(&format!("(format: features, root: \"x\", {synthetic})")), ["dataset.format"]);
         assert_eq!(
             check("(format: cub, root: \"x\", synthetic: Some((classes: 3, per_class: 1, size: 15)))"),
@@ -415,6 +437,8 @@ mod tests {
         };
         let missing = messages(|p| check_model(&spec("w/r18.pth"), dir.path(), p));
         assert!(missing.starts_with("model.weights: ") && missing.contains("r18.pth not found"), "{missing}");
+        let named = messages(|p| check_model(&spec("weights/resnet50-0676ba61.pth"), dir.path(), p));
+        assert!(named.contains("`dmlbench weights download resnet50` puts"), "{named}");
         std::fs::create_dir(dir.path().join("w")).unwrap();
         std::fs::write(dir.path().join("w/r18.pth"), b"x").unwrap();
         assert!(fields(|p| check_model(&spec("w/r18.pth"), dir.path(), p)).is_empty());
