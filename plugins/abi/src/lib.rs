@@ -90,7 +90,8 @@ pub const ABI_MAJOR: u32 = 1;
 /// - 1.0: the first version.
 /// - 1.1: [`Descriptor::get_extension`].
 /// - 1.2: [`Batch::references`], reference embeddings beside the batch (cross-batch memory),
-///   and [`capability::ACCEPTS_REFERENCES`].
+///   and [`capability::ACCEPTS_REFERENCES`]; [`capability::PIECEWISE_SMOOTH`] and its
+///   [`PIECE_STAT`] statistic.
 pub const ABI_MINOR: u32 = 2;
 
 /// Name of the one symbol a plugin library exports, of type [`EntryFn`].
