@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use dmlbench_host::parent::follow_parent;
-use dmlbench_host::resolve_root;
 use dmlbench_record::CellStatus;
 
 use super::HostArgs;
@@ -35,7 +34,7 @@ pub struct CellArgs {
 
 pub fn run(args: CellArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
     follow_parent();
-    let root = resolve_root(host.root.as_deref()).context("no project root found; pass --root")?;
+    let root = host.project_root()?;
     let registry = host.open_registry();
     let plan = load_plan(&args.experiment, &root, &registry, &args.plan, true)?;
     let cell =

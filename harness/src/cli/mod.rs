@@ -60,6 +60,13 @@ pub struct HostArgs {
 }
 
 impl HostArgs {
+    /// The project root: `--root`, or the nearest ancestor with plugins/ and Cargo.toml.
+    pub fn project_root(&self) -> anyhow::Result<PathBuf> {
+        dmlbench_host::resolve_root(self.root.as_deref()).ok_or_else(|| {
+            anyhow::anyhow!("no project root found (a directory with plugins/ and Cargo.toml); pass --root")
+        })
+    }
+
     /// Finds, builds and loads the plugins.
     pub fn open_registry(&self) -> Registry {
         Registry::open(&HostOptions {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Subcommand, ValueEnum};
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
@@ -255,8 +255,7 @@ fn check(
 }
 
 fn new(host: &HostArgs, name: &str, kind: PluginKind) -> anyhow::Result<ExitCode> {
-    let root = dmlbench_host::resolve_root(host.root.as_deref())
-        .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
+    let root = host.project_root()?;
     let made = scaffold(&root, name, kind)?;
     println!("created {} ({})", made.dir.display(), made.package);
     for f in &made.files {

@@ -3,10 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Args;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use dmlbench_host::{Registry, resolve_root};
+use dmlbench_host::Registry;
 use dmlbench_record::CellStatus;
 
 use super::HostArgs;
@@ -126,8 +125,7 @@ pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
-    let root = resolve_root(host.root.as_deref())
-        .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
+    let root = host.project_root()?;
     let file = args.experiment.clone().unwrap_or_else(|| root.join("experiments/default.ron"));
     let registry = host.open_registry();
     let plan = load_plan(&file, &root, &registry, &args.plan, false)?;

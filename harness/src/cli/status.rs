@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use dmlbench_host::resolve_root;
 use dmlbench_record::EXPERIMENT_COPY;
 
 use super::HostArgs;
@@ -38,8 +37,7 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: StatusArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
-    let root = resolve_root(host.root.as_deref())
-        .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
+    let root = host.project_root()?;
     let target = args.target.clone().unwrap_or_else(|| root.join("experiments/default.ron"));
     let (file, results) = experiment_and_results(&target, &args.results)?;
     let registry = host.open_registry();

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use dmlbench_host::resolve_root;
 
 use super::HostArgs;
 use super::run::{PlanArgs, absolute, load_plan};
@@ -82,8 +81,7 @@ pub fn run(args: SweepArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         bail!("say which scheduler to submit to: --slurm (the one dmlbench supports)");
     }
     anyhow::ensure!(args.poll.is_finite() && args.poll > 0.0, "--poll must be a positive number of seconds");
-    let root = resolve_root(host.root.as_deref())
-        .context("no project root found (a directory with plugins/ and Cargo.toml); pass --root")?;
+    let root = host.project_root()?;
     let file = absolute(&args.experiment.clone().unwrap_or_else(|| root.join("experiments/default.ron")))?;
     // Builds stale plugins once here, so that the tasks (run with --no-build) find them built.
     let registry = host.open_registry();

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use dmlbench_record::{CellRecord, CellStatus};
+use dmlbench_record::CellStatus;
 
 use super::queue::{SubmissionLog, TaskState, queued_cells};
 use crate::experiment::Plan;
@@ -109,11 +109,15 @@ fn state_of(
     paths: &CellPaths,
     queue: &BTreeMap<String, (String, TaskState)>,
 ) -> CellState {
-    let found = existing(plan, cell, &paths.record);
-    if let Existing::Done(record) = &found {
-        return CellState::Completed { recall_at_1: record.final_metrics.as_ref().and_then(recall_at_1) };
-    }
-    let record = CellRecord::load(&paths.record).ok();
+    let (record, stale) = match existing(plan, cell, &paths.record) {
+        Existing::Done(record) => {
+            return CellState::Completed { recall_at_1: record.final_metrics.as_ref().and_then(recall_at_1) };
+        }
+        // A stale record is a finished run of older code: a process that holds the lock is
+        // training the cell again from the start.
+        Existing::Stale(reason) => (None, Some(reason)),
+        Existing::ToRun(record) => (record, None),
+    };
     if let Some(owner) = lock::live_owner(&paths.lock) {
         let epochs = record.as_ref().map(|r| r.epochs.as_slice()).unwrap_or_default();
         return CellState::Running {
@@ -125,16 +129,18 @@ fn state_of(
     if let Some((task, state)) = queue.get(&cell.key.id()) {
         return CellState::Queued { task: task.clone(), state: state.clone() };
     }
-    match (found, record) {
-        (Existing::Stale(reason), _) => CellState::Pending { note: reason },
-        (_, Some(record)) => match record.status {
+    if let Some(reason) = stale {
+        return CellState::Pending { note: reason };
+    }
+    match record {
+        Some(record) => match record.status {
             CellStatus::Failed { reason } => CellState::Failed { reason },
             _ if record.config_fingerprint != cell.fingerprint => {
                 CellState::Pending { note: "its record is of another configuration".into() }
             }
             _ => CellState::Pending { note: format!("interrupted after epoch {}", record.epochs.len()) },
         },
-        (_, None) => CellState::Pending { note: String::new() },
+        None => CellState::Pending { note: String::new() },
     }
 }
 

@@ -327,6 +327,14 @@ fn process_alive(_pid: u32) -> bool {
 mod tests {
     use super::*;
 
+    /// The PID of a child that has exited: it names no live process (reused PIDs are rare).
+    fn exited_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
     fn write_owner(path: &Path, owner: &Owner) {
         std::fs::write(path, serde_json::to_vec(owner).unwrap()).unwrap();
     }
@@ -351,10 +359,7 @@ mod tests {
     fn a_lock_of_a_dead_process_on_this_host_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cell.ron.lock");
-        // A child that has exited: its PID names no live process (reused PIDs are rare).
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
+        let pid = exited_pid();
         write_owner(&path, &Owner { pid, ..Owner::me() });
         let Acquired::Owned(lock) = acquire(&path).unwrap() else { panic!("a dead owner's lock is taken over") };
         assert_eq!(lock.owner().pid, std::process::id());
@@ -432,9 +437,7 @@ mod tests {
     fn a_takeover_guard_left_by_a_dead_process_does_not_block_the_cell() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cell.ron.lock");
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
+        let pid = exited_pid();
         // The lock's owner and a taker that was killed while holding the guard are both gone.
         write_owner(&path, &Owner { pid, ..Owner::me() });
         write_owner(&with_suffix(&path, ".takeover"), &Owner { pid, ..Owner::me() });

@@ -117,14 +117,14 @@ pub(crate) enum Existing {
     /// start. The reason names the plugins (`spce changed since this record: re-running`).
     Stale(String),
     /// Anything less: the cell is run (resuming from its checkpoint, which rebuilds the
-    /// record).
-    ToRun,
+    /// record). Holds the record as read, if there was one.
+    ToRun(Option<Box<CellRecord>>),
 }
 
 pub(crate) fn existing(plan: &Plan, cell: &Cell, path: &Path) -> Existing {
-    let Ok(record) = CellRecord::load(path) else { return Existing::ToRun };
+    let Ok(record) = CellRecord::load(path) else { return Existing::ToRun(None) };
     if record.status != CellStatus::Completed {
-        return Existing::ToRun;
+        return Existing::ToRun(Some(Box::new(record)));
     }
     let stale: Vec<&str> = if plan.overrides.keep_stale {
         Vec::new()
@@ -137,7 +137,7 @@ pub(crate) fn existing(plan: &Plan, cell: &Cell, path: &Path) -> Existing {
     if record.config_fingerprint == cell.fingerprint && record.incompleteness(plan.spec.training.epochs).is_none() {
         Existing::Done(Box::new(record))
     } else {
-        Existing::ToRun
+        Existing::ToRun(Some(Box::new(record)))
     }
 }
 
@@ -404,7 +404,7 @@ pub fn run_single(
             }
             paths.checkpoint.clear()?;
         }
-        Existing::ToRun => {}
+        Existing::ToRun(_) => {}
     }
     let bar = indicatif::ProgressBar::new(0);
     if json_events {
