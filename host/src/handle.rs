@@ -283,14 +283,9 @@ fn check_references(r: &References, d: usize, labels: &[i64]) -> Result<(), Stri
         return Err(format!("reference row {}, column {} is {}", i / d, i % d, r.embeddings[i]));
     }
     if let Some(rows) = r.self_rows {
-        if rows.len() != labels.len() {
-            return Err(format!("{} self rows for a batch of {}", rows.len(), labels.len()));
-        }
-        if let Some((i, &row)) =
-            rows.iter().enumerate().find(|&(i, &row)| r.labels.get(row as usize) != Some(&labels[i]))
-        {
-            return Err(format!("batch row {i}'s self row {row} is out of range or has another label"));
-        }
+        Rows { labels, reference_labels: r.labels, self_rows: SelfRows::Given(rows) }
+            .check_self_rows()
+            .map_err(|e| e.0)?;
     }
     Ok(())
 }

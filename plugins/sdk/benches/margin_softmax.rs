@@ -2,9 +2,8 @@
 //! d = 512, 64 classes × 4 images, 100 training classes), with the scale and target change of
 //! each loss that uses it at its defaults: `norm_softmax` (scale 1/0.05, no margin),
 //! `cosface` (64, s − 0.35), `arcface` (64, φ at 28.6°) and `sub_center_arcface` (the same
-//! over 3 sub-centres), each with f32 and with f64 products (the loss's own choice is marked
-//! in the name), to show what the choice costs. The plugins add only their configuration
-//! around this call, so this times the core without building the host.
+//! over 3 sub-centres). The plugins add only their configuration around this call, so this
+//! times the core without building the host.
 //!
 //! Run on one core: `taskset -c 0 cargo bench -p dmlbench-sdk --bench margin_softmax`.
 
@@ -13,7 +12,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dmlbench_sdk::Context;
 use dmlbench_sdk::classifier::SgdConfig;
-use dmlbench_sdk::margin_softmax::{MarginSoftmax, Products, arcface_target};
+use dmlbench_sdk::margin_softmax::{MarginSoftmax, arcface_target};
 use dmlbench_sdk::matrix::MatRef;
 use dmlbench_sdk::testing::random_embeddings;
 
@@ -30,25 +29,22 @@ fn margin_softmax(c: &mut Criterion) {
     let labels: Vec<i64> = (0..N).map(|i| (i / (N / CLASSES_IN_BATCH)) as i64).collect();
     let context = Context { embedding_dim: D, num_classes: TRAINING_CLASSES, seed: 0, base_lr: 0.01 };
     let margin = 28.6f64.to_radians();
-    let cases: [(&str, usize, f64, Target, Products); 4] = [
-        ("norm_softmax", 1, 20.0, &|s| (s, 1.0), Products::F32),
-        ("cosface", 1, 64.0, &|s| (s - 0.35, 1.0), Products::F32),
-        ("arcface", 1, 64.0, &|s| arcface_target(margin, s), Products::F64),
-        ("sub_center_arcface", 3, 64.0, &|s| arcface_target(margin, s), Products::F64),
+    let cases: [(&str, usize, f64, Target); 4] = [
+        ("norm_softmax", 1, 20.0, &|s| (s, 1.0)),
+        ("cosface", 1, 64.0, &|s| (s - 0.35, 1.0)),
+        ("arcface", 1, 64.0, &|s| arcface_target(margin, s)),
+        ("sub_center_arcface", 3, 64.0, &|s| arcface_target(margin, s)),
     ];
-    for (name, sub_centers, scale, target, used) in cases {
-        for products in [Products::F32, Products::F64] {
-            let mut head = MarginSoftmax::new(&context, sub_centers, SgdConfig::plain(), products).unwrap();
-            let mut grad = vec![0.0f32; N * D];
-            let mark = if products == used { " (used)" } else { "" };
-            c.bench_function(&format!("{name}/{products:?}{mark}"), |b| {
-                b.iter(|| {
-                    let mut stats = Default::default();
-                    let z = MatRef::new(N, D, black_box(&z));
-                    black_box(head.forward_backward(z, &labels, scale, target, &mut grad, &mut stats).unwrap())
-                })
-            });
-        }
+    for (name, sub_centers, scale, target) in cases {
+        let mut head = MarginSoftmax::new(&context, sub_centers, SgdConfig::plain()).unwrap();
+        let mut grad = vec![0.0f32; N * D];
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let mut stats = Default::default();
+                let z = MatRef::new(N, D, black_box(&z));
+                black_box(head.forward_backward(z, &labels, scale, target, &mut grad, &mut stats).unwrap())
+            })
+        });
     }
 }
 

@@ -34,7 +34,7 @@ use dmlbench_abi::{PIECE_STAT, first_non_finite};
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;
 use crate::plugin::{Batch, Context, Loss, Miner, Plugin, References, Stats, TupleUse};
-use crate::tuples::{SelfRows, Tuples};
+use crate::tuples::{Rows, SelfRows, Tuples};
 
 /// A plugin with its context, checked on every call.
 pub struct Instance<T> {
@@ -151,7 +151,7 @@ impl<T: Plugin> Instance<T> {
                     T::ID
                 )));
             }
-            Some(r) => Some(self.check_references(r, n, d, labels)?),
+            Some(r) => Some(self.check_references(r, d, labels)?),
         };
         Ok(Batch { embeddings: MatRef::new(n, d, embeddings), labels, tuples: None, references })
     }
@@ -171,13 +171,7 @@ impl<T: Plugin> Instance<T> {
 
     /// Reference embeddings of the batch's d, finite, with labels in range, and self rows
     /// (one per batch row) that point at a reference row with that batch row's label.
-    fn check_references<'a>(
-        &self,
-        raw: RawReferences<'a>,
-        n: usize,
-        d: usize,
-        labels: &[i64],
-    ) -> Result<References<'a>> {
+    fn check_references<'a>(&self, raw: RawReferences<'a>, d: usize, labels: &[i64]) -> Result<References<'a>> {
         let RawReferences { embeddings, labels: reference_labels, self_rows } = raw;
         let m = reference_labels.len();
         if m == 0 {
@@ -199,22 +193,9 @@ impl<T: Plugin> Instance<T> {
         }
         self.check_labels("reference ", reference_labels)?;
         if let Some(rows) = self_rows {
-            if rows.len() != n {
-                return Err(Error::bad_input(format!("{} self rows for a batch of {n}", rows.len())));
-            }
-            for (i, &r) in rows.iter().enumerate() {
-                if r as usize >= m {
-                    return Err(Error::bad_input(format!(
-                        "self row of batch row {i} is {r}, out of range for {m} references"
-                    )));
-                }
-                if reference_labels[r as usize] != labels[i] {
-                    return Err(Error::bad_input(format!(
-                        "batch row {i} has label {} but its self row {r} has label {}",
-                        labels[i], reference_labels[r as usize]
-                    )));
-                }
-            }
+            Rows { labels, reference_labels, self_rows: SelfRows::Given(rows) }
+                .check_self_rows()
+                .map_err(|e| Error::bad_input(e.0))?;
         }
         Ok(References { embeddings: MatRef::new(m, d, embeddings), labels: reference_labels, self_rows })
     }

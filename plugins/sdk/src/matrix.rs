@@ -168,6 +168,21 @@ pub fn matmul_into(alpha: f32, a: MatRef<'_>, op_a: Op, b: MatRef<'_>, op_b: Op,
     }
 }
 
+/// Panics unless an m×k operand of `a_len` values read through strides `sa` and a k×n one
+/// of `b_len` through `sb` stay inside their slices (`what` names the caller); the unsafe
+/// GEMM calls rely on it. Only for non-empty products (m, k, n ≥ 1).
+fn assert_strides_in_bounds(
+    what: &str,
+    (m, k, n): (usize, usize, usize),
+    (a_len, sa): (usize, (usize, usize)),
+    (b_len, sb): (usize, (usize, usize)),
+) {
+    assert!(
+        (m - 1) * sa.0 + (k - 1) * sa.1 < a_len && (k - 1) * sb.0 + (n - 1) * sb.1 < b_len,
+        "{what}: the strides read past an operand"
+    );
+}
+
 /// The m×n product of an m×k matrix `a` and a k×n matrix `b`, each read through its (row
 /// stride, column stride), in f64 (`matrixmultiply`'s `dgemm`); a transposed operand is the
 /// same data read with its strides swapped.
@@ -184,10 +199,7 @@ pub fn matmul_f64(
     if m == 0 || n == 0 || k == 0 {
         return c;
     }
-    assert!(
-        (m - 1) * sa.0 + (k - 1) * sa.1 < a.len() && (k - 1) * sb.0 + (n - 1) * sb.1 < b.len(),
-        "matmul_f64: the strides read past an operand"
-    );
+    assert_strides_in_bounds("matmul_f64", (m, k, n), (a.len(), sa), (b.len(), sb));
     // SAFETY: the assertion keeps every element read within `a` and `b`, and `c` is an
     // exclusive m×n row-major buffer.
     unsafe {
@@ -228,10 +240,7 @@ pub fn matmul_f64_in_f32(
     if m == 0 || n == 0 || k == 0 {
         return vec![0.0; m * n];
     }
-    assert!(
-        (m - 1) * sa.0 + (k - 1) * sa.1 < a.len() && (k - 1) * sb.0 + (n - 1) * sb.1 < b.len(),
-        "matmul_f64_in_f32: the strides read past an operand"
-    );
+    assert_strides_in_bounds("matmul_f64_in_f32", (m, k, n), (a.len(), sa), (b.len(), sb));
     let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
     let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
     // SAFETY: the assertion keeps every element read within `a32` and `b32` (as long as `a`

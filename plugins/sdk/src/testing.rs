@@ -2,6 +2,8 @@
 //! check and tolerant comparisons (from `dmlbench-testkit`), the same check run on a loss
 //! instance, and plain-loop reference maths in `f64` to compare optimised code against.
 
+pub mod batches;
+
 pub use dmlbench_testkit::{
     GradCheck, GradReport, assert_all_close, assert_close, check_gradient, check_piecewise_gradient, random_embeddings,
     random_labels,

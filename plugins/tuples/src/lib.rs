@@ -105,6 +105,30 @@ impl<'a> Rows<'a> {
         Rows { labels, reference_labels: labels, self_rows: SelfRows::Same }
     }
 
+    /// Checks given self rows ([`SelfRows::Given`]): one per batch row, each a reference row
+    /// with that batch row's label. The other two kinds hold nothing to check.
+    pub fn check_self_rows(&self) -> Result<()> {
+        let SelfRows::Given(rows) = self.self_rows else { return Ok(()) };
+        if rows.len() != self.labels.len() {
+            return Err(TupleError(format!("{} self rows for a batch of {}", rows.len(), self.labels.len())));
+        }
+        for (i, &r) in rows.iter().enumerate() {
+            let Some(&label) = self.reference_labels.get(r as usize) else {
+                return Err(TupleError(format!(
+                    "self row of batch row {i} is {r}, out of range for {} references",
+                    self.reference_labels.len()
+                )));
+            };
+            if label != self.labels[i] {
+                return Err(TupleError(format!(
+                    "batch row {i} has label {} but its self row {r} has label {label}",
+                    self.labels[i]
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether reference row `r` is batch row `a` itself.
     pub fn is_self(&self, a: usize, r: usize) -> bool {
         match self.self_rows {

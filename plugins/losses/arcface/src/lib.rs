@@ -48,7 +48,7 @@
 
 use dmlbench_sdk::checks::{in_range, positive};
 use dmlbench_sdk::classifier::SgdConfig;
-use dmlbench_sdk::margin_softmax::{MarginSoftmax, Products, arcface_target};
+use dmlbench_sdk::margin_softmax::{MarginSoftmax, arcface_target};
 use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats};
 use serde::{Deserialize, Serialize};
 
@@ -98,7 +98,7 @@ impl Plugin for ArcFace {
     fn new(config: Config, context: &Context) -> Result<Self> {
         in_range("margin", config.margin, 0.0..=180.0)?;
         positive("scale", config.scale)?;
-        let head = MarginSoftmax::new(context, 1, config.optimizer, Products::F64)?;
+        let head = MarginSoftmax::new(context, 1, config.optimizer)?;
         Ok(ArcFace { margin: config.margin.to_radians(), scale: config.scale, head })
     }
 

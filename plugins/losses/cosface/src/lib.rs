@@ -37,7 +37,7 @@
 
 use dmlbench_sdk::checks::{non_negative, positive};
 use dmlbench_sdk::classifier::SgdConfig;
-use dmlbench_sdk::margin_softmax::{MarginSoftmax, Products};
+use dmlbench_sdk::margin_softmax::MarginSoftmax;
 use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats};
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +85,7 @@ impl Plugin for CosFace {
     fn new(config: Config, context: &Context) -> Result<Self> {
         non_negative("margin", config.margin)?;
         positive("scale", config.scale)?;
-        let head = MarginSoftmax::new(context, 1, config.optimizer, Products::F32)?;
+        let head = MarginSoftmax::new(context, 1, config.optimizer)?;
         Ok(CosFace { margin: config.margin, scale: config.scale, head })
     }
 

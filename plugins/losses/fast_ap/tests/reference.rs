@@ -4,6 +4,7 @@
 use dmlbench_loss_fast_ap::{Config, FastAp};
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::pairwise::Measure;
+use dmlbench_sdk::testing::batches::exact::{LABELS, Z, mined};
 use dmlbench_sdk::testing::{
     GradCheck, assert_close, check_gradient, check_loss_gradient, check_piecewise_gradient, context, naive,
     random_embeddings, random_labels,
@@ -212,21 +213,8 @@ fn assert_parity(got: (f64, &[f32]), want: (f64, &[f64]), what: &str) {
     }
 }
 
-/// The fixed batch of the PML comparison (every value exact in f32 and f64). Its squared
-/// distances lie at least 3e-3 from every bin centre of the configurations compared, so no
-/// comparison sits on a kink.
-#[rustfmt::skip]
-const Z: [f32; 32] = [
-    0.5, -0.25, 1.0, 0.125,  0.75, 0.5, -0.375, 1.25,  -1.0, 0.25, 0.5, -0.5,  0.25, 1.5, -0.75, 0.375,
-    -0.625, -1.0, 0.25, 0.875,  1.125, 0.375, 0.625, -0.25,  -0.375, 0.875, -1.25, 0.5,  0.875, -0.5, -0.125, -1.0,
-];
-const LABELS: [i64; 8] = [2, 0, 1, 0, 2, 1, 0, 1];
 /// Row 7 alone in its class.
 const LABELS_WITH_SINGLETON: [i64; 8] = [2, 0, 1, 0, 2, 1, 0, 3];
-
-fn mined_pairs() -> Tuples {
-    Tuples::Pairs(Pairs { a1: vec![3, 6, 0, 5, 1, 4], p: vec![6, 3, 4, 2, 3, 0], a2: vec![3, 0], n: vec![2, 1] })
-}
 
 fn mined_triplets() -> Tuples {
     Tuples::Triplets(Triplets { a: vec![7, 7, 1], p: vec![2, 5, 6], n: vec![0, 3, 2] })
@@ -488,7 +476,7 @@ fn matches_pml_on_a_fixed_batch() {
         Config { num_bins: 5, distance: DistanceConfig { measure: Measure::Euclidean, normalize_embeddings: true } };
     let cases = [
         ("default, no miner", Config::default(), &LABELS, None, PML_DEFAULT),
-        ("default, mined pairs", Config::default(), &LABELS, Some(mined_pairs()), PML_MINED_PAIRS),
+        ("default, mined pairs", Config::default(), &LABELS, Some(mined()), PML_MINED_PAIRS),
         ("5 bins, Euclidean", five_euclidean, &LABELS, None, PML_FIVE_BINS_EUCLIDEAN),
         (
             "7 bins, a singleton",

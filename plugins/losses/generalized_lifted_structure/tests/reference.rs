@@ -4,6 +4,7 @@
 use dmlbench_loss_generalized_lifted_structure::{Config, GeneralizedLiftedStructure};
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::pairwise::Measure;
+use dmlbench_sdk::testing::batches::lifted::{LABELS, Z, mined};
 use dmlbench_sdk::testing::{
     GradCheck, assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels,
 };
@@ -139,23 +140,6 @@ fn one_positive_and_one_negative_pair_are_computed_unlike_pml() {
     let want = reference(&config, &z, &labels, d, Some((vec![(0, 1)], vec![(0, 2)])));
     assert!(want > 0.0);
     assert_close(out.loss, want, 1e-5, "one pair of each kind");
-}
-
-/// The batch of the PML parity tests: 8 embeddings of dimension 4, 3 classes.
-const Z: [f32; 32] = [
-    0.31, -1.20, 0.57, 0.88, 0.12, -0.95, 1.03, 0.44, -0.61, 0.25, 0.72, -1.37, 1.45, 0.33, -0.28, 0.09, 0.97, 0.81,
-    -0.66, -0.14, -0.23, 1.12, 0.49, 0.35, -1.08, 0.54, -0.17, 0.62, 0.05, -0.42, -1.31, 0.76,
-];
-const LABELS: [i64; 8] = [0, 0, 0, 1, 1, 2, 2, 2];
-
-/// The mined pairs of the parity tests, with (0, 1) and (0, 3) listed twice.
-fn mined() -> Tuples {
-    Tuples::Pairs(Pairs {
-        a1: vec![0, 0, 3, 5, 0],
-        p: vec![1, 1, 4, 7, 2],
-        a2: vec![0, 1, 3, 3, 5, 0],
-        n: vec![3, 5, 0, 6, 1, 3],
-    })
 }
 
 /// Asserts a gradient agrees with PML's within `tol`, relative to each entry (entries below

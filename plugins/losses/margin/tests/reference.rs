@@ -9,6 +9,7 @@ use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::instance::parse_config;
 use dmlbench_sdk::pairwise::Measure;
 use dmlbench_sdk::state::save_tensors;
+use dmlbench_sdk::testing::batches::proxies::{LABELS, Z};
 use dmlbench_sdk::testing::{
     GradCheck, assert_close, check_gradient, check_loss_gradient, naive, random_embeddings, random_labels,
 };
@@ -246,14 +247,6 @@ fn assert_parity(got: (f64, &[f32], &[f32]), want: &Pml, what: &str) {
         }
     }
 }
-
-/// The fixed batch of the PML comparison (every value exact in f32 and f64).
-#[rustfmt::skip]
-const Z: [f32; 32] = [
-    0.25, -0.5, 0.75, 1.0,  -0.625, 0.125, 0.5, -0.25,  1.0, 0.375, -0.75, 0.5,  0.125, 1.25, 0.25, -0.375,
-    -0.875, -0.25, 0.625, 0.75,  0.5, 0.625, 1.125, -0.125,  -0.25, -1.0, -0.5, 0.875,  0.75, -0.125, 0.25, -1.125,
-];
-const LABELS: [i64; 8] = [0, 2, 1, 0, 2, 1, 1, 0];
 
 fn mined_pairs() -> Tuples {
     Tuples::Pairs(Pairs {

@@ -4,6 +4,7 @@
 use dmlbench_loss_n_pairs::{Config, NPairs};
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::pairwise::Measure;
+use dmlbench_sdk::testing::batches::exact::{LABELS, Z, mined};
 use dmlbench_sdk::testing::{
     GradCheck, assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels,
 };
@@ -138,20 +139,6 @@ fn assert_parity(got: (f64, &[f32]), want: (f64, &[f64]), what: &str) {
     for (i, (&g, &w)) in got.1.iter().zip(want.1).enumerate() {
         assert!((f64::from(g) - w).abs() <= 1e-5 * largest, "{what}: grad[{i}] {g} vs PML {w}");
     }
-}
-
-/// The fixed batch of the PML comparison (every value exact in f32 and f64).
-#[rustfmt::skip]
-const Z: [f32; 32] = [
-    0.5, -0.25, 1.0, 0.125,  0.75, 0.5, -0.375, 1.25,  -1.0, 0.25, 0.5, -0.5,  0.25, 1.5, -0.75, 0.375,
-    -0.625, -1.0, 0.25, 0.875,  1.125, 0.375, 0.625, -0.25,  -0.375, 0.875, -1.25, 0.5,  0.875, -0.5, -0.125, -1.0,
-];
-const LABELS: [i64; 8] = [2, 0, 1, 0, 2, 1, 0, 1];
-
-/// Mined pairs: labels first met in the order 0, 2, 1 (pairs (3,6), (0,4), (5,2)); (1,3) and
-/// (4,0) repeat labels already taken.
-fn mined_pairs() -> Tuples {
-    Tuples::Pairs(Pairs { a1: vec![3, 6, 0, 5, 1, 4], p: vec![6, 3, 4, 2, 3, 0], a2: vec![3, 0], n: vec![2, 1] })
 }
 
 /// Mined triplets: pairs (7,2) and (1,6); (7,5) repeats label 1.
@@ -376,7 +363,7 @@ fn matches_pml_on_a_fixed_batch() {
     let euclidean = Config { distance: DistanceConfig::default() };
     let cases = [
         ("default, no miner", Config::default(), None, PML_DEFAULT),
-        ("default, mined pairs", Config::default(), Some(mined_pairs()), PML_MINED_PAIRS),
+        ("default, mined pairs", Config::default(), Some(mined()), PML_MINED_PAIRS),
         ("default, mined triplets", Config::default(), Some(mined_triplets()), PML_MINED_TRIPLETS),
         ("Euclidean distance, no miner", euclidean, None, PML_EUCLIDEAN),
         ("raw dot product, no miner", raw, None, PML_RAW_DOT),

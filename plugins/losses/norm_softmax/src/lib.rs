@@ -41,7 +41,7 @@
 
 use dmlbench_sdk::checks::positive;
 use dmlbench_sdk::classifier::SgdConfig;
-use dmlbench_sdk::margin_softmax::{MarginSoftmax, Products};
+use dmlbench_sdk::margin_softmax::MarginSoftmax;
 use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats};
 use serde::{Deserialize, Serialize};
 
@@ -86,10 +86,7 @@ impl Plugin for NormSoftmax {
 
     fn new(config: Config, context: &Context) -> Result<Self> {
         positive("temperature", config.temperature)?;
-        Ok(NormSoftmax {
-            temperature: config.temperature,
-            head: MarginSoftmax::new(context, 1, config.optimizer, Products::F32)?,
-        })
+        Ok(NormSoftmax { temperature: config.temperature, head: MarginSoftmax::new(context, 1, config.optimizer)? })
     }
 
     fn save(&self) -> Result<Vec<u8>> {

@@ -6,6 +6,7 @@ use dmlbench_loss_norm_softmax::{Config, NormSoftmax};
 use dmlbench_sdk::classifier::SgdConfig;
 use dmlbench_sdk::instance::parse_config;
 use dmlbench_sdk::state::save_tensors;
+use dmlbench_sdk::testing::batches::margin_softmax::{LABELS, W, Z};
 use dmlbench_sdk::testing::{
     GradCheck, assert_all_close, assert_close, check_gradient, check_loss_gradient, naive, random_embeddings,
     random_labels,
@@ -105,12 +106,6 @@ fn a_loaded_state_after_training_matches_the_definition() {
 // run(losses.NormalizedSoftmaxLoss(num_classes=3, embedding_size=4), W3)
 // ```
 
-const Z: [f32; 32] = [
-    0.9, -0.2, 0.4, 1.1, -0.5, 1.3, 0.2, -0.7, 0.3, 0.8, -1.2, 0.1, -1.1, -0.2, 0.6, -0.3, 0.2, 1.0, 0.5, -0.4, 0.7,
-    -0.6, -0.9, 0.8, 1.2, 0.1, -0.3, 0.9, -0.4, 0.9, 1.1, 0.0,
-];
-const LABELS: [i64; 8] = [0, 1, 2, 0, 1, 2, 0, 1];
-const W: [f32; 12] = [1.0, -0.3, 0.2, 0.2, 1.1, 0.4, -0.5, 0.1, -1.3, 0.3, -0.8, 0.5];
 const PML_LOSS: f64 = 3.225277499204e+00;
 const PML_DZ: [f64; 32] = [
     -2.764274245604e-05,

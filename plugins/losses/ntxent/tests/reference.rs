@@ -4,6 +4,7 @@
 use dmlbench_loss_ntxent::{Config, NtXent};
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::pairwise::Measure;
+use dmlbench_sdk::testing::batches::ntxent::{LABELS, Z, mined};
 use dmlbench_sdk::testing::{
     GradCheck, assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels,
 };
@@ -111,24 +112,6 @@ fn mined_pairs_are_a_list_with_repeats_and_lone_positives_still_count() {
     );
     assert_close(out.loss, want, 1e-5, "triplets");
     check_loss_gradient(&mut loss, &z, &labels, Some(&triplets), &GradCheck::default()).unwrap();
-}
-
-/// The fixed batch of the PML comparison: 8 embeddings of dimension 4, 3 classes.
-const Z: [f32; 32] = [
-    0.9, -0.2, 0.4, 0.1, 0.7, 0.1, 0.5, -0.3, 0.2, -0.8, 0.3, 0.6, -0.5, 0.4, 0.9, 0.2, //
-    -0.3, 0.6, 0.2, -0.7, 0.1, 0.3, -0.9, 0.4, 0.5, -0.6, -0.4, -0.2, -0.8, -0.1, -0.3, 0.5,
-];
-const LABELS: [i64; 8] = [0, 0, 0, 1, 1, 2, 2, 2];
-
-/// The mined pairs of the PML comparison: (0,1) twice, (0,3) twice, anchor 6 with a positive
-/// but no negative, anchor 1 with a negative but no positive.
-fn mined() -> Tuples {
-    Tuples::Pairs(Pairs {
-        a1: vec![0, 0, 3, 5, 0, 6],
-        p: vec![1, 2, 4, 6, 1, 7],
-        a2: vec![0, 0, 3, 5, 1, 0],
-        n: vec![3, 5, 0, 1, 7, 3],
-    })
 }
 
 /// Agreement to 1e-5 relative: the loss to itself, each gradient element to the largest one.

@@ -8,6 +8,7 @@ use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::instance::parse_config;
 use dmlbench_sdk::pairwise::Measure;
 use dmlbench_sdk::state::save_tensors;
+use dmlbench_sdk::testing::batches::proxies::{LABELS, Z, mined};
 use dmlbench_sdk::testing::{
     GradCheck, assert_close, check_gradient, check_loss_gradient, naive, random_embeddings, random_labels,
 };
@@ -188,19 +189,8 @@ fn assert_parity(got: (f64, &[f32], &[f32]), want: &Pml, what: &str) {
     }
 }
 
-/// The fixed batch and proxies of the PML comparison (every value exact in f32 and f64).
-#[rustfmt::skip]
-const Z: [f32; 32] = [
-    0.25, -0.5, 0.75, 1.0,  -0.625, 0.125, 0.5, -0.25,  1.0, 0.375, -0.75, 0.5,  0.125, 1.25, 0.25, -0.375,
-    -0.875, -0.25, 0.625, 0.75,  0.5, 0.625, 1.125, -0.125,  -0.25, -1.0, -0.5, 0.875,  0.75, -0.125, 0.25, -1.125,
-];
 #[rustfmt::skip]
 const P: [f32; 12] = [0.5, 1.0, -0.25, 0.75,  -1.25, 0.25, 0.5, 1.0,  0.375, -0.75, 1.5, -0.5];
-const LABELS: [i64; 8] = [0, 2, 1, 0, 2, 1, 1, 0];
-
-fn mined_pairs() -> Tuples {
-    Tuples::Pairs(Pairs { a1: vec![0, 3, 3, 5], p: vec![3, 7, 0, 6], a2: vec![0, 1, 4], n: vec![2, 5, 6] })
-}
 
 fn mined_triplets() -> Tuples {
     Tuples::Triplets(Triplets { a: vec![2, 2, 4], p: vec![5, 6, 1], n: vec![0, 7, 3] })
@@ -601,7 +591,7 @@ fn matches_pml_on_a_fixed_batch() {
     let distance = |measure, normalize_embeddings| DistanceConfig { measure, normalize_embeddings };
     let cases = [
         ("default, no miner", Config::default(), None, &PML_DEFAULT),
-        ("default, mined pairs", Config::default(), Some(mined_pairs()), &PML_MINED_PAIRS),
+        ("default, mined pairs", Config::default(), Some(mined()), &PML_MINED_PAIRS),
         (
             "scale 4, Euclidean",
             Config { softmax_scale: 4.0, distance: distance(Measure::Euclidean, true), ..Config::default() },

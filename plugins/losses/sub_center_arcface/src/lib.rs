@@ -49,7 +49,7 @@
 
 use dmlbench_sdk::checks::{in_range, positive};
 use dmlbench_sdk::classifier::SgdConfig;
-use dmlbench_sdk::margin_softmax::{MarginSoftmax, Products, arcface_target};
+use dmlbench_sdk::margin_softmax::{MarginSoftmax, arcface_target};
 use dmlbench_sdk::{Batch, Context, Loss, Plugin, Result, Stats};
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +102,7 @@ impl Plugin for SubCenterArcFace {
         positive("sub_centers", config.sub_centers as f64)?;
         in_range("margin", config.margin, 0.0..=180.0)?;
         positive("scale", config.scale)?;
-        let head = MarginSoftmax::new(context, config.sub_centers, config.optimizer, Products::F64)?;
+        let head = MarginSoftmax::new(context, config.sub_centers, config.optimizer)?;
         Ok(SubCenterArcFace { margin: config.margin.to_radians(), scale: config.scale, head })
     }
 

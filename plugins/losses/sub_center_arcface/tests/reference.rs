@@ -9,6 +9,7 @@ use dmlbench_loss_sub_center_arcface::{Config, SubCenterArcFace};
 use dmlbench_sdk::classifier::SgdConfig;
 use dmlbench_sdk::instance::parse_config;
 use dmlbench_sdk::state::save_tensors;
+use dmlbench_sdk::testing::batches::margin_softmax::{LABELS, Z};
 use dmlbench_sdk::testing::{
     GradCheck, assert_all_close, assert_close, check_gradient, check_loss_gradient, naive, random_embeddings,
     random_labels,
@@ -120,11 +121,6 @@ fn a_tie_between_sub_centres_sends_the_gradient_to_the_first() {
 // run(losses.SubCenterArcFaceLoss(num_classes=3, embedding_size=4), W9)
 // ```
 
-const Z: [f32; 32] = [
-    0.9, -0.2, 0.4, 1.1, -0.5, 1.3, 0.2, -0.7, 0.3, 0.8, -1.2, 0.1, -1.1, -0.2, 0.6, -0.3, 0.2, 1.0, 0.5, -0.4, 0.7,
-    -0.6, -0.9, 0.8, 1.2, 0.1, -0.3, 0.9, -0.4, 0.9, 1.1, 0.0,
-];
-const LABELS: [i64; 8] = [0, 1, 2, 0, 1, 2, 0, 1];
 #[rustfmt::skip]
 const W: [f32; 36] = [
     1.0, 0.6, -0.2, -0.3, 0.1, 0.9, 0.2, -0.7, 0.4,
@@ -212,13 +208,15 @@ fn matches_pml_loss_and_both_gradients_and_a_step_is_plain_sgd() {
     let mut loss = with_weights(Config { optimizer, ..Config::default() }, ctx(4, 3, 0), &W);
     let out = loss.forward_backward(&Z, &LABELS, None).unwrap();
     assert_close(out.loss, PML_LOSS, 1e-6, "loss");
-    assert_all_close(&out.grad, &PML_DZ, 1e-6, "dL/dZ");
-    assert_all_close(loss.plugin().head().pending_gradient().unwrap(), &PML_DW, 1e-6, "dL/dW");
+    // The gradients go through f32 products (see dmlbench_sdk::margin_softmax): a few 1e-6
+    // from PML's float64 at scale 64, inside the 1e-4 parity bar; the loss stays within 1e-6.
+    assert_all_close(&out.grad, &PML_DZ, 1e-5, "dL/dZ");
+    assert_all_close(loss.plugin().head().pending_gradient().unwrap(), &PML_DW, 1e-5, "dL/dW");
     assert_close(reference(3, 28.6, 64.0, &Z, &W, &LABELS, 4), PML_LOSS, 1e-9, "reference loop");
     // One step at lr 0.5 × lr_scale 0.5: W ← W − 0.25·∂L/∂W.
     loss.step(0.5).unwrap();
     let want: Vec<f64> = W.iter().zip(&PML_DW).map(|(&w, g)| f64::from(w) - 0.25 * g).collect();
-    assert_all_close(loss.plugin().head().weight(), &want, 1e-6, "W after one step");
+    assert_all_close(loss.plugin().head().weight(), &want, 1e-5, "W after one step");
 }
 
 #[test]

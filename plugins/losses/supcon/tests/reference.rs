@@ -5,6 +5,7 @@
 use dmlbench_loss_supcon::{Config, SupCon};
 use dmlbench_sdk::distance::DistanceConfig;
 use dmlbench_sdk::pairwise::Measure;
+use dmlbench_sdk::testing::batches::ntxent::{LABELS, Z, mined};
 use dmlbench_sdk::testing::{
     GradCheck, assert_close, check_loss_gradient, context, naive, random_embeddings, random_labels,
 };
@@ -132,24 +133,6 @@ fn mined_pairs_form_masks_and_inactive_anchors_do_not_count() {
         reference(&Config::default(), &z, &labels, d, Some((vec![(0, 1), (0, 2), (3, 4)], vec![(0, 3), (3, 0)])));
     assert_close(out.loss, want, 1e-5, "triplets");
     check_loss_gradient(&mut loss, &z, &labels, Some(&triplets), &GradCheck::default()).unwrap();
-}
-
-/// The fixed batch of the PML comparison: 8 embeddings of dimension 4, 3 classes.
-const Z: [f32; 32] = [
-    0.9, -0.2, 0.4, 0.1, 0.7, 0.1, 0.5, -0.3, 0.2, -0.8, 0.3, 0.6, -0.5, 0.4, 0.9, 0.2, //
-    -0.3, 0.6, 0.2, -0.7, 0.1, 0.3, -0.9, 0.4, 0.5, -0.6, -0.4, -0.2, -0.8, -0.1, -0.3, 0.5,
-];
-const LABELS: [i64; 8] = [0, 0, 0, 1, 1, 2, 2, 2];
-
-/// The mined pairs of the PML comparison: (0,1) and (0,3) twice, anchor 6 with a single
-/// positive and no negative, anchor 1 with a negative but no positive.
-fn mined() -> Tuples {
-    Tuples::Pairs(Pairs {
-        a1: vec![0, 0, 3, 5, 0, 6],
-        p: vec![1, 2, 4, 6, 1, 7],
-        a2: vec![0, 0, 3, 5, 1, 0],
-        n: vec![3, 5, 0, 1, 7, 3],
-    })
 }
 
 /// Agreement to 1e-5 relative: the loss to itself, each gradient element to the largest one.
