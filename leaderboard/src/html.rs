@@ -115,6 +115,9 @@ fn render_table(s: &mut String, index: usize, table: &BoardTable, base_dir: &Pat
             d.test_classes
         );
     }
+    if let Some(note) = text::folds_note(table) {
+        let _ = writeln!(s, "<p class=\"note\">{}</p>", esc(&note));
+    }
     let _ = writeln!(
         s,
         "<div class=\"scroll\">\n<table class=\"leaderboard\" data-dataset=\"{}\" data-recipe=\"{}\">",

@@ -69,6 +69,7 @@ fn table(table: &BoardTable, base_dir: &Path) -> Value {
         "dataset": table.dataset,
         "recipe": table.recipe,
         "columns": table.columns.iter().map(|c| c.key()).collect::<Vec<_>>(),
+        "folds": table.folds,
         "data": table.data.iter().map(|d| json!({
             "format": d.format, "root": d.root, "fingerprint": d.fingerprint,
             "train_images": d.train_images, "train_classes": d.train_classes,

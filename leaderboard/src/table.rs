@@ -78,6 +78,9 @@ pub struct BoardTable {
     pub rows: Vec<Row>,
     /// The distinct data the cells ran on.
     pub data: Vec<DatasetInfo>,
+    /// k, when the table's cells are cross-validated: each seed's metrics are then those of
+    /// its k fold models' concatenated embeddings.
+    pub folds: Option<usize>,
 }
 
 impl BoardTable {
@@ -383,11 +386,29 @@ impl Leaderboard {
         }
         superseded.sort_by(|a, b| a.path.cmp(&b.path));
 
+        // A cross-validated cell's fold runs are behind its combined record; until that is
+        // written, they stand in for it as unfinished seeds (one per fold), so that the row
+        // shows progress but no fold's metrics pass for the cell's.
+        let combined: std::collections::HashSet<&CellKey> =
+            kept.iter().filter(|(_, r)| r.folds.is_some()).map(|(_, r)| &r.cell).collect();
+        let pending_folds: Vec<(PathBuf, CellRecord)> = kept
+            .iter()
+            .filter(|(_, r)| r.cell.fold.is_some() && !combined.contains(&r.cell.without_fold()))
+            .map(|(path, record)| {
+                let mut record = record.clone();
+                if record.status == CellStatus::Completed {
+                    record.status = CellStatus::Running;
+                }
+                record.final_metrics = None;
+                (path.clone(), record)
+            })
+            .collect();
+
         // Tables by (dataset, recipe); rows by (loss, miner, variant); cells by seed.
         type RowKey = (String, Option<String>, String);
         type Rows<'a> = BTreeMap<RowKey, Vec<&'a (PathBuf, CellRecord)>>;
         let mut grouped: BTreeMap<(String, String), Rows> = BTreeMap::new();
-        for entry in &kept {
+        for entry in kept.iter().filter(|(_, r)| r.cell.fold.is_none()).chain(&pending_folds) {
             let key = &entry.1.cell;
             grouped
                 .entry((key.dataset.clone(), key.recipe.clone()))
@@ -492,6 +513,7 @@ fn build_table(dataset: String, recipe: String, groups: Vec<Vec<&(PathBuf, CellR
     columns.extend([MetricId::MapAtR, MetricId::RPrecision, MetricId::Nmi]);
     let headline = columns.first().copied().filter(|c| matches!(c, MetricId::RecallAt(_)));
 
+    let folds = groups.iter().flatten().filter_map(|(_, r)| r.folds.as_ref().map(|f| f.count)).max();
     let mut rows: Vec<Row> = groups.into_iter().map(|group| build_row(group, &columns, headline)).collect();
 
     // Best Recall@1 first; rows without it last; ties and the rest by name.
@@ -505,7 +527,7 @@ fn build_table(dataset: String, recipe: String, groups: Vec<Vec<&(PathBuf, CellR
     });
 
     mark_best(&mut rows, columns.len());
-    BoardTable { dataset, recipe, columns, rows, data: data.into_values().collect() }
+    BoardTable { dataset, recipe, columns, rows, data: data.into_values().collect(), folds }
 }
 
 fn build_row(group: Vec<&(PathBuf, CellRecord)>, columns: &[MetricId], headline: Option<MetricId>) -> Row {

@@ -32,6 +32,9 @@ pub fn render(board: &Leaderboard, options: TermOptions) -> String {
         let records: usize = table.rows.iter().map(|r| r.cells.len()).sum();
         let title = format!("{} · {} ({} records)\n", table.dataset, table.recipe, records);
         out.push_str(&dmlbench_abi::escape_terminal(&title));
+        if let Some(note) = text::folds_note(table) {
+            out.push_str(&dmlbench_abi::escape_terminal(&format!("{note}\n")));
+        }
         out.push_str(&render_table(table, options).to_string());
         out.push_str("\n\n");
         for mining in table.mining_tables() {

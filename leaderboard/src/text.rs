@@ -13,7 +13,7 @@
 
 use crate::diff::{RowDiff, Verdict};
 use crate::stats::Summary;
-use crate::table::Row;
+use crate::table::{BoardTable, Row};
 
 /// Placeholder of a value that does not exist.
 pub const MISSING: &str = "—";
@@ -130,6 +130,19 @@ fn without_negative_zero(text: String) -> String {
         Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
         _ => text,
     }
+}
+
+/// What a cross-validated table's metrics are (see `BoardTable::folds`), or `None` for
+/// any other table.
+pub fn folds_note(table: &BoardTable) -> Option<String> {
+    table.folds.map(|k| {
+        format!(
+            "Cross-validated: {k} fold models per seed, each trained on {} of {k} class-disjoint folds of the \
+             training classes; the metrics are those of their concatenated embeddings (MLRC's \"concatenated\"), and \
+             each record's `folds.separate` holds the mean of the fold models' own metrics.",
+            k - 1
+        )
+    })
 }
 
 /// Bytes as whole MiB.

@@ -15,6 +15,7 @@ use crate::{
 /// The key of a cell of `recipe` on `dataset`.
 pub fn cell(dataset: &str, recipe: &str, loss: &str, miner: Option<&str>, seed: u64) -> CellKey {
     CellKey {
+        fold: None,
         dataset: dataset.into(),
         recipe: recipe.into(),
         loss: loss.into(),
@@ -42,6 +43,7 @@ pub fn record(cell: CellKey, config: String, experiment_text: &str, started_unix
     plugins.extend(cell.miner.as_deref().map(|miner| plugin("miner", miner)));
     let seed = cell.seed;
     CellRecord {
+        folds: None,
         format_version: RECORD_FORMAT_VERSION,
         experiment: ExperimentRef {
             name: cell.recipe.clone(),
@@ -51,6 +53,7 @@ pub fn record(cell: CellKey, config: String, experiment_text: &str, started_unix
         config_fingerprint: fingerprint(config.as_bytes()),
         config,
         dataset: DatasetInfo {
+            validation_classes: Vec::new(),
             format: cell.dataset.clone(),
             root: format!("data/{}", cell.dataset),
             fingerprint: fingerprint(cell.dataset.as_bytes()),

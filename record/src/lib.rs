@@ -72,6 +72,26 @@ pub struct CellRecord {
     pub updated_unix_s: u64,
     /// How many times the cell was resumed from a checkpoint.
     pub resumed: u32,
+    /// For the record of a cross-validated cell (`dataset.validation: KFold(...)`): what its
+    /// fold runs gave. Its `final_metrics` are then those of the fold models' concatenated
+    /// embeddings; `None` for every other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<FoldSummary>,
+}
+
+/// The fold runs behind a cross-validated record (MLRC's protocol: k models, each trained
+/// on k − 1 class-disjoint folds of the training classes and validated on the last).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoldSummary {
+    /// Number of folds k.
+    pub count: usize,
+    /// The ids of the fold runs' records, fold 0 first.
+    pub cells: Vec<String>,
+    /// The mean of the fold models' own test metrics (MLRC's "separate" numbers).
+    pub separate: Metrics,
+    /// The test metrics of the fold models' embeddings, each L2-normalised, concatenated
+    /// (k·d dimensions; MLRC's "concatenated" numbers): also the record's `final_metrics`.
+    pub concatenated: Metrics,
 }
 
 /// The experiment a record belongs to.
@@ -101,6 +121,10 @@ pub struct CellKey {
     pub variant: String,
     /// The seed.
     pub seed: u64,
+    /// The fold of a cross-validation run (0..k); `None` for every other cell, and for the
+    /// record that combines a cross-validated cell's folds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<u32>,
 }
 
 impl CellKey {
@@ -117,14 +141,23 @@ impl CellKey {
         name
     }
 
-    /// A file-name-safe id, unique within the experiment: `method-seedN`.
+    /// A file-name-safe id, unique within the experiment: `method-seedN`, and `-foldF` for a
+    /// fold run.
     pub fn id(&self) -> String {
         let method: String = self
             .method()
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '+' || c == '-' { c } else { '_' })
             .collect();
-        format!("{}-seed{}", method, self.seed)
+        match self.fold {
+            Some(fold) => format!("{}-seed{}-fold{fold}", method, self.seed),
+            None => format!("{}-seed{}", method, self.seed),
+        }
+    }
+
+    /// The key of the cross-validated cell a fold run belongs to (itself without the fold).
+    pub fn without_fold(&self) -> CellKey {
+        CellKey { fold: None, ..self.clone() }
     }
 }
 
@@ -145,6 +178,10 @@ pub struct DatasetInfo {
     pub test_images: usize,
     /// Test classes.
     pub test_classes: usize,
+    /// The dataset's ids of the training classes held out for validation (a share of them,
+    /// or a cross-validation fold), in ascending order; empty without a validation split.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_classes: Vec<i64>,
 }
 
 /// A plugin a cell ran.
@@ -503,6 +540,7 @@ mod tests {
             skipped_queries: 0,
         };
         CellRecord {
+            folds: None,
             format_version: RECORD_FORMAT_VERSION,
             experiment: ExperimentRef {
                 name: "default".into(),
@@ -510,6 +548,7 @@ mod tests {
                 fingerprint: fingerprint(b"x"),
             },
             cell: CellKey {
+                fold: None,
                 dataset: "cub".into(),
                 recipe: "default".into(),
                 loss: "contrastive".into(),
@@ -520,6 +559,7 @@ mod tests {
             config: "(seed: 3)".into(),
             config_fingerprint: fingerprint(b"(seed: 3)"),
             dataset: DatasetInfo {
+                validation_classes: Vec::new(),
                 format: "cub".into(),
                 root: "data/x".into(),
                 fingerprint: "0".into(),

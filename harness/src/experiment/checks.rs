@@ -19,6 +19,9 @@ use super::spec::{
     SelectionSpec, TrainingSpec, default_k,
 };
 
+/// The most cross-validation folds a dataset may be cut into (MLRC uses 4).
+pub const MAX_FOLDS: usize = 20;
+
 /// Collects problems with their field paths.
 #[derive(Default)]
 pub(super) struct Problems(pub Vec<FieldError>);
@@ -116,6 +119,17 @@ fn check_dataset(d: &DatasetSpec, root: &Path, p: &mut Problems) {
     p.check((0.0..0.9).contains(&d.validation_classes), "dataset.validation_classes", || {
         format!("must be in [0, 0.9), got {}", d.validation_classes)
     });
+    if let Some(folds) = d.folds() {
+        p.check((2..=MAX_FOLDS).contains(&folds), "dataset.validation.folds", || {
+            format!("must be 2–{MAX_FOLDS}, got {folds}")
+        });
+        p.check(d.validation_classes == 0.0, "dataset.validation", || {
+            format!(
+                "cross-validation holds out its own folds; remove dataset.validation_classes ({}) or the folds",
+                d.validation_classes
+            )
+        });
+    }
     let t = d.transforms;
     p.check(t.crop >= 8 && t.crop <= t.resize, "dataset.transforms", || {
         format!("crop ({}) must be at least 8 and at most resize ({})", t.crop, t.resize)
@@ -217,8 +231,10 @@ fn check_evaluation(ev: &EvaluationSpec, d: &DatasetSpec, p: &mut Problems) -> (
     let SelectionSpec::Best { metric } = &ev.selection else {
         return (k, Some(None));
     };
-    p.check(d.validation_classes > 0.0, "evaluation.selection", || {
-        "Best selection needs held-out validation classes: set dataset.validation_classes (e.g. 0.2)".into()
+    p.check(d.has_validation(), "evaluation.selection", || {
+        "Best selection needs held-out validation classes: set dataset.validation_classes (e.g. 0.2) or \
+         dataset.validation: KFold(folds: 4)"
+            .into()
     });
     let measured = MetricId::all(&k);
     let known = || measured.iter().map(MetricId::key).collect::<Vec<_>>().join(", ");

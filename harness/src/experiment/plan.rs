@@ -207,6 +207,9 @@ struct CellConfig<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     memory: Option<&'a MemorySpec>,
     seed: u64,
+    // Only for a fold run, as `memory`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fold: Option<u32>,
 }
 
 /// Reads and validates an experiment file; `root` is the project root (relative paths in the
@@ -248,7 +251,12 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
     for (index, entry) in spec.grid.iter().enumerate() {
         let loss = PluginChoice { id: entry.loss.clone(), config: entry.loss_config_text() };
         let miner = entry.miner.as_ref().map(|id| PluginChoice { id: id.clone(), config: entry.miner_config_text() });
-        for &seed in &spec.seeds {
+        // A cross-validated entry runs each seed once per fold.
+        let folds: Vec<Option<u32>> = match spec.dataset.folds() {
+            Some(k) => (0..k as u32).map(Some).collect(),
+            None => vec![None],
+        };
+        for (seed, fold) in spec.seeds.iter().flat_map(|&seed| folds.iter().map(move |&fold| (seed, fold))) {
             let key = CellKey {
                 dataset: spec.dataset.format.name().to_string(),
                 recipe: spec.name.clone(),
@@ -256,6 +264,7 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
                 miner: miner.as_ref().map(|m| m.id.clone()),
                 variant: entry.variant.clone(),
                 seed,
+                fold,
             };
             let config = CellConfig {
                 dataset: &spec.dataset,
@@ -267,6 +276,7 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
                 miner: miner.as_ref(),
                 memory: entry.memory.as_ref(),
                 seed,
+                fold,
             };
             let config =
                 ron::ser::to_string_pretty(&config, ron::ser::PrettyConfig::new()).expect("a cell config serialises");

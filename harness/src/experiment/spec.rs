@@ -74,6 +74,35 @@ pub struct DatasetSpec {
     /// selection); 0 for none.
     #[serde(default)]
     pub validation_classes: f64,
+    /// Cross-validation over the training classes (`validation: KFold(folds: 4)`), instead of
+    /// one held-out share: each cell becomes one run per fold. Left out of a cell's
+    /// configuration when absent, so other cells keep their fingerprints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationSpec>,
+}
+
+impl DatasetSpec {
+    /// The number of cross-validation folds, when the dataset asks for them.
+    pub fn folds(&self) -> Option<usize> {
+        self.validation.map(|ValidationSpec::KFold { folds }| folds)
+    }
+
+    /// Whether cells validate on held-out training classes (a share, or a fold).
+    pub fn has_validation(&self) -> bool {
+        self.validation_classes > 0.0 || self.validation.is_some()
+    }
+}
+
+/// How the training classes are split for validation, besides a held-out share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValidationSpec {
+    /// Class-disjoint k-fold cross-validation (MLRC's protocol): the training classes are
+    /// shuffled with a fixed seed and cut into `folds` parts of (nearly) equal class counts;
+    /// fold run f trains on the other parts and validates on part f.
+    KFold {
+        /// k, at least 2.
+        folds: usize,
+    },
 }
 
 fn yes() -> bool {

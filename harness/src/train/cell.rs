@@ -22,7 +22,7 @@ use dmlbench_datasets::cache::ResizeCache;
 use dmlbench_datasets::{ImageBatch, Loader, SplitIndex};
 use dmlbench_models::burn::optim::ModuleOptimizer;
 use dmlbench_models::burn::prelude::Device;
-use dmlbench_models::{EmbeddingModel, save_checkpoint};
+use dmlbench_models::{EmbeddingModel, load_checkpoint, save_checkpoint};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{
@@ -33,6 +33,7 @@ use super::data::{self, CellData, Evaluation};
 use super::device_memory::{self, PeakSampler};
 use super::embed::embed_split;
 use super::environment;
+use super::folds::{self, TestEmbeddings};
 use super::memory::CrossBatchMemory;
 use super::optimizer::{build, number_parameters};
 use super::sampler::epoch_batches;
@@ -41,7 +42,7 @@ use super::stall::StallWatch;
 use super::unix_seconds;
 use crate::experiment::spec::SamplerSpec;
 use crate::experiment::{Cell, Plan};
-use dmlbench_eval::{EvalInput, EvalOptions, Metrics, evaluate};
+use dmlbench_eval::{EvalInput, Metrics, evaluate};
 use dmlbench_host::{CreateOptions, LossHandle, MinerHandle, PluginInfo, PluginKind, Registry};
 use dmlbench_record::{
     CellRecord, CellStatus, DatasetInfo, EpochRecord, ExperimentRef, MINED_TUPLES_STAT, PluginRef,
@@ -238,6 +239,7 @@ pub fn empty_record(plan: &Plan, cell: &Cell) -> CellRecord {
         Some(metric) => Selection::Best { metric, epoch: None },
     };
     CellRecord {
+        folds: None,
         format_version: RECORD_FORMAT_VERSION,
         experiment: ExperimentRef {
             name: plan.spec.name.clone(),
@@ -302,7 +304,7 @@ impl<'a> Trainer<'a> {
         stall: &'a StallWatch,
     ) -> anyhow::Result<Self> {
         let spec = &plan.spec;
-        let data = data::load(&spec.dataset, &plan.dataset_root)?;
+        let data = data::load(&spec.dataset, &plan.dataset_root, cell.key.fold)?;
         record.dataset = DatasetInfo { root: plan.shown(&plan.dataset_root), ..data.info.clone() };
         check_batch_fills(spec.training.sampler, spec.training.batch_size, data.train.num_classes())?;
         let backend = plan.backend;
@@ -603,21 +605,10 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    fn eval_options(&self) -> EvalOptions {
-        let spec = &self.plan.spec.evaluation;
-        EvalOptions {
-            k: self.plan.k.clone(),
-            distance: spec.distance,
-            cluster: spec.cluster,
-            seed: self.cell.key.seed,
-            ..EvalOptions::default()
-        }
-    }
-
-    fn embed(&self, split: &Arc<SplitIndex>) -> anyhow::Result<Vec<f32>> {
+    fn embed(&self, model: &EmbeddingModel, split: &Arc<SplitIndex>) -> anyhow::Result<Vec<f32>> {
         let batch_size = self.plan.spec.evaluation.batch_size;
         embed_split(
-            self.model(),
+            model,
             &self.device,
             split,
             &self.data.recipe.eval,
@@ -628,22 +619,48 @@ impl<'a> Trainer<'a> {
     }
 
     fn evaluate_split(&self, split: &Arc<SplitIndex>) -> anyhow::Result<Metrics> {
-        let embeddings = self.embed(split)?;
+        let embeddings = self.embed(self.model(), split)?;
         let labels = split.labels();
         let d = self.model().embedding_size();
-        Ok(evaluate(&EvalInput::self_retrieval(&embeddings, &labels, d), &self.eval_options())?)
+        let options = folds::eval_options(self.plan, self.cell.key.seed);
+        Ok(evaluate(&EvalInput::self_retrieval(&embeddings, &labels, d), &options)?)
+    }
+
+    /// `model`'s embeddings of the test split (In-Shop: queries and gallery).
+    fn test_embeddings(&self, model: &EmbeddingModel) -> anyhow::Result<TestEmbeddings> {
+        let dim = model.embedding_size();
+        Ok(match &self.data.test {
+            Evaluation::SelfRetrieval(split) => {
+                TestEmbeddings { dim, query: self.embed(model, split)?, query_labels: split.labels(), gallery: None }
+            }
+            Evaluation::QueryGallery { query, gallery } => TestEmbeddings {
+                dim,
+                query: self.embed(model, query)?,
+                query_labels: query.labels(),
+                gallery: Some((self.embed(model, gallery)?, gallery.labels())),
+            },
+        })
     }
 
     fn evaluate_test(&self) -> anyhow::Result<Metrics> {
-        match &self.data.test {
-            Evaluation::SelfRetrieval(split) => self.evaluate_split(split),
-            Evaluation::QueryGallery { query, gallery } => {
-                let (q, g) = (self.embed(query)?, self.embed(gallery)?);
-                let (ql, gl) = (query.labels(), gallery.labels());
-                let d = self.model().embedding_size();
-                Ok(evaluate(&EvalInput::query_gallery(&q, &ql, &g, &gl, d), &self.eval_options())?)
-            }
-        }
+        folds::evaluate_embeddings(self.plan, self.cell.key.seed, &self.test_embeddings(self.model())?)
+    }
+
+    /// A fold run keeps its selected model's test embeddings for the cross-validated cell's
+    /// concatenated metrics ([`folds`]): the current model's, or with `Best` selection of an
+    /// earlier epoch, those of the best weights the checkpoint holds.
+    fn save_fold_embeddings(&self) -> anyhow::Result<()> {
+        let earlier_best = matches!(self.record.selection, Selection::Best { .. }) && !self.new_best;
+        let embeddings = if earlier_best {
+            let best = self.paths.checkpoint.dir().join("best.safetensors");
+            let model = load_checkpoint(self.model().clone(), &best)
+                .with_context(|| format!("loading the best weights {}", best.display()))?;
+            self.test_embeddings(&model)?
+        } else {
+            self.test_embeddings(self.model())?
+        };
+        let experiment_dir = self.paths.record.parent().expect("a record lies in the experiment directory");
+        folds::save_test_embeddings(experiment_dir, &self.cell.key, &embeddings)
     }
 
     /// Sets the final metrics and the completed status, once every epoch and the untrained
@@ -661,6 +678,9 @@ impl<'a> Trainer<'a> {
             }
         };
         self.record.final_metrics = Some(chosen.context("the selected epoch has no test metrics")?);
+        if self.cell.key.fold.is_some() {
+            self.save_fold_embeddings()?;
+        }
         self.record.status = CellStatus::Completed;
         Ok(())
     }

@@ -45,6 +45,17 @@ pub struct CellData {
 /// seed) validates on the same classes.
 const VALIDATION_SEED: u64 = 0x7661_6c69_6461_7465;
 
+/// Cross-validation folds are cut from a shuffle with this fixed seed, so that fold f holds
+/// the same classes in every cell of an experiment (and records list them).
+const FOLD_SEED: u64 = 0x666f_6c64_7368_7566;
+
+/// The class indices 0..`classes` in an order shuffled with `seed`.
+fn shuffled_classes(classes: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..classes).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    order
+}
+
 /// Splits off `fraction` of `train`'s classes (at least one, when the fraction is positive)
 /// as a validation split. Both get labels 0..C−1 of their own.
 pub fn hold_out_classes(train: SplitIndex, fraction: f64) -> (SplitIndex, Option<SplitIndex>) {
@@ -53,10 +64,28 @@ pub fn hold_out_classes(train: SplitIndex, fraction: f64) -> (SplitIndex, Option
     }
     let classes = train.num_classes();
     let held = ((classes as f64 * fraction).round() as usize).clamp(1, classes.saturating_sub(1));
-    let mut order: Vec<usize> = (0..classes).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(VALIDATION_SEED));
+    let order = shuffled_classes(classes, VALIDATION_SEED);
+    let (kept, validation) = split_classes(&train, &order[..held]);
+    (kept, Some(validation))
+}
+
+/// Fold `fold` of a class-disjoint `folds`-fold split of `train`'s classes: the training
+/// classes shuffled with a fixed seed and cut into `folds` contiguous parts whose class
+/// counts differ by at most one. Returns (the other folds' images, fold `fold`'s images),
+/// each labelled 0..C−1 of its own. Needs at least `folds` classes and `fold` < `folds`.
+pub fn fold_classes(train: SplitIndex, folds: usize, fold: usize) -> (SplitIndex, SplitIndex) {
+    let classes = train.num_classes();
+    assert!(fold < folds && folds <= classes, "fold {fold} of {folds} over {classes} classes");
+    let order = shuffled_classes(classes, FOLD_SEED);
+    split_classes(&train, &order[fold * classes / folds..(fold + 1) * classes / folds])
+}
+
+/// (the images of the classes not in `held`, the images of those in `held`), each relabelled
+/// 0..C−1 in the order of the original labels.
+fn split_classes(train: &SplitIndex, held: &[usize]) -> (SplitIndex, SplitIndex) {
+    let classes = train.num_classes();
     let mut is_held = vec![false; classes];
-    for &c in &order[..held] {
+    for &c in held {
         is_held[c] = true;
     }
     let subset = |held_out: bool| {
@@ -81,16 +110,23 @@ pub fn hold_out_classes(train: SplitIndex, fraction: f64) -> (SplitIndex, Option
             annotation: train.annotation.clone(),
         }
     };
-    let (kept, validation) = (subset(false), subset(true));
-    (kept, Some(validation))
+    (subset(false), subset(true))
+}
+
+/// The dataset's ids of `split`'s classes, ascending.
+fn class_ids(split: &SplitIndex) -> Vec<i64> {
+    let mut ids: Vec<i64> = split.classes.iter().map(|c| c.id).collect();
+    ids.sort_unstable();
+    ids
 }
 
 fn split(index: &DatasetIndex, which: Split) -> anyhow::Result<SplitIndex> {
     index.split(which).cloned().with_context(|| format!("the dataset has no {} split", which.name()))
 }
 
-/// Loads the dataset of `spec` from `root`.
-pub fn load(spec: &DatasetSpec, root: &Path) -> anyhow::Result<CellData> {
+/// Loads the dataset of `spec` from `root`, for cross-validation fold `fold` when the cell
+/// is a fold run.
+pub fn load(spec: &DatasetSpec, root: &Path, fold: Option<u32>) -> anyhow::Result<CellData> {
     let index = index::load(spec.format, root, &LoadOptions { strict: spec.strict })
         .with_context(|| format!("loading the {} dataset at {}", spec.format.name(), root.display()))?;
     for warning in &index.warnings {
@@ -115,7 +151,21 @@ pub fn load(spec: &DatasetSpec, root: &Path) -> anyhow::Result<CellData> {
         (Evaluation::SelfRetrieval(Arc::new(test)), n, c)
     };
     let (train_images, train_classes) = (train.len(), train.num_classes());
-    let (train, validation) = hold_out_classes(train, spec.validation_classes);
+    let (train, validation) = match (spec.folds(), fold) {
+        (Some(folds), Some(fold)) => {
+            if train_classes < folds.max(3) {
+                anyhow::bail!(
+                    "{} has {train_classes} training classes, too few for dataset.validation: KFold(folds: {folds}) \
+                     (each fold needs a class, and training at least 2)",
+                    root.display()
+                );
+            }
+            let (train, validation) = fold_classes(train, folds, fold as usize);
+            (train, Some(validation))
+        }
+        (None, None) => hold_out_classes(train, spec.validation_classes),
+        (folds, fold) => anyhow::bail!("a cell of fold {fold:?} in an experiment of {folds:?} folds"),
+    };
     if train.num_classes() < 2 {
         match &validation {
             Some(held_out) => anyhow::bail!(
@@ -130,6 +180,7 @@ pub fn load(spec: &DatasetSpec, root: &Path) -> anyhow::Result<CellData> {
         }
     }
     let sizes = RecipeSizes { resize: spec.transforms.resize, crop: spec.transforms.crop };
+    let validation_classes = validation.as_ref().map(class_ids).unwrap_or_default();
     Ok(CellData {
         train: Arc::new(train),
         validation: validation.map(Arc::new),
@@ -143,6 +194,7 @@ pub fn load(spec: &DatasetSpec, root: &Path) -> anyhow::Result<CellData> {
             train_classes,
             test_images,
             test_classes,
+            validation_classes,
         },
     })
 }

@@ -8,6 +8,7 @@ pub mod data;
 pub mod device_memory;
 pub mod embed;
 pub mod environment;
+pub mod folds;
 pub mod lock;
 pub mod memory;
 pub mod optimizer;

@@ -224,6 +224,16 @@ pub fn run_plan(plan: &Plan, options: &RunOptions) -> anyhow::Result<RunSummary>
         overall.inc(1);
     }
     overall.finish_and_clear();
+    // Cross-validated cells whose folds are all complete now (or were before, in case a
+    // process stopped between the last fold and its combined record).
+    for record in super::folds::combine_all(plan, &dir)? {
+        eprintln!(
+            "{}: {} folds combined: {}",
+            record.cell.id(),
+            record.folds.as_ref().map_or(0, |f| f.count),
+            describe(&record)
+        );
+    }
     Ok(summary)
 }
 
@@ -444,6 +454,11 @@ pub fn run_single(
     };
     let record = run_cell(plan, cell, registry, &dir, &mut on_event)?;
     bar.finish_and_clear();
+    if record.status == CellStatus::Completed && cell.key.fold.is_some() {
+        // The last fold to complete writes the cross-validated cell's record (a cluster task
+        // may be the only process that sees it complete).
+        super::folds::combine_if_complete(plan, &dir, &cell.key.without_fold())?;
+    }
     Ok(CellOutcome::Record(Box::new(record)))
 }
 
