@@ -11,3 +11,4 @@ pub mod cli;
 pub mod cluster;
 pub mod experiment;
 pub mod train;
+pub mod tune;

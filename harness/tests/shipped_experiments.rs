@@ -1,5 +1,6 @@
 //! Every experiment file in `experiments/` validates: its grid's plugins accept their
-//! configurations and every field is in range. Files that need a real dataset or pretrained
+//! configurations and every field is in range (a tuning file, with its search spaces at their
+//! middles). Files that need a real dataset or pretrained
 //! weights are checked against stand-ins (an empty directory, an empty file) at the paths they
 //! name, so the check runs without downloads; what those hold is checked when a cell loads them.
 
@@ -48,8 +49,13 @@ fn every_shipped_experiment_validates() {
         // Synthetic datasets are generated on first use; their roots need no stand-in.
         let text = if text.contains("synthetic:") { text } else { with_stand_ins(&text, dir.path()) };
         let copy = dir.path().join(file.file_name().unwrap());
-        std::fs::write(&copy, text).unwrap();
-        let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&copy).arg("--list-cells"));
+        std::fs::write(&copy, &text).unwrap();
+        let (code, stdout, stderr) = if text.contains("Tune(") {
+            // A tuning file: `tune --no-run` checks it whole and writes its first trials.
+            run(dmlbench().arg("tune").arg(&copy).arg("--no-run").arg("--results").arg(dir.path().join("results")))
+        } else {
+            run(dmlbench().arg("run").arg(&copy).arg("--list-cells"))
+        };
         assert_eq!(code, 0, "{}:\n{stderr}", file.display());
         assert!(!stdout.trim().is_empty(), "{}: no cells", file.display());
     }

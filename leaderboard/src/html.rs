@@ -115,7 +115,7 @@ fn render_table(s: &mut String, index: usize, table: &BoardTable, base_dir: &Pat
             d.test_classes
         );
     }
-    if let Some(note) = text::folds_note(table) {
+    for note in text::folds_note(table).into_iter().chain(text::tuning_notes(table)) {
         let _ = writeln!(s, "<p class=\"note\">{}</p>", esc(&note));
     }
     let _ = writeln!(
@@ -326,7 +326,36 @@ fn render_charts(s: &mut String, table: &BoardTable) {
             esc(&metric)
         );
     }
+    render_tuning_chart(s, table);
     s.push_str("</div>\n");
+}
+
+/// The objective of every trial of the table's tuned rows, one line per row, trial by trial.
+fn render_tuning_chart(s: &mut String, table: &BoardTable) {
+    let tuned: Vec<(&Row, &dmlbench_record::TuningSummary)> =
+        table.rows.iter().filter_map(|row| row.tuning.as_ref().map(|t| (row, t))).collect();
+    let Some((_, first)) = tuned.first() else { return };
+    let series: Vec<Series> = tuned
+        .iter()
+        .enumerate()
+        .map(|(i, (row, t))| Series {
+            label: row.method.clone(),
+            color: PALETTE[i % PALETTE.len()],
+            points: t.trials.iter().enumerate().filter_map(|(n, (_, score))| score.map(|v| (n as f64, v))).collect(),
+        })
+        .collect();
+    let axes = Axes {
+        title: format!("{} · {}: tuning objective per trial", table.dataset, table.recipe),
+        x_label: "trial".into(),
+        y_label: format!("validation {}", first.metric),
+    };
+    s.push_str("<figure class=\"tuning\">\n");
+    s.push_str(&svg::line_chart(&axes, &series, true));
+    let _ = writeln!(
+        s,
+        "<figcaption>Each tuned method's trials in the order proposed: the mean validation {} over the trial's folds (failed trials left out). Its row's values are the best trial's.</figcaption>\n</figure>",
+        esc(&first.metric)
+    );
 }
 
 /// The experiment file `dmlbench run` copied next to the records of experiment `name`, when

@@ -64,6 +64,9 @@ fn render_table(out: &mut String, table: &BoardTable, base_dir: &Path) {
     if let Some(note) = text::folds_note(table) {
         out.push_str(&format!("{}\n\n", escape_md(&note)));
     }
+    for note in text::tuning_notes(table) {
+        out.push_str(&format!("{}\n\n", escape_md(&note)));
+    }
     let mut header = vec!["method".to_string()];
     header.extend(table.columns.iter().map(|c| c.label()));
     header

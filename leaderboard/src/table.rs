@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 use crate::stats::Summary;
 use dmlbench_eval::{MetricId, Metrics};
-use dmlbench_record::{CellKey, CellRecord, CellStatus, DatasetInfo, Environment, PluginRef};
+use dmlbench_record::{CellKey, CellRecord, CellStatus, DatasetInfo, Environment, PluginRef, TuningSummary};
 
 /// Every table, built from a set of records.
 #[derive(Clone, Debug)]
@@ -140,6 +140,8 @@ pub struct Row {
     /// Share of the loss's terms (pairs, triplets, anchors) that were non-zero, over the seeds
     /// whose loss records it.
     pub nonzero_share: Option<Summary>,
+    /// The tuning that chose the row's values (`dmlbench tune`), from its records.
+    pub tuning: Option<TuningSummary>,
 }
 
 /// One seed of a row.
@@ -393,7 +395,7 @@ impl Leaderboard {
             kept.iter().filter(|(_, r)| r.folds.is_some()).map(|(_, r)| &r.cell).collect();
         let pending_folds: Vec<(PathBuf, CellRecord)> = kept
             .iter()
-            .filter(|(_, r)| r.cell.fold.is_some() && !combined.contains(&r.cell.without_fold()))
+            .filter(|(_, r)| r.cell.fold.is_some() && !r.validation_only && !combined.contains(&r.cell.without_fold()))
             .map(|(path, record)| {
                 let mut record = record.clone();
                 if record.status == CellStatus::Completed {
@@ -408,7 +410,9 @@ impl Leaderboard {
         type RowKey = (String, Option<String>, String);
         type Rows<'a> = BTreeMap<RowKey, Vec<&'a (PathBuf, CellRecord)>>;
         let mut grouped: BTreeMap<(String, String), Rows> = BTreeMap::new();
-        for entry in kept.iter().filter(|(_, r)| r.cell.fold.is_none()).chain(&pending_folds) {
+        // Validation-only records (tuning trials) have no test metrics to rank: the tuned
+        // rows show their objectives instead.
+        for entry in kept.iter().filter(|(_, r)| r.cell.fold.is_none() && !r.validation_only).chain(&pending_folds) {
             let key = &entry.1.cell;
             grouped
                 .entry((key.dataset.clone(), key.recipe.clone()))
@@ -613,6 +617,7 @@ fn build_row(group: Vec<&(PathBuf, CellRecord)>, columns: &[MetricId], headline:
         mining_time_share,
         mined_tuples,
         nonzero_share,
+        tuning: group.iter().find_map(|(_, r)| r.tuning.clone()),
     }
 }
 

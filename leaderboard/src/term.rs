@@ -32,7 +32,7 @@ pub fn render(board: &Leaderboard, options: TermOptions) -> String {
         let records: usize = table.rows.iter().map(|r| r.cells.len()).sum();
         let title = format!("{} · {} ({} records)\n", table.dataset, table.recipe, records);
         out.push_str(&dmlbench_abi::escape_terminal(&title));
-        if let Some(note) = text::folds_note(table) {
+        for note in text::folds_note(table).into_iter().chain(text::tuning_notes(table)) {
             out.push_str(&dmlbench_abi::escape_terminal(&format!("{note}\n")));
         }
         out.push_str(&render_table(table, options).to_string());

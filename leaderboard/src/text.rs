@@ -145,6 +145,30 @@ pub fn folds_note(table: &BoardTable) -> Option<String> {
     })
 }
 
+/// One line per tuned row of `table`: how many trials, the best, its validation score and
+/// the values chosen.
+pub fn tuning_notes(table: &BoardTable) -> Vec<String> {
+    table
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let t = row.tuning.as_ref()?;
+            let scored = t.trials.iter().filter(|(_, s)| s.is_some()).count();
+            let best = t.trials.iter().find(|(label, _)| *label == t.best).and_then(|(_, s)| *s);
+            let chosen: Vec<String> = t.chosen.iter().map(|(field, value)| format!("{field} = {value}")).collect();
+            Some(format!(
+                "{} (tuned): best of {scored} trials, {} with validation {} {}, chose {} (trials in {}).",
+                row.method,
+                t.best,
+                t.metric,
+                best.map_or_else(|| MISSING.to_string(), |b| format!("{b:.4}")),
+                chosen.join(", "),
+                t.experiment
+            ))
+        })
+        .collect()
+}
+
 /// Bytes as whole MiB.
 pub fn mib(bytes: u64) -> String {
     format!("{:.0}", bytes as f64 / (1024.0 * 1024.0))

@@ -43,6 +43,8 @@ pub fn record(cell: CellKey, config: String, experiment_text: &str, started_unix
     plugins.extend(cell.miner.as_deref().map(|miner| plugin("miner", miner)));
     let seed = cell.seed;
     CellRecord {
+        tuning: None,
+        validation_only: false,
         folds: None,
         format_version: RECORD_FORMAT_VERSION,
         experiment: ExperimentRef {

@@ -29,6 +29,10 @@ pub const RECORD_FORMAT_VERSION: u32 = 1;
 /// not a record, but read by the HTML page to show what produced them.
 pub const EXPERIMENT_COPY: &str = "experiment.ron";
 
+/// The directory beside a tuning run's records that holds the experiment files it generates
+/// (its trials, its final runs): not records.
+pub const GENERATED_EXPERIMENTS: &str = "experiments";
+
 /// One cell: (dataset, model, loss, miner, seed) of an experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CellRecord {
@@ -77,6 +81,29 @@ pub struct CellRecord {
     /// embeddings; `None` for every other record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folds: Option<FoldSummary>,
+    /// The cell never loaded the test split (`evaluation.test: false`, a tuning trial): it
+    /// has validation metrics only, and leaderboards leave it out of their tables.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub validation_only: bool,
+    /// For a cell whose grid entry `dmlbench tune` chose: the tuning behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<TuningSummary>,
+}
+
+/// The tuning run that chose a grid entry's values: every trial's objective, and the best.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TuningSummary {
+    /// The tuning experiment whose records hold the trials (`<experiment>-tuning`).
+    pub experiment: String,
+    /// The validation metric maximised.
+    pub metric: String,
+    /// Each trial in the order proposed: its label (`t007`) and objective (the metric's mean
+    /// over its folds), `None` for a trial that failed.
+    pub trials: Vec<(String, Option<f64>)>,
+    /// The best trial's label.
+    pub best: String,
+    /// The values it chose, by field (`grid[0].loss_config.margin` → `0.12`), as RON text.
+    pub chosen: BTreeMap<String, String>,
 }
 
 /// The fold runs behind a cross-validated record (MLRC's protocol: k models, each trained
@@ -375,11 +402,12 @@ impl CellRecord {
     /// order, and (once completed) the final metrics. `None` when nothing is missing.
     pub fn incompleteness(&self, epochs: usize) -> Option<String> {
         let numbers: Vec<usize> = self.epochs.iter().map(|e| e.epoch).collect();
-        if self.initial_test.is_none() {
+        // A validation-only cell has neither the untrained baseline nor final test metrics.
+        if self.initial_test.is_none() && !self.validation_only {
             Some("the untrained network's metrics (epoch 0) are missing".into())
         } else if numbers != (1..=epochs).collect::<Vec<_>>() {
             Some(format!("it holds epochs {numbers:?}, not 1 to {epochs}"))
-        } else if self.status == CellStatus::Completed && self.final_metrics.is_none() {
+        } else if self.status == CellStatus::Completed && self.final_metrics.is_none() && !self.validation_only {
             Some("the final metrics are missing".into())
         } else {
             None
@@ -503,7 +531,10 @@ pub fn load_all(dirs: &[PathBuf]) -> (Vec<(PathBuf, CellRecord)>, Vec<RecordErro
         let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
             .into_iter()
             .filter_entry(|e| {
-                e.depth() == 0 || (e.file_name() != "checkpoints" && !e.file_name().to_string_lossy().starts_with('.'))
+                e.depth() == 0
+                    || (e.file_name() != "checkpoints"
+                        && e.file_name() != GENERATED_EXPERIMENTS
+                        && !e.file_name().to_string_lossy().starts_with('.'))
             })
             .flatten()
             .filter(|e| {
@@ -540,6 +571,8 @@ mod tests {
             skipped_queries: 0,
         };
         CellRecord {
+            tuning: None,
+            validation_only: false,
             folds: None,
             format_version: RECORD_FORMAT_VERSION,
             experiment: ExperimentRef {

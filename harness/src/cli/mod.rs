@@ -26,6 +26,7 @@ mod run;
 mod state;
 mod status;
 mod sweep;
+mod tune;
 
 /// Deep metric learning benchmarks: losses and miners as plugins, leaderboards you can trust.
 #[derive(Debug, Parser)]
@@ -84,6 +85,8 @@ enum Command {
     Run(run::RunArgs),
     /// Submit an experiment's cells to a Slurm cluster as an array job.
     Sweep(sweep::SweepArgs),
+    /// Tune the Tune(...) fields of an experiment on validation data, then run the best values.
+    Tune(tune::TuneArgs),
     /// Where each cell of an experiment stands: completed, failed, running, queued, pending.
     Status(status::StatusArgs),
     /// List, show, check and create loss and miner plugins.
@@ -120,6 +123,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args, &cli.host),
         Command::Sweep(args) => sweep::run(args, &cli.host),
+        Command::Tune(args) => tune::run(args, &cli.host),
         Command::Status(args) => status::run(args, &cli.host),
         Command::Cell(args) => cell::run(args, &cli.host),
         Command::Plugins(command) => plugins::run(command, &cli.host),

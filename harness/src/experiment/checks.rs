@@ -172,7 +172,7 @@ fn check_training(tr: &TrainingSpec, p: &mut Problems) -> Option<Backend> {
             format!("{} is not divisible by the sampler's m = {m}", tr.batch_size)
         });
     }
-    check_optimizer(&tr.optimizer, p);
+    check_optimizer(&tr.optimizer, "training.optimizer", p);
     if let ScheduleSpec::Step { every_epochs, gamma } = tr.schedule {
         p.check(every_epochs >= 1, "training.schedule.every_epochs", || "must be at least 1".into());
         p.check(positive(gamma), "training.schedule.gamma", || format!("must be positive, got {gamma}"));
@@ -191,18 +191,17 @@ fn check_training(tr: &TrainingSpec, p: &mut Problems) -> Option<Backend> {
     }
 }
 
-fn check_optimizer(optimizer: &OptimizerSpec, p: &mut Problems) {
-    p.check(positive(optimizer.lr()), "training.optimizer.lr", || format!("must be positive, got {}", optimizer.lr()));
+/// Checks an optimiser's settings; `at` is its field (`training.optimizer`, `grid[2].optimizer`).
+fn check_optimizer(optimizer: &OptimizerSpec, at: &str, p: &mut Problems) {
+    p.check(positive(optimizer.lr()), &format!("{at}.lr"), || format!("must be positive, got {}", optimizer.lr()));
     let (momentum, weight_decay) = match *optimizer {
         OptimizerSpec::Sgd { momentum, weight_decay, .. } | OptimizerSpec::RmsProp { momentum, weight_decay, .. } => {
             (momentum, weight_decay)
         }
         OptimizerSpec::AdamW { weight_decay, .. } => (0.0, weight_decay),
     };
-    p.check((0.0..1.0).contains(&momentum), "training.optimizer.momentum", || {
-        format!("must be in [0, 1), got {momentum}")
-    });
-    p.check(weight_decay >= 0.0 && weight_decay.is_finite(), "training.optimizer.weight_decay", || {
+    p.check((0.0..1.0).contains(&momentum), &format!("{at}.momentum"), || format!("must be in [0, 1), got {momentum}"));
+    p.check(weight_decay >= 0.0 && weight_decay.is_finite(), &format!("{at}.weight_decay"), || {
         format!("must be non-negative, got {weight_decay}")
     });
     // The optimisers' own constants: a decay rate outside [0, 1) or a non-positive ε trains on
@@ -213,12 +212,10 @@ fn check_optimizer(optimizer: &OptimizerSpec, p: &mut Problems) {
         OptimizerSpec::Sgd { .. } => (vec![], None),
     };
     for (field, value) in rates {
-        p.check((0.0..1.0).contains(&value), &format!("training.optimizer.{field}"), || {
-            format!("must be in [0, 1), got {value}")
-        });
+        p.check((0.0..1.0).contains(&value), &format!("{at}.{field}"), || format!("must be in [0, 1), got {value}"));
     }
     if let Some(eps) = eps {
-        p.check(positive(eps), "training.optimizer.eps", || format!("must be positive, got {eps}"));
+        p.check(positive(eps), &format!("{at}.eps"), || format!("must be positive, got {eps}"));
     }
 }
 
@@ -227,6 +224,11 @@ fn check_optimizer(optimizer: &OptimizerSpec, p: &mut Problems) {
 fn check_evaluation(ev: &EvaluationSpec, d: &DatasetSpec, p: &mut Problems) -> (Vec<usize>, Option<Option<MetricId>>) {
     p.check(ev.k.iter().all(|&k| k >= 1), "evaluation.k", || "every K must be at least 1".into());
     p.check(ev.batch_size >= 1, "evaluation.batch_size", || "must be at least 1".into());
+    p.check(ev.test || d.has_validation(), "evaluation.test", || {
+        "a cell that skips the test split needs a validation split to report: set dataset.validation_classes or \
+         dataset.validation"
+            .into()
+    });
     let k = if ev.k.is_empty() { default_k(d.format) } else { ev.k.clone() };
     let SelectionSpec::Best { metric } = &ev.selection else {
         return (k, Some(None));
@@ -281,8 +283,11 @@ fn check_grid(
             embedding_dim,
             num_classes: 2,
             seed: 0,
-            base_lr: spec.training.optimizer.lr(),
+            base_lr: entry.optimizer.as_ref().unwrap_or(&spec.training.optimizer).lr(),
         };
+        if let Some(optimizer) = &entry.optimizer {
+            check_optimizer(optimizer, &at("optimizer"), p);
+        }
         let loss = match registry.get(PluginKind::Loss, &entry.loss) {
             Ok(info) => Some(info),
             Err(e) => {

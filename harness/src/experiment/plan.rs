@@ -14,10 +14,10 @@ use dmlbench_eval::MetricId;
 use dmlbench_host::isolated::DEFAULT_CREATE_TIMEOUT;
 use dmlbench_host::{PluginKind, Registry};
 use dmlbench_models::Backend;
-use dmlbench_record::{CellKey, fingerprint};
+use dmlbench_record::{CellKey, TuningSummary, fingerprint};
 
 use super::checks::{Problems, Resolved, validate};
-use super::spec::{EvaluationSpec, ExperimentSpec, MemorySpec};
+use super::spec::{EvaluationSpec, ExperimentSpec, MemorySpec, OptimizerSpec};
 
 /// A plugin and its configuration text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,6 +39,10 @@ pub struct Cell {
     pub miner: Option<PluginChoice>,
     /// The cross-batch memory, if the grid entry asks for one.
     pub memory: Option<MemorySpec>,
+    /// The network's optimiser: the grid entry's, else `training.optimizer`.
+    pub optimizer: OptimizerSpec,
+    /// The tuning that chose the grid entry's values, if `dmlbench tune` wrote it.
+    pub tuned: Option<TuningSummary>,
     /// The resolved configuration as RON (what the record stores).
     pub config: String,
     /// Fingerprint of `config`.
@@ -210,6 +214,20 @@ struct CellConfig<'a> {
     // Only for a fold run, as `memory`.
     #[serde(skip_serializing_if = "Option::is_none")]
     fold: Option<u32>,
+    // Only for an entry with its own optimiser (it then replaces training's), as `memory`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    optimizer: Option<&'a OptimizerSpec>,
+}
+
+/// An experiment file's text as a spec (syntax and structure only; [`load`] checks the rest).
+pub fn parse_spec(text: &str) -> Result<ExperimentSpec, FieldError> {
+    // `implicit_some`: optional fields may be written as plain values (`miner: "batch_hard"`)
+    // as well as `Some(...)`.
+    let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+    options.from_str(text).map_err(|e| FieldError {
+        field: String::new(),
+        message: format!("line {}, column {}: {}", e.span.start.line, e.span.start.col, e.code),
+    })
 }
 
 /// Reads and validates an experiment file; `root` is the project root (relative paths in the
@@ -218,15 +236,20 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
     let fail = |errors: Vec<FieldError>| PlanError { file: file.to_path_buf(), errors };
     let text = std::fs::read_to_string(file)
         .map_err(|e| fail(vec![FieldError { field: String::new(), message: format!("cannot read: {e}") }]))?;
-    // `implicit_some`: optional fields may be written as plain values (`miner: "batch_hard"`)
-    // as well as `Some(...)`.
-    let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
-    let mut spec: ExperimentSpec = options.from_str(&text).map_err(|e| {
-        fail(vec![FieldError {
-            field: String::new(),
-            message: format!("line {}, column {}: {}", e.span.start.line, e.span.start.col, e.code),
-        }])
-    })?;
+    if text.contains("Tune(")
+        && let Ok(tunables) = crate::tune::space::find_tunables(&text)
+        && let Some(first) = tunables.first()
+    {
+        return Err(fail(vec![FieldError {
+            field: first.path.clone(),
+            message: format!(
+                "a search space (Tune(...)): this file is for `dmlbench tune {}`, which runs its trials and then \
+                 the chosen values",
+                file.display()
+            ),
+        }]));
+    }
+    let mut spec = parse_spec(&text).map_err(|e| fail(vec![e]))?;
     if let Some(epochs) = overrides.epochs {
         spec.training.epochs = epochs;
     }
@@ -277,6 +300,7 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
                 memory: entry.memory.as_ref(),
                 seed,
                 fold,
+                optimizer: entry.optimizer.as_ref(),
             };
             let config =
                 ron::ser::to_string_pretty(&config, ron::ser::PrettyConfig::new()).expect("a cell config serialises");
@@ -299,6 +323,8 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
                 loss: loss.clone(),
                 miner: miner.clone(),
                 memory: entry.memory,
+                optimizer: entry.optimizer.unwrap_or(spec.training.optimizer),
+                tuned: entry.tuned.clone(),
                 config,
                 fingerprint,
             });

@@ -38,6 +38,61 @@ pub struct ExperimentSpec {
     /// How `dmlbench sweep --slurm` submits the cells; not part of any cell's configuration.
     #[serde(default)]
     pub slurm: SlurmSpec,
+    /// The budget and objective of `dmlbench tune` (see [`crate::tune`]); `dmlbench run`
+    /// ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<TuningSpec>,
+}
+
+/// How `dmlbench tune` searches the `Tune(...)` fields of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuningSpec {
+    /// Trials per grid entry.
+    pub trials: usize,
+    /// The validation metric maximised (`map_at_r`, `recall_at_1`, ...): its mean over the
+    /// trial's folds (or its one validation split), at each fold's selected epoch.
+    #[serde(default = "default_tuning_metric")]
+    pub metric: String,
+    /// How trials are proposed.
+    #[serde(default)]
+    pub sampler: SamplerKind,
+    /// Trials proposed at once per grid entry, from the results of the earlier ones: the
+    /// trials of a batch run side by side (a cluster runs them as one array).
+    #[serde(default = "one")]
+    pub batch: usize,
+    /// Seed of the proposals.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_tuning_metric() -> String {
+    "map_at_r".into()
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The proposal algorithm of a tuning run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SamplerKind {
+    /// Tree-structured Parzen estimators (Bergstra et al. 2011; Optuna's default), one per
+    /// field, after `startup` trials drawn at random.
+    Tpe {
+        /// Trials drawn at random before the estimators take over.
+        #[serde(default = "default_startup")]
+        startup: usize,
+    },
+    /// Every trial drawn at random (the baseline TPE must beat).
+    Random,
+    /// `Tpe` with 4 random start-up trials.
+    #[default]
+    Default,
+}
+
+fn default_startup() -> usize {
+    4
 }
 
 /// Cluster settings an experiment carries.
@@ -107,6 +162,10 @@ pub enum ValidationSpec {
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// A synthetic dataset to generate on first use.
@@ -334,6 +393,11 @@ pub struct EvaluationSpec {
     pub cluster: bool,
     /// Model selection.
     pub selection: SelectionSpec,
+    /// Evaluate on the test split (the default). `false`: validation only, never loading the
+    /// test split, as a tuning trial runs; its record then has no test metrics. Left out of
+    /// the cell's configuration when true, so other cells keep their fingerprints.
+    #[serde(skip_serializing_if = "is_true")]
+    pub test: bool,
     /// Evaluation batch size (images through the network at once).
     pub batch_size: usize,
 }
@@ -346,6 +410,7 @@ impl Default for EvaluationSpec {
             distance: Distance::Cosine,
             cluster: true,
             selection: SelectionSpec::Last,
+            test: true,
             batch_size: 128,
         }
     }
@@ -374,6 +439,14 @@ pub struct GridEntry {
     /// (`memory: Some((size: 4096))`); none by default.
     #[serde(default)]
     pub memory: Option<MemorySpec>,
+    /// The network's optimiser for this entry's cells instead of `training.optimizer` (a
+    /// tuning trial's, when the optimiser is tuned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerSpec>,
+    /// For an entry whose values `dmlbench tune` chose: the trials behind them. Copied into
+    /// its records; not part of the cells' configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned: Option<dmlbench_record::TuningSummary>,
 }
 
 /// A cross-batch memory (XBM, Wang et al. 2020; PML's `CrossBatchMemory`).

@@ -239,6 +239,8 @@ pub fn empty_record(plan: &Plan, cell: &Cell) -> CellRecord {
         Some(metric) => Selection::Best { metric, epoch: None },
     };
     CellRecord {
+        tuning: cell.tuned.clone(),
+        validation_only: !plan.spec.evaluation.test,
         folds: None,
         format_version: RECORD_FORMAT_VERSION,
         experiment: ExperimentRef {
@@ -335,7 +337,7 @@ impl<'a> Trainer<'a> {
             embedding_dim,
             num_classes: data.train.num_classes(),
             seed: cell.key.seed,
-            base_lr: spec.training.optimizer.lr(),
+            base_lr: cell.optimizer.lr(),
         };
         let loss_info = registry.get(PluginKind::Loss, &cell.loss.id)?;
         let loss = LossHandle::create(loss_info, &options(&cell.loss.config))?;
@@ -348,7 +350,7 @@ impl<'a> Trainer<'a> {
             }
             None => None,
         };
-        let optimizer = build(&spec.training.optimizer);
+        let optimizer = build(&cell.optimizer);
         let memory = cell.memory.map(|m| CrossBatchMemory::new(m.size, embedding_dim));
 
         let progress =
@@ -384,7 +386,7 @@ impl<'a> Trainer<'a> {
         match self.paths.checkpoint.progress().map_err(CorruptCheckpoint)? {
             Some(saved) if saved.fingerprint == self.cell.fingerprint => {
                 let model = self.model.take().expect("the model is only taken during a step");
-                let optimizer = std::mem::replace(&mut self.optimizer, build(&self.plan.spec.training.optimizer));
+                let optimizer = std::mem::replace(&mut self.optimizer, build(&self.cell.optimizer));
                 let dir = self.paths.checkpoint.dir();
                 let plugins =
                     Plugins { loss: &mut self.loss, miner: self.miner.as_mut(), memory: self.memory.as_mut() };
@@ -420,7 +422,7 @@ impl<'a> Trainer<'a> {
             batches: batches_per_epoch,
             resumed_epochs: self.progress.epochs_done,
         });
-        if self.progress.epochs_done == 0 {
+        if self.progress.epochs_done == 0 && self.plan.spec.evaluation.test {
             // The untrained network's metrics: the baseline every trained number is read
             // against.
             events(Event::Evaluating { epoch: 0 });
@@ -546,7 +548,7 @@ impl<'a> Trainer<'a> {
         let total_iterations = training.epochs * batches_per_epoch;
         let factor = lr_factor(training.schedule, self.progress.iterations_done, total_iterations, batches_per_epoch);
         let model = self.model.take().expect("the model is only taken during a step");
-        self.model = Some(self.optimizer.step(training.optimizer.lr() * factor, model, grads));
+        self.model = Some(self.optimizer.step(self.cell.optimizer.lr() * factor, model, grads));
         self.loss.step(factor)?;
         totals.timing.optimizer_s += clock.lap();
 
@@ -582,13 +584,14 @@ impl<'a> Trainer<'a> {
         }
         events(Event::Evaluating { epoch: epoch + 1 });
         let eval_start = Instant::now();
-        let test = self.evaluate_test()?;
+        // A validation-only cell (a tuning trial) never embeds the test split.
+        let test = if self.plan.spec.evaluation.test { Some(self.evaluate_test()?) } else { None };
         let validation = match self.data.validation.clone() {
             Some(split) => Some(self.evaluate_split(&split)?),
             None => None,
         };
         timing.eval_s = eval_start.elapsed().as_secs_f64();
-        Ok((Some(test), validation))
+        Ok((test, validation))
     }
 
     /// Remembers `epoch` as the best so far when its validation value of the selection metric
@@ -668,6 +671,13 @@ impl<'a> Trainer<'a> {
     fn finish(&mut self) -> anyhow::Result<()> {
         if let Some(missing) = self.record.incompleteness(self.plan.spec.training.epochs) {
             bail!("the cell cannot be completed: {missing}");
+        }
+        if self.record.validation_only {
+            if let Selection::Best { epoch, .. } = &mut self.record.selection {
+                *epoch = Some(self.progress.best.context("no validation result to select from")?.0);
+            }
+            self.record.status = CellStatus::Completed;
+            return Ok(());
         }
         let chosen = match &mut self.record.selection {
             Selection::Last => self.record.epochs.last().and_then(|e| e.test.clone()),

@@ -1,0 +1,180 @@
+//! `dmlbench tune` end to end on tiny synthetic data: trials that never read the test split
+//! (its images are moved away while they run), objectives from validation records, resuming
+//! with the same proposals, and final runs whose records name the trials behind them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::experiment::{Size, experiment_sized};
+use common::{dmlbench, run};
+use dmlbench_eval::MetricId;
+use dmlbench_record::{CellRecord, CellStatus, Selection, load_all};
+
+const TRIALS: usize = 3;
+
+/// A tiny tuning file: contrastive's negative margin and the optimiser's learning rate,
+/// 2 folds, 3 trials per entry in batches of 2, final runs on seeds 0 and 1.
+fn tuning_file(dir: &Path) -> PathBuf {
+    let file = experiment_sized(
+        dir,
+        "tn",
+        Size { classes: 16, per_class: 8, channels: "[8, 16]", lr: 0.05, epochs: 2, seeds: "[0, 1]" },
+        r#"(loss: "contrastive", loss_config: (neg_margin: Tune(Uniform(0.5, 1.2)))), (loss: "cross_entropy")"#,
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text
+        .replace("transforms: (resize: 32, crop: 28),", "transforms: (resize: 32, crop: 28),\n        validation: KFold(folds: 2),")
+        .replace("optimizer: Sgd(lr: 0.05,", "optimizer: Sgd(lr: Tune(LogUniform(0.01, 0.1)),")
+        .replace("evaluation: (k: [1, 2],", "evaluation: (selection: Best(metric: \"map_at_r\"), k: [1, 2],")
+        .replace(
+            "seeds: [0, 1],",
+            "seeds: [0, 1],\n    tuning: (trials: 3, metric: \"map_at_r\", sampler: Tpe(startup: 2), batch: 2, seed: 5),",
+        );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// The test images of a CUB-format dataset at `root`: those of the second half of its classes
+/// (the metric-learning split, by class).
+fn test_images(root: &Path) -> Vec<PathBuf> {
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
+    let pairs = |name: &str| -> Vec<(String, String)> {
+        read(name)
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.trim().to_string())))
+            .collect()
+    };
+    let classes = read("classes.txt").lines().count();
+    let paths: std::collections::HashMap<String, String> = pairs("images.txt").into_iter().collect();
+    pairs("image_class_labels.txt")
+        .into_iter()
+        .filter(|(_, class)| class.parse::<usize>().unwrap() > classes / 2)
+        .map(|(id, _)| root.join("images").join(&paths[&id]))
+        .collect()
+}
+
+fn records(dir: &Path) -> Vec<(PathBuf, CellRecord)> {
+    let (records, errors) = load_all(&[dir.to_path_buf()]);
+    assert!(errors.is_empty(), "{errors:?}");
+    records
+}
+
+#[test]
+fn trials_never_read_the_test_split_and_the_best_values_are_run_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tuning_file(dir.path());
+    let data = dir.path().join("data-16x8");
+    let (code, _, stderr) = run(dmlbench()
+        .args(["data", "synth", "--format", "cub", "--classes", "16", "--per-class", "8"])
+        .args(["--size", "32", "--seed", "1", "--out"])
+        .arg(&data));
+    assert_eq!(code, 0, "{stderr}");
+    // Move every test image away: a trial that touched the test split would fail.
+    let hidden = dir.path().join("hidden");
+    let images = test_images(&data);
+    assert_eq!(images.len(), 64, "8 test classes × 8 images");
+    for (i, image) in images.iter().enumerate() {
+        std::fs::create_dir_all(&hidden).unwrap();
+        std::fs::rename(image, hidden.join(i.to_string())).unwrap();
+    }
+    let results = dir.path().join("results");
+    let tune = || {
+        let mut command = dmlbench();
+        command.arg("tune").arg(&file).arg("--results").arg(&results);
+        run(&mut command)
+    };
+    let (code, stdout, stderr) = tune();
+    assert_eq!(code, 1, "the final runs need the test images: {stdout}\n{stderr}");
+
+    let trials = records(&results.join("tn-tuning"));
+    assert_eq!(trials.len(), 2 * TRIALS * 2, "2 entries × 3 trials × 2 folds");
+    for (path, record) in &trials {
+        assert_eq!(record.status, CellStatus::Completed, "{}", path.display());
+        assert!(record.validation_only && record.final_metrics.is_none() && record.initial_test.is_none());
+        assert!(record.epochs.iter().all(|e| e.test.is_none() && e.validation.is_some()), "{}", path.display());
+        assert_eq!(record.cell.seed, 0, "trials run the first seed");
+    }
+    let finals = records(&results.join("tn"));
+    assert!(!finals.is_empty() && finals.iter().all(|(_, r)| matches!(r.status, CellStatus::Failed { .. })));
+
+    // With the test images back, a second run trains no trial again and completes the finals.
+    for (i, image) in images.iter().enumerate() {
+        std::fs::rename(hidden.join(i.to_string()), image).unwrap();
+    }
+    let proposals = std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap();
+    let (code, stdout, stderr) = tune();
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(records(&results.join("tn-tuning")), trials, "the trials were not run again");
+    assert_eq!(std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap(), proposals);
+
+    // Each entry's best trial, from the trials' own validation records.
+    let objective = |loss: &str, variant: &str| {
+        let folds: Vec<f64> = trials
+            .iter()
+            .filter(|(_, r)| r.cell.loss == loss && r.cell.variant == variant)
+            .map(|(_, r)| {
+                let Selection::Best { epoch: Some(e), .. } = r.selection else { panic!("{:?}", r.selection) };
+                MetricId::MapAtR.get(r.epochs[e - 1].validation.as_ref().unwrap()).unwrap()
+            })
+            .collect();
+        assert_eq!(folds.len(), 2, "{variant}");
+        folds.iter().sum::<f64>() / 2.0
+    };
+    let finals = records(&results.join("tn"));
+    let combined = finals.iter().filter(|(_, r)| r.folds.is_some()).count();
+    assert_eq!((finals.len(), combined), (2 * 2 * 2 + 4, 4), "2 entries × 2 seeds × 2 folds, and each seed's record");
+    for (_, record) in &finals {
+        assert_eq!(record.status, CellStatus::Completed);
+        let tuning = record.tuning.as_ref().expect("a final record names its tuning");
+        assert_eq!(tuning.experiment, "tn-tuning");
+        assert_eq!(tuning.trials.len(), TRIALS);
+        let scores: Vec<f64> = tuning.trials.iter().map(|(label, _)| objective(&record.cell.loss, label)).collect();
+        for ((_, got), want) in tuning.trials.iter().zip(&scores) {
+            assert!((got.unwrap() - want).abs() < 1e-12, "{got:?} vs {want}");
+        }
+        let best = (0..TRIALS).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
+        assert_eq!(tuning.best, format!("t{best:03}"));
+        let lr = &tuning.chosen["training.optimizer.lr"];
+        assert!(record.config.contains(&format!("lr: {lr}")), "{}", record.config);
+        if record.cell.loss == "contrastive" {
+            let margin = &tuning.chosen["grid[0].loss_config.neg_margin"];
+            assert!(record.config.contains(&format!("neg_margin: {margin}")), "{}", record.config);
+        }
+    }
+    assert!(stdout.contains("grid[0]: best of 3 trials"), "{stdout}");
+
+    // The leaderboard shows the final rows, marked as tuned, and no trial.
+    let (code, board, stderr) = run(dmlbench().arg("leaderboard").arg(&results).args(["--format", "md"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(board.contains("contrastive (tuned): best of 3 trials"), "{board}");
+    assert!(board.contains("## cub · tn") && !board.contains("## cub · tn-tuning"), "{board}");
+}
+
+#[test]
+fn proposals_are_seeded_and_a_file_without_budget_or_validation_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tuning_file(dir.path());
+    let propose = |results: &Path| {
+        let (code, stdout, stderr) =
+            run(dmlbench().arg("tune").arg(&file).arg("--results").arg(results).arg("--no-run"));
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("tn-tuning/experiments/trials.ron"), "{stdout}");
+        std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap()
+    };
+    let first = propose(&dir.path().join("a"));
+    assert_eq!(propose(&dir.path().join("b")), first, "the same file and seed propose the same trials");
+    let trials = std::fs::read_to_string(dir.path().join("a/tn-tuning/experiments/trials.ron")).unwrap();
+    assert!(trials.contains("variant: \"t001\"") && trials.contains("test: false"), "{trials}");
+
+    // `run` refuses a file with search spaces, naming the field.
+    let (code, _, stderr) = run(dmlbench().arg("run").arg(&file).arg("--list-cells"));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("training.optimizer.lr: a search space (Tune(...))"), "{stderr}");
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("validation: KFold(folds: 2),", "")).unwrap();
+    let (code, _, stderr) = run(dmlbench().arg("tune").arg(&file).arg("--no-run"));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("tuning scores trials on validation data only"), "{stderr}");
+}
