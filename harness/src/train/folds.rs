@@ -14,7 +14,8 @@
 //!
 //! Writing the combined record is idempotent (the same fold records give the same bytes), so
 //! both the process that completes the last fold (a cluster task) and every later
-//! `dmlbench run` may do it.
+//! `dmlbench run` may do it; a combined record as new as its folds' is kept as it is, so the
+//! embeddings (working files, left out of version control) are needed only once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -284,12 +285,23 @@ pub fn combine_if_complete(plan: &Plan, experiment_dir: &Path, key: &CellKey) ->
             _ => return Ok(None),
         }
     }
+    // A combined record already written from these very fold records stays: the embeddings
+    // behind it are working files, which a copy of the results (a commit) may not hold.
+    let path = experiment_dir.join(format!("{}.ron", key.id()));
+    let newest = records.iter().map(|r| r.updated_unix_s).max();
+    let ids: Vec<String> = fold_keys.iter().map(|k| k.id()).collect();
+    if let Ok(existing) = CellRecord::load(&path)
+        && existing.folds.as_ref().is_some_and(|f| f.cells == ids)
+        && Some(existing.updated_unix_s) == newest
+    {
+        return Ok(Some(existing));
+    }
     let models = fold_keys
         .iter()
         .map(|k| load_test_embeddings(experiment_dir, k).with_context(|| format!("the test embeddings of {}", k.id())))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let record = combined_record(plan, key, &records, &models)?;
-    record.save(&experiment_dir.join(format!("{}.ron", key.id())))?;
+    record.save(&path)?;
     Ok(Some(record))
 }
 
