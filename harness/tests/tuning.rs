@@ -5,6 +5,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::experiment::{Size, experiment_sized};
 use common::{dmlbench, run};
@@ -177,4 +179,48 @@ fn proposals_are_seeded_and_a_file_without_budget_or_validation_is_refused() {
     let (code, _, stderr) = run(dmlbench().arg("tune").arg(&file).arg("--no-run"));
     assert_ne!(code, 0);
     assert!(stderr.contains("tuning scores trials on validation data only"), "{stderr}");
+}
+
+#[test]
+fn a_tuning_killed_midway_continues_with_the_same_proposals() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tuning_file(dir.path());
+    let tune = |results: &Path| {
+        let mut command = dmlbench();
+        command.arg("tune").arg(&file).arg("--results").arg(results);
+        command
+    };
+    let uninterrupted = dir.path().join("a");
+    let (code, stdout, stderr) = run(&mut tune(&uninterrupted));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    // Killed once the first trial's first fold has a completed record, with trials to go.
+    let killed = dir.path().join("b");
+    let mut child = tune(&killed).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let first = killed.join("tn-tuning/contrastive_t000_-seed0-fold0.ron");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !CellRecord::load(&first).is_ok_and(|r| r.status == CellStatus::Completed) {
+        assert!(Instant::now() < deadline, "no trial completed in time");
+        assert!(child.try_wait().unwrap().is_none(), "the tuning ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.join("tn/experiments").exists() && !killed.join("tn").join("contrastive-seed0.ron").exists());
+    let (code, stdout, stderr) = run(&mut tune(&killed));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    let proposals =
+        |results: &Path| std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap();
+    assert_eq!(proposals(&killed), proposals(&uninterrupted), "the same trials were proposed");
+    let finals =
+        |results: &Path| -> Vec<(String, Option<dmlbench_eval::Metrics>, Option<dmlbench_record::TuningSummary>)> {
+            let mut list: Vec<_> = records(&results.join("tn"))
+                .into_iter()
+                .map(|(_, r)| (r.cell.id(), r.final_metrics, r.tuning))
+                .collect();
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            list
+        };
+    assert_eq!(finals(&killed), finals(&uninterrupted), "the same final runs, with the same metrics");
 }
