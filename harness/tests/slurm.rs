@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::experiment::{experiment, record, result_of, run_to_the_end};
+use common::experiment::{experiment, record, result_of, run_to_the_end, tuning_experiment};
 use common::{dmlbench, run};
 use dmlbench_record::{CellRecord, CellStatus};
 
@@ -117,4 +117,38 @@ fn a_requeued_task_resumes_its_cell() {
     assert_eq!(result_of(&done), result_of(&reference));
     let log = std::fs::read_to_string(results.join(format!("requeue/slurm/{job}_0.out"))).unwrap();
     assert!(log.contains("(restart 1)"), "the task's output shows no second incarnation:\n{log}");
+}
+
+/// The README's loop: `tune --no-run` writes each batch of trials, a sweep runs it as one
+/// array, until `tune` writes the final runs, which a last sweep runs.
+#[test]
+fn tuning_trials_run_as_arrays() {
+    if !slurm_is_here() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = tuning_experiment(dir.path());
+    let results = dir.path().join("results");
+    let mut sweeps = 0;
+    loop {
+        let (code, stdout, stderr) =
+            run(dmlbench().arg("tune").arg(&file).arg("--no-run").arg("--results").arg(&results));
+        assert_eq!(code, 0, "{stderr}");
+        let done = stdout.contains("final.ron");
+        let next = results.join("tn-tuning/experiments").join(if done { "final.ron" } else { "trials.ron" });
+        let (code, stdout, stderr) = sweep(&next, &results, &["--wait", "--poll", "1"]);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        sweeps += 1;
+        assert!(sweeps <= 4, "the tuning never wrote its final runs");
+        if done {
+            break;
+        }
+    }
+    // Batches of 2 of 3 trials per entry: two arrays of trials, then the final runs.
+    assert_eq!(sweeps, 3);
+    for cell in ["contrastive-seed0", "contrastive-seed1", "cross_entropy-seed0", "cross_entropy-seed1"] {
+        let record = record(&results, "tn", cell);
+        assert_eq!(record.status, CellStatus::Completed, "{cell}");
+        assert_eq!(record.tuning.as_ref().map(|t| t.trials.len()), Some(3), "{cell}");
+    }
 }

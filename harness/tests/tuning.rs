@@ -8,34 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::experiment::{Size, experiment_sized};
+use common::experiment::tuning_experiment;
 use common::{dmlbench, run};
 use dmlbench_eval::MetricId;
 use dmlbench_record::{CellRecord, CellStatus, Selection, load_all};
 
 const TRIALS: usize = 3;
-
-/// A tiny tuning file: contrastive's negative margin and the optimiser's learning rate,
-/// 2 folds, 3 trials per entry in batches of 2, final runs on seeds 0 and 1.
-fn tuning_file(dir: &Path) -> PathBuf {
-    let file = experiment_sized(
-        dir,
-        "tn",
-        Size { classes: 16, per_class: 8, channels: "[8, 16]", lr: 0.05, epochs: 2, seeds: "[0, 1]" },
-        r#"(loss: "contrastive", loss_config: (neg_margin: Tune(Uniform(0.5, 1.2)))), (loss: "cross_entropy")"#,
-    );
-    let text = std::fs::read_to_string(&file).unwrap();
-    let text = text
-        .replace("transforms: (resize: 32, crop: 28),", "transforms: (resize: 32, crop: 28),\n        validation: KFold(folds: 2),")
-        .replace("optimizer: Sgd(lr: 0.05,", "optimizer: Sgd(lr: Tune(LogUniform(0.01, 0.1)),")
-        .replace("evaluation: (k: [1, 2],", "evaluation: (selection: Best(metric: \"map_at_r\"), k: [1, 2],")
-        .replace(
-            "seeds: [0, 1],",
-            "seeds: [0, 1],\n    tuning: (trials: 3, metric: \"map_at_r\", sampler: Tpe(startup: 2), batch: 2, seed: 5),",
-        );
-    std::fs::write(&file, text).unwrap();
-    file
-}
 
 /// The test images of a CUB-format dataset at `root`: those of the second half of its classes
 /// (the metric-learning split, by class).
@@ -65,7 +43,7 @@ fn records(dir: &Path) -> Vec<(PathBuf, CellRecord)> {
 #[test]
 fn trials_never_read_the_test_split_and_the_best_values_are_run_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let file = tuning_file(dir.path());
+    let file = tuning_experiment(dir.path());
     let data = dir.path().join("data-16x8");
     let (code, _, stderr) = run(dmlbench()
         .args(["data", "synth", "--format", "cub", "--classes", "16", "--per-class", "8"])
@@ -156,7 +134,7 @@ fn trials_never_read_the_test_split_and_the_best_values_are_run_with_it() {
 #[test]
 fn proposals_are_seeded_and_a_file_without_budget_or_validation_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let file = tuning_file(dir.path());
+    let file = tuning_experiment(dir.path());
     let propose = |results: &Path| {
         let (code, stdout, stderr) =
             run(dmlbench().arg("tune").arg(&file).arg("--results").arg(results).arg("--no-run"));
@@ -184,7 +162,7 @@ fn proposals_are_seeded_and_a_file_without_budget_or_validation_is_refused() {
 #[test]
 fn a_tuning_killed_midway_continues_with_the_same_proposals() {
     let dir = tempfile::tempdir().unwrap();
-    let file = tuning_file(dir.path());
+    let file = tuning_experiment(dir.path());
     let tune = |results: &Path| {
         let mut command = dmlbench();
         command.arg("tune").arg(&file).arg("--results").arg(results);

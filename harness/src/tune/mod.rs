@@ -194,12 +194,13 @@ pub fn tune(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::
         if !proposals.list.is_empty() {
             let spec = trials_spec(&tuning, &name, &proposals.list)?;
             write_experiment(&spec, &trials_file, &header)?;
-            if options.no_run
-                && proposals.scores(&options.results, &name, &tuning.spec, tuning.metric)?.iter().any(Option::is_none)
-            {
-                return Ok(TuneOutcome::TrialsPending { trials: trials_file });
-            }
-            if !run_file(&trials_file, registry, options)? {
+            if options.no_run {
+                // Someone else runs the cells: wait for every trial to have an outcome.
+                let scores = proposals.scores(&options.results, &name, &tuning.spec, tuning.metric)?;
+                if scores.iter().any(Option::is_none) {
+                    return Ok(TuneOutcome::TrialsPending { trials: trials_file });
+                }
+            } else if !run_file(&trials_file, registry, options)? {
                 return Ok(TuneOutcome::TrialsPending { trials: trials_file });
             }
         }

@@ -62,6 +62,28 @@ pub fn experiment_sized(dir: &Path, name: &str, size: Size, grid: &str) -> PathB
     file
 }
 
+/// A tiny tuning file: contrastive's negative margin and the optimiser's learning rate,
+/// 2 folds, 3 trials per entry in batches of 2, final runs on seeds 0 and 1.
+pub fn tuning_experiment(dir: &Path) -> PathBuf {
+    let file = experiment_sized(
+        dir,
+        "tn",
+        Size { classes: 16, per_class: 8, channels: "[8, 16]", lr: 0.05, epochs: 2, seeds: "[0, 1]" },
+        r#"(loss: "contrastive", loss_config: (neg_margin: Tune(Uniform(0.5, 1.2)))), (loss: "cross_entropy")"#,
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text
+        .replace("transforms: (resize: 32, crop: 28),", "transforms: (resize: 32, crop: 28),\n        validation: KFold(folds: 2),")
+        .replace("optimizer: Sgd(lr: 0.05,", "optimizer: Sgd(lr: Tune(LogUniform(0.01, 0.1)),")
+        .replace("evaluation: (k: [1, 2],", "evaluation: (selection: Best(metric: \"map_at_r\"), k: [1, 2],")
+        .replace(
+            "seeds: [0, 1],",
+            "seeds: [0, 1],\n    tuning: (trials: 3, metric: \"map_at_r\", sampler: Tpe(startup: 2), batch: 2, seed: 5),",
+        );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
 /// `dmlbench run FILE --results RESULTS`, which must succeed; its (stdout, stderr).
 pub fn run_to_the_end(file: &Path, results: &Path) -> (String, String) {
     let (code, stdout, stderr) = run(dmlbench().arg("run").arg(file).arg("--results").arg(results));
