@@ -128,6 +128,18 @@ pub fn run(args: RunArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
     let root = host.project_root()?;
     let file = args.experiment.clone().unwrap_or_else(|| root.join("experiments/default.ron"));
     let registry = host.open_registry();
+    if args.list_cells
+        && let Some(plan) = crate::tune::template_plan(&file, &root, &registry, &Overrides::default())?
+    {
+        eprintln!(
+            "{} is a tuning file: `dmlbench tune` runs its trials, then these cells with the values chosen",
+            file.display()
+        );
+        for cell in &plan.cells {
+            println!("{}", cell.key.id());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let plan = load_plan(&file, &root, &registry, &args.plan, false)?;
     if args.list_cells {
         for cell in &plan.cells {

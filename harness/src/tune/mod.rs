@@ -173,6 +173,29 @@ fn run_file(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::
     Ok(summary.busy.is_empty())
 }
 
+/// The plan of a tuning file with every search space at its middle, whose cells are those its
+/// final runs will have (`dmlbench run FILE --list-cells` on a tuning file); `None` for a
+/// file without search spaces.
+pub fn template_plan(
+    file: &Path,
+    root: &Path,
+    registry: &Registry,
+    overrides: &Overrides,
+) -> anyhow::Result<Option<experiment::Plan>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    if !text.contains("Tune(") {
+        return Ok(None);
+    }
+    let tuning = Tuning::read(file)?;
+    let representative: Vec<f64> = tuning.tunables.iter().map(|t| t.space.representative()).collect();
+    // Relative paths in a file are taken from the project root, so the copy may be anywhere.
+    let template = std::env::temp_dir().join(format!("dmlbench-template-{}.ron", std::process::id()));
+    std::fs::write(&template, substitute(&tuning.text, &tuning.tunables, &representative))?;
+    let plan = experiment::load(&template, root, registry, overrides);
+    let _ = std::fs::remove_file(&template);
+    Ok(Some(plan?))
+}
+
 /// Tunes the experiment `file` (see the module docs).
 pub fn tune(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::Result<TuneOutcome> {
     let tuning = Tuning::read(file)?;
