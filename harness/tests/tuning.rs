@@ -147,10 +147,17 @@ fn proposals_are_seeded_and_a_file_without_budget_or_validation_is_refused() {
     let trials = std::fs::read_to_string(dir.path().join("a/tn-tuning/experiments/trials.ron")).unwrap();
     assert!(trials.contains("variant: \"t001\"") && trials.contains("test: false"), "{trials}");
 
-    // `run` refuses a file with search spaces, naming the field.
-    let (code, _, stderr) = run(dmlbench().arg("run").arg(&file).arg("--list-cells"));
+    // `run` refuses a file with search spaces, naming the field; `--list-cells` checks it and
+    // lists the cells of its final runs.
+    let (code, _, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(dir.path().join("c")));
     assert_ne!(code, 0);
     assert!(stderr.contains("training.optimizer.lr: a search space (Tune(...))"), "{stderr}");
+    assert!(!dir.path().join("c/tn").exists(), "nothing ran");
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&file).arg("--list-cells"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("is a tuning file"), "{stderr}");
+    assert_eq!(stdout.lines().count(), 2 * 2 * 2, "2 entries × 2 seeds × 2 folds: {stdout}");
+    assert!(stdout.contains("contrastive-seed1-fold1"), "{stdout}");
 
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace("validation: KFold(folds: 2),", "")).unwrap();
