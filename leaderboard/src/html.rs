@@ -248,13 +248,17 @@ fn status_html(row: &Row) -> String {
     parts.join("<br>")
 }
 
+/// The colour of the `i`-th series of a chart.
+fn color(i: usize) -> &'static str {
+    PALETTE[i % PALETTE.len()]
+}
+
 fn render_charts(s: &mut String, table: &BoardTable) {
     let Some(headline) = table.headline() else {
         s.push_str("<p class=\"no-chart\">No Recall@K measured yet: no charts.</p>\n");
         return;
     };
     let metric = headline.label();
-    let color = |i: usize| PALETTE[i % PALETTE.len()];
     s.push_str("<div class=\"charts\">\n");
 
     let points: Vec<Point> = table
@@ -340,7 +344,7 @@ fn render_tuning_chart(s: &mut String, table: &BoardTable) {
         .enumerate()
         .map(|(i, (row, t))| Series {
             label: row.method.clone(),
-            color: PALETTE[i % PALETTE.len()],
+            color: color(i),
             points: t.trials.iter().enumerate().filter_map(|(n, (_, score))| score.map(|v| (n as f64, v))).collect(),
         })
         .collect();

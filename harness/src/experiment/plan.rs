@@ -275,10 +275,7 @@ pub fn load(file: &Path, root: &Path, registry: &Registry, overrides: &Overrides
         let loss = PluginChoice { id: entry.loss.clone(), config: entry.loss_config_text() };
         let miner = entry.miner.as_ref().map(|id| PluginChoice { id: id.clone(), config: entry.miner_config_text() });
         // A cross-validated entry runs each seed once per fold.
-        let folds: Vec<Option<u32>> = match spec.dataset.folds() {
-            Some(k) => (0..k as u32).map(Some).collect(),
-            None => vec![None],
-        };
+        let folds = spec.dataset.fold_ids();
         for (seed, fold) in spec.seeds.iter().flat_map(|&seed| folds.iter().map(move |&fold| (seed, fold))) {
             let key = CellKey {
                 dataset: spec.dataset.format.name().to_string(),

@@ -95,6 +95,17 @@ fn default_startup() -> usize {
     4
 }
 
+impl SamplerKind {
+    /// Trials drawn at random before the estimators take over (all of them for `Random`).
+    pub fn startup(self) -> usize {
+        match self {
+            SamplerKind::Tpe { startup } => startup,
+            SamplerKind::Default => default_startup(),
+            SamplerKind::Random => usize::MAX,
+        }
+    }
+}
+
 /// Cluster settings an experiment carries.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -140,6 +151,14 @@ impl DatasetSpec {
     /// The number of cross-validation folds, when the dataset asks for them.
     pub fn folds(&self) -> Option<usize> {
         self.validation.map(|ValidationSpec::KFold { folds }| folds)
+    }
+
+    /// The fold of each run of a cell: 0..k with cross-validation, else one run of no fold.
+    pub fn fold_ids(&self) -> Vec<Option<u32>> {
+        match self.folds() {
+            Some(k) => (0..k as u32).map(Some).collect(),
+            None => vec![None],
+        }
     }
 
     /// Whether cells validate on held-out training classes (a share, or a fold).

@@ -34,12 +34,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use dmlbench_eval::MetricId;
 use dmlbench_host::Registry;
-use dmlbench_record::{GENERATED_EXPERIMENTS, TuningSummary, fingerprint};
+use dmlbench_record::{GENERATED_EXPERIMENTS, TuningSummary, fingerprint, write_atomic};
 
 use crate::experiment::plan::parse_spec;
 use crate::experiment::spec::{ExperimentSpec, GridEntry, TuningSpec};
 use crate::experiment::{self, Overrides};
-use crate::train::runner::{RunOptions, run_plan};
+use crate::train::runner::{RunOptions, RunSummary, run_plan};
 use space::{Tunable, find_tunables, substitute};
 use trials::{Proposal, Proposals, trial_label};
 
@@ -89,16 +89,22 @@ struct Tuning {
     entries: BTreeMap<usize, Vec<usize>>,
 }
 
+/// `text` with every search space at its middle ([`space::Space::representative`]): the file
+/// as checked before any trial.
+fn middle_text(text: &str, tunables: &[Tunable]) -> String {
+    let middles: Vec<f64> = tunables.iter().map(|t| t.space.representative()).collect();
+    substitute(text, tunables, &middles)
+}
+
 impl Tuning {
-    fn read(file: &Path) -> anyhow::Result<Tuning> {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    /// The tuning file `file`, whose `text` has been read.
+    fn parse(file: &Path, text: String) -> anyhow::Result<Tuning> {
         let tunables =
             find_tunables(&text).map_err(|errors| anyhow::anyhow!("{}: {}", file.display(), errors.join("\n  ")))?;
         if tunables.is_empty() {
             bail!("{} has no search space (Tune(...)); `dmlbench run` runs it as it is", file.display());
         }
-        let representative: Vec<f64> = tunables.iter().map(|t| t.space.representative()).collect();
-        let spec = parse_spec(&substitute(&text, &tunables, &representative))
+        let spec = parse_spec(&middle_text(&text, &tunables))
             .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message))?;
         let Some(settings) = spec.tuning.clone() else {
             bail!("{}: tuning is missing; add e.g. `tuning: (trials: 20, metric: \"map_at_r\")`", file.display());
@@ -155,22 +161,17 @@ impl Tuning {
     }
 }
 
-/// Writes `spec` as an experiment file at `path` (through a temporary name).
+/// Writes `spec` as an experiment file at `path`, atomically.
 fn write_experiment(spec: &ExperimentSpec, path: &Path, header: &str) -> anyhow::Result<()> {
     let body = ron::ser::to_string_pretty(spec, ron::ser::PrettyConfig::new())?;
-    let temporary = path.with_extension("ron.tmp");
-    std::fs::write(&temporary, format!("{header}\n{body}\n"))
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))
+    write_atomic(path, format!("{header}\n{body}\n").as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Runs every cell of the experiment `file` (those complete are skipped); `Ok(false)` when
-/// some cell is held by another process.
-fn run_file(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::Result<bool> {
+/// Runs every cell of the experiment `file` (those complete are skipped).
+fn run_file(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::Result<RunSummary> {
     let plan = experiment::load(file, &options.root, registry, &options.overrides)?;
     let run = RunOptions { results: options.results.clone(), only: Vec::new(), root: options.root.clone() };
-    let summary = run_plan(&plan, &run)?;
-    Ok(summary.busy.is_empty())
+    run_plan(&plan, &run)
 }
 
 /// The plan of a tuning file with every search space at its middle, whose cells are those its
@@ -186,11 +187,10 @@ pub fn template_plan(
     if !text.contains("Tune(") {
         return Ok(None);
     }
-    let tuning = Tuning::read(file)?;
-    let representative: Vec<f64> = tuning.tunables.iter().map(|t| t.space.representative()).collect();
+    let tuning = Tuning::parse(file, text)?;
     // Relative paths in a file are taken from the project root, so the copy may be anywhere.
     let template = std::env::temp_dir().join(format!("dmlbench-template-{}.ron", std::process::id()));
-    std::fs::write(&template, substitute(&tuning.text, &tuning.tunables, &representative))?;
+    std::fs::write(&template, middle_text(&tuning.text, &tuning.tunables))?;
     let plan = experiment::load(&template, root, registry, overrides);
     let _ = std::fs::remove_file(&template);
     Ok(Some(plan?))
@@ -198,36 +198,36 @@ pub fn template_plan(
 
 /// Tunes the experiment `file` (see the module docs).
 pub fn tune(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::Result<TuneOutcome> {
-    let tuning = Tuning::read(file)?;
-    // The file as a whole must be valid before any trial: every plugin, every field.
-    let representative: Vec<f64> = tuning.tunables.iter().map(|t| t.space.representative()).collect();
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let tuning = Tuning::parse(file, text)?;
     let name = format!("{}-tuning", tuning.spec.name);
     let experiments = options.results.join(&name).join(GENERATED_EXPERIMENTS);
     std::fs::create_dir_all(&experiments).with_context(|| format!("creating {}", experiments.display()))?;
+    // The file as a whole must be valid before any trial: every plugin, every field.
     let template = experiments.join("template.ron");
-    std::fs::write(&template, substitute(&tuning.text, &tuning.tunables, &representative))?;
+    write_atomic(&template, middle_text(&tuning.text, &tuning.tunables).as_bytes())
+        .with_context(|| format!("writing {}", template.display()))?;
     experiment::load(&template, &options.root, registry, &options.overrides)
         .map_err(|e| anyhow::anyhow!("{e}\n(with every Tune(...) at the middle of its space)"))?;
 
     let mut proposals = Proposals::load(&experiments.join("proposals.json"), fingerprint(tuning.text.as_bytes()))?;
     let trials_file = experiments.join("trials.ron");
     let header = format!("// The trials of `dmlbench tune {}`, written by it: do not edit.", file.display());
-    loop {
-        // Run what has been proposed, then score it.
+    // Run what has been proposed, score it, propose more; until every entry has its trials.
+    let scores = loop {
         if !proposals.list.is_empty() {
             let spec = trials_spec(&tuning, &name, &proposals.list)?;
             write_experiment(&spec, &trials_file, &header)?;
-            if options.no_run {
-                // Someone else runs the cells: wait for every trial to have an outcome.
-                let scores = proposals.scores(&options.results, &name, &tuning.spec, tuning.metric)?;
-                if scores.iter().any(Option::is_none) {
-                    return Ok(TuneOutcome::TrialsPending { trials: trials_file });
-                }
-            } else if !run_file(&trials_file, registry, options)? {
+            // With --no-run someone else runs the cells.
+            if !options.no_run && !run_file(&trials_file, registry, options)?.busy.is_empty() {
                 return Ok(TuneOutcome::TrialsPending { trials: trials_file });
             }
         }
         let scores = proposals.scores(&options.results, &name, &tuning.spec, tuning.metric)?;
+        // Cells run elsewhere: every trial needs an outcome before the next are proposed.
+        if options.no_run && scores.iter().any(Option::is_none) {
+            return Ok(TuneOutcome::TrialsPending { trials: trials_file });
+        }
         let mut proposed = false;
         for (&index, own) in &tuning.entries {
             let made: Vec<usize> = (0..proposals.list.len()).filter(|&i| proposals.list[i].entry == index).collect();
@@ -242,20 +242,19 @@ pub fn tune(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::
             let spaces: Vec<_> = own.iter().map(|&i| tuning.tunables[i].space.clone()).collect();
             // The seed of a proposal: the tuning seed, the entry and how many came before.
             let seed = tuning.settings.seed ^ (index as u64).rotate_left(32) ^ made.len() as u64;
-            for values in sampler::propose(tuning.settings.sampler, &spaces, &history, count, seed)? {
-                let trial = proposals.list.iter().filter(|p| p.entry == index).count();
-                proposals.list.push(Proposal { entry: index, trial, values });
+            let proposed_now = sampler::propose(tuning.settings.sampler, &spaces, &history, count, seed)?;
+            for (offset, values) in proposed_now.into_iter().enumerate() {
+                proposals.list.push(Proposal { entry: index, trial: made.len() + offset, values });
             }
             proposed = true;
         }
         if !proposed {
-            break;
+            break scores;
         }
         proposals.save()?;
-    }
+    };
 
     // The best trial of every tuned entry, then the final runs.
-    let scores = proposals.scores(&options.results, &name, &tuning.spec, tuning.metric)?;
     let mut spec = tuning.spec.clone();
     spec.tuning = None;
     if let Some(seeds) = &options.final_seeds {
@@ -293,9 +292,7 @@ pub fn tune(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::
     if options.no_run {
         return Ok(TuneOutcome::TrialsPending { trials: final_file });
     }
-    let plan = experiment::load(&final_file, &options.root, registry, &options.overrides)?;
-    let run = RunOptions { results: options.results.clone(), only: Vec::new(), root: options.root.clone() };
-    let summary = run_plan(&plan, &run)?;
+    let summary = run_file(&final_file, registry, options)?;
     Ok(TuneOutcome::Done { final_file, summaries, all_completed: summary.all_completed() })
 }
 

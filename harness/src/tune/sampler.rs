@@ -54,12 +54,7 @@ pub fn propose(
     seed: u64,
 ) -> anyhow::Result<Vec<Vec<f64>>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let startup = match kind {
-        SamplerKind::Tpe { startup } => startup,
-        SamplerKind::Default => 4,
-        SamplerKind::Random => usize::MAX,
-    };
-    if history.len() < startup.max(1) {
+    if history.len() < kind.startup().max(1) {
         return Ok((0..count)
             .map(|_| {
                 spaces

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use dmlbench_eval::MetricId;
-use dmlbench_record::{CellKey, CellRecord, CellStatus, Selection};
+use dmlbench_record::{CellKey, CellRecord, CellStatus, Selection, write_atomic};
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::spec::ExperimentSpec;
@@ -69,12 +69,11 @@ impl Proposals {
         Ok(Proposals { path: path.to_path_buf(), source, list })
     }
 
-    /// Writes them (through a temporary name).
+    /// Writes them, atomically.
     pub fn save(&self) -> anyhow::Result<()> {
         let saved = Saved { source: self.source.clone(), proposals: self.list.clone() };
-        let temporary = self.path.with_extension("json.tmp");
-        std::fs::write(&temporary, serde_json::to_string_pretty(&saved)?)?;
-        std::fs::rename(&temporary, &self.path).with_context(|| format!("writing {}", self.path.display()))
+        write_atomic(&self.path, serde_json::to_string_pretty(&saved)?.as_bytes())
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 
     /// Each proposal's objective: `None` while some of its cells has no completed record,
@@ -87,10 +86,7 @@ impl Proposals {
         spec: &ExperimentSpec,
         metric: MetricId,
     ) -> anyhow::Result<Vec<Option<Option<f64>>>> {
-        let folds: Vec<Option<u32>> = match spec.dataset.folds() {
-            Some(k) => (0..k as u32).map(Some).collect(),
-            None => vec![None],
-        };
+        let folds = spec.dataset.fold_ids();
         self.list
             .iter()
             .map(|p| {
