@@ -147,6 +147,15 @@ fn proposals_are_seeded_and_a_file_without_budget_or_validation_is_refused() {
     let trials = std::fs::read_to_string(dir.path().join("a/tn-tuning/experiments/trials.ron")).unwrap();
     assert!(trials.contains("variant: \"t001\"") && trials.contains("test: false"), "{trials}");
 
+    // A truncated proposals file is refused, naming it, never overwritten with new trials.
+    let saved = dir.path().join("a/tn-tuning/experiments/proposals.json");
+    std::fs::write(&saved, &first[..first.len() / 2]).unwrap();
+    let (code, _, stderr) =
+        run(dmlbench().arg("tune").arg(&file).arg("--results").arg(dir.path().join("a")).arg("--no-run"));
+    assert_ne!(code, 0);
+    assert!(stderr.contains(&format!("reading {}", saved.display())), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), first[..first.len() / 2]);
+
     // `run` refuses a file with search spaces, naming the field; `--list-cells` checks it and
     // lists the cells of its final runs.
     let (code, _, stderr) = run(dmlbench().arg("run").arg(&file).arg("--results").arg(dir.path().join("c")));
