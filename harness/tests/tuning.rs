@@ -218,3 +218,54 @@ fn a_tuning_killed_midway_continues_with_the_same_proposals() {
         };
     assert_eq!(finals(&killed), finals(&uninterrupted), "the same final runs, with the same metrics");
 }
+
+/// A trial that failed (as one whose loss diverged does) keeps its failed record: the search
+/// leaves it out, later rounds do not train it again, and the final records list it without
+/// an objective.
+#[test]
+fn a_failed_trial_is_left_out_and_not_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tuning_experiment(dir.path());
+    let results = dir.path().join("results");
+    let tune = |no_run: bool| {
+        let mut command = dmlbench();
+        command.arg("tune").arg(&file).arg("--results").arg(&results);
+        if no_run {
+            command.arg("--no-run");
+        }
+        let (code, stdout, stderr) = run(&mut command);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+    };
+    // The first batch (two trials of each entry), run as a cluster would run it.
+    tune(true);
+    let trials_file = results.join("tn-tuning/experiments/trials.ron");
+    let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&trials_file).arg("--results").arg(&results));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(records(&results.join("tn-tuning")).len(), 2 * 2 * 2, "2 entries × 2 trials × 2 folds");
+
+    let failed = results.join("tn-tuning/contrastive_t000_-seed0-fold0.ron");
+    let mut record = CellRecord::load(&failed).unwrap();
+    record.status = CellStatus::Failed { reason: "the loss is not finite (NaN) at epoch 1".into() };
+    record.save(&failed).unwrap();
+    let failed_bytes = std::fs::read(&failed).unwrap();
+
+    tune(false);
+    assert_eq!(std::fs::read(&failed).unwrap(), failed_bytes, "the failed trial was not run again");
+    let trials = records(&results.join("tn-tuning"));
+    assert_eq!(
+        trials.len(),
+        2 * TRIALS * 2,
+        "every other trial ran: {:?}",
+        trials.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    let finals = records(&results.join("tn"));
+    let contrastive: Vec<_> = finals.iter().filter(|(_, r)| r.cell.loss == "contrastive").collect();
+    assert!(!contrastive.is_empty());
+    for (path, record) in contrastive {
+        assert_eq!(record.status, CellStatus::Completed, "{}", path.display());
+        let tuning = record.tuning.as_ref().unwrap();
+        assert_eq!(tuning.trials[0], ("t000".to_string(), None), "{}", path.display());
+        assert!(tuning.trials[1..].iter().all(|(_, score)| score.is_some()), "{:?}", tuning.trials);
+        assert_ne!(tuning.best, "t000");
+    }
+}

@@ -11,8 +11,8 @@
 //!    run for the first seed with `evaluation.test: false`: its cells (one per fold with
 //!    cross-validation) never load the test split and record validation metrics only;
 //! 2. a trial's objective is the tuning metric's mean over its cells, each at its selected
-//!    epoch (`selection: Best`) or its last; a trial whose cell failed has none and is left
-//!    out of the sampler's history;
+//!    epoch (`selection: Best`) or its last; a trial whose cell failed has none, is left out
+//!    of the sampler's history and is not run again;
 //! 3. after `trials` trials, the best of each entry is run with the experiment's seeds (or
 //!    `--final-seeds`) and its test split, as the experiment `<name>`
 //!    (`results/<name>-tuning/experiments/final.ron`, records in `results/<name>/`); each of
@@ -167,10 +167,11 @@ fn write_experiment(spec: &ExperimentSpec, path: &Path, header: &str) -> anyhow:
     write_atomic(path, format!("{header}\n{body}\n").as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Runs every cell of the experiment `file` (those complete are skipped).
-fn run_file(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::Result<RunSummary> {
+/// Runs the cells `only` of the experiment `file`, or every cell when it is empty (those
+/// complete are skipped).
+fn run_file(file: &Path, only: Vec<String>, registry: &Registry, options: &TuneOptions) -> anyhow::Result<RunSummary> {
     let plan = experiment::load(file, &options.root, registry, &options.overrides)?;
-    let run = RunOptions { results: options.results.clone(), only: Vec::new(), root: options.root.clone() };
+    let run = RunOptions { results: options.results.clone(), only, root: options.root.clone() };
     run_plan(&plan, &run)
 }
 
@@ -215,15 +216,25 @@ pub fn tune(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::
     let header = format!("// The trials of `dmlbench tune {}`, written by it: do not edit.", file.display());
     // Run what has been proposed, score it, propose more; until every entry has its trials.
     let scores = loop {
+        let mut scores = proposals.scores(&options.results, &name, &tuning.spec, tuning.metric)?;
         if !proposals.list.is_empty() {
             let spec = trials_spec(&tuning, &name, &proposals.list)?;
             write_experiment(&spec, &trials_file, &header)?;
-            // With --no-run someone else runs the cells.
-            if !options.no_run && !run_file(&trials_file, registry, options)?.busy.is_empty() {
-                return Ok(TuneOutcome::TrialsPending { trials: trials_file });
+            // Only trials without an outcome run: a failed trial stays failed, so a trial that
+            // cannot train costs its cells once, not once per round (`dmlbench run` on the
+            // trials file retries it on purpose). With --no-run someone else runs the cells.
+            let pending: Vec<String> = (proposals.list.iter().zip(&scores))
+                .filter(|(_, score)| score.is_none())
+                .flat_map(|(p, _)| Proposals::cells(p, &tuning.spec, &name))
+                .map(|key| key.id())
+                .collect();
+            if !options.no_run && !pending.is_empty() {
+                if !run_file(&trials_file, pending, registry, options)?.busy.is_empty() {
+                    return Ok(TuneOutcome::TrialsPending { trials: trials_file });
+                }
+                scores = proposals.scores(&options.results, &name, &tuning.spec, tuning.metric)?;
             }
         }
-        let scores = proposals.scores(&options.results, &name, &tuning.spec, tuning.metric)?;
         // Cells run elsewhere: every trial needs an outcome before the next are proposed.
         if options.no_run && scores.iter().any(Option::is_none) {
             return Ok(TuneOutcome::TrialsPending { trials: trials_file });
@@ -292,7 +303,7 @@ pub fn tune(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::
     if options.no_run {
         return Ok(TuneOutcome::TrialsPending { trials: final_file });
     }
-    let summary = run_file(&final_file, registry, options)?;
+    let summary = run_file(&final_file, Vec::new(), registry, options)?;
     Ok(TuneOutcome::Done { final_file, summaries, all_completed: summary.all_completed() })
 }
 

@@ -76,6 +76,25 @@ impl Proposals {
             .with_context(|| format!("writing {}", self.path.display()))
     }
 
+    /// The cells of proposal `p`, one per fold: `spec` is the tuning experiment, `name` its
+    /// trials' experiment.
+    pub fn cells(p: &Proposal, spec: &ExperimentSpec, name: &str) -> Vec<CellKey> {
+        let entry = &spec.grid[p.entry];
+        spec.dataset
+            .fold_ids()
+            .into_iter()
+            .map(|fold| CellKey {
+                dataset: spec.dataset.format.name().to_string(),
+                recipe: name.to_string(),
+                loss: entry.loss.clone(),
+                miner: entry.miner.clone(),
+                variant: trial_variant(&entry.variant, p.trial),
+                seed: spec.seeds[0],
+                fold,
+            })
+            .collect()
+    }
+
     /// Each proposal's objective: `None` while some of its cells has no completed record,
     /// `Some(None)` when one failed, else the mean over its cells of `metric` on validation at
     /// the selected epoch. `spec` is the tuning experiment, `name` its trials' experiment.
@@ -86,22 +105,11 @@ impl Proposals {
         spec: &ExperimentSpec,
         metric: MetricId,
     ) -> anyhow::Result<Vec<Option<Option<f64>>>> {
-        let folds = spec.dataset.fold_ids();
         self.list
             .iter()
             .map(|p| {
-                let entry = &spec.grid[p.entry];
                 let mut values = Vec::new();
-                for &fold in &folds {
-                    let key = CellKey {
-                        dataset: spec.dataset.format.name().to_string(),
-                        recipe: name.to_string(),
-                        loss: entry.loss.clone(),
-                        miner: entry.miner.clone(),
-                        variant: trial_variant(&entry.variant, p.trial),
-                        seed: spec.seeds[0],
-                        fold,
-                    };
+                for key in Proposals::cells(p, spec, name) {
                     let path = results.join(name).join(format!("{}.ron", key.id()));
                     let Ok(record) = CellRecord::load(&path) else { return Ok(None) };
                     match record.status {
