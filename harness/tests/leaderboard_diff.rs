@@ -199,3 +199,36 @@ fn the_plain_leaderboard_command_still_takes_directories() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/results: no such results directory"));
 }
+
+/// A head whose record was cut off mid-write (a copy interrupted by a full disk) and one that
+/// is not a record at all: the diff says which files it could not read and exits 1, and still
+/// compares the rest. An empty base makes every row added.
+#[test]
+fn unreadable_records_are_named_and_an_empty_base_adds_every_row() {
+    let (base, head) = base_and_head();
+    let cut = head.path().join("default/contrastive+batch_hard-seed0.ron");
+    let text = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &text[..text.len() / 3]).unwrap();
+    let garbage = head.path().join("default/spce-seed9.ron");
+    std::fs::write(&garbage, [0xff, 0x00, 0x13, 0x37]).unwrap();
+    let out = dmlbench(&["leaderboard", "diff", arg(base.path()), arg(head.path())]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for file in [&cut, &garbage] {
+        assert!(stderr.contains(arg(file)), "{} is not named: {stderr}", file.display());
+    }
+    assert!(stdout(&out).contains("spce"), "the rest is still compared: {}", stdout(&out));
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = dmlbench(&["leaderboard", "diff", arg(empty.path()), arg(base.path()), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let tables = json["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2, "the default and proxies tables: {json}");
+    for table in tables {
+        assert_eq!(table["presence"], "added", "{table}");
+        let rows = table["rows"].as_array().unwrap();
+        assert!(!rows.is_empty() && rows.iter().all(|r| r["presence"] == "added"), "{table}");
+    }
+    assert_eq!(json["regressions"], serde_json::json!([]));
+}

@@ -105,6 +105,53 @@ fn run_writes_complete_records_and_skips_finished_cells() {
     assert_eq!(record(&results, "tiny", "cross_entropy-seed0"), ce, "the other cell was left alone");
 }
 
+/// A plugin's code changes, not its configuration, id or version: the C loss is rebuilt with
+/// another string in its extension. The next run trains again exactly the cells that used it,
+/// from the start, and leaves the other loss's records as they were.
+#[test]
+fn a_plugin_rebuilt_with_other_code_re_runs_exactly_its_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let library = plugins.join(format!("{DLL_PREFIX}c_center_pull{DLL_SUFFIX}"));
+    common::compile_c_plugin(&["center_pull.c"], &library);
+    let file = experiment(dir.path(), "rebuilt", 1, r#"(loss: "c_center_pull"), (loss: "cross_entropy")"#);
+    edit(&file, "seeds: [0],", "seeds: [0, 1],");
+    let results = dir.path().join("results");
+    let run_with_plugins = || {
+        let (code, stdout, stderr) =
+            run(dmlbench().env("DMLBENCH_PLUGIN_PATH", &plugins).arg("run").arg(&file).arg("--results").arg(&results));
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        (stdout, stderr)
+    };
+    run_with_plugins();
+    let cells = ["c_center_pull-seed0", "c_center_pull-seed1", "cross_entropy-seed0", "cross_entropy-seed1"];
+    let before: Vec<CellRecord> = cells.iter().map(|cell| record(&results, "rebuilt", cell)).collect();
+    assert!(before.iter().all(|r| r.status == CellStatus::Completed), "{before:?}");
+
+    let (stdout, _) = run_with_plugins();
+    assert!(stdout.contains("4 cell(s) were already complete and skipped"), "nothing changed yet: {stdout}");
+
+    common::compile_c_plugin_with(&["center_pull.c"], &["LANGUAGE=\"C11\""], &library);
+    let (stdout, stderr) = run_with_plugins();
+    for seed in 0..2 {
+        let said = format!("c_center_pull-seed{seed}: c_center_pull changed since this record: re-running");
+        assert!(stderr.contains(&said), "{stderr}");
+    }
+    assert!(!stderr.contains("cross_entropy changed"), "{stderr}");
+    assert!(stdout.contains("2 cell(s) were already complete and skipped"), "{stdout}");
+    for (cell, old) in cells.iter().zip(&before) {
+        let new = record(&results, "rebuilt", cell);
+        if cell.starts_with("c_center_pull") {
+            assert_ne!(new.plugins[0].library, old.plugins[0].library, "{cell}: the record names the new library");
+            assert_eq!((new.status.clone(), new.resumed), (CellStatus::Completed, 0), "{cell}: trained from the start");
+            assert!(new.started_unix_s >= old.updated_unix_s, "{cell}: a new run, not the old record");
+        } else {
+            assert_eq!(&new, old, "{cell} used no changed plugin and was left alone");
+        }
+    }
+}
+
 #[test]
 fn a_killed_run_resumes_from_its_checkpoint() {
     const EPOCHS: usize = 20;

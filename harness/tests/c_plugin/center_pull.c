@@ -128,7 +128,11 @@ typedef struct {
     const char *language;
 } center_pull_info_v1;
 
-static const center_pull_info_v1 INFO_V1 = {sizeof(center_pull_info_v1), "C"};
+/* LANGUAGE lets a test build the same plugin, id and version from other code. */
+#ifndef LANGUAGE
+#define LANGUAGE "C"
+#endif
+static const center_pull_info_v1 INFO_V1 = {sizeof(center_pull_info_v1), LANGUAGE};
 
 static const void *get_extension(const char *id) {
     return strcmp(id, "org.example.c_center_pull.info.v1") == 0 ? (const void *)&INFO_V1 : NULL;
