@@ -205,7 +205,7 @@ fn render_table_diff(out: &mut String, table: &TableDiff) {
         out.push_str("| method | changed | | base | head | change | verdict |\n|:--|:--|:--|--:|--:|--:|:--|\n");
         for row in &table.rows {
             let notes = text::diff_notes(row, Some(REASON_CHARS));
-            for (i, line) in text::diff_lines(row).into_iter().enumerate() {
+            for (i, line) in text::table_diff_lines(table, row).into_iter().enumerate() {
                 let (method, notes) =
                     if i == 0 { (escape_md(&row.method), escape_md(&notes)) } else { Default::default() };
                 let verdict = match line.verdict {

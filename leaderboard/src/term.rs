@@ -4,6 +4,7 @@
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
+use dmlbench_eval::MetricId;
 
 use crate::diff::{BoardDiff, Presence, TableDiff, Verdict};
 use crate::mining::{COST_HEADINGS, MiningTable, cost_cells, miner_label};
@@ -169,8 +170,11 @@ pub fn diff_title(table: &TableDiff) -> String {
     let name = format!("{} · {}", table.dataset, table.recipe);
     let rows = table.rows.len();
     match table.presence {
-        Presence::Added => format!("{name}: a new table ({rows} rows)"),
-        Presence::Removed => format!("{name}: no longer in the results ({rows} rows)"),
+        Presence::Added | Presence::Removed => {
+            let what = if table.presence == Presence::Added { "a new table" } else { "no longer in the results" };
+            let headline = table.columns.first().map_or_else(|| "one metric".to_string(), MetricId::label);
+            format!("{name}: {what} ({rows} rows; {headline} here, the rest in its own leaderboard)")
+        }
         Presence::Both => {
             let count = |p: Presence| table.rows.iter().filter(|r| r.presence() == p).count();
             let parts: Vec<String> = [
@@ -209,7 +213,7 @@ fn render_table_diff(table: &TableDiff, options: TermOptions) -> Table {
     t.set_header(["method", "changed", "", "base", "head", "change", "verdict"].map(Cell::new));
     for row in &table.rows {
         let notes = text::diff_notes(row, Some(REASON_CHARS));
-        for (i, line) in text::diff_lines(row).into_iter().enumerate() {
+        for (i, line) in text::table_diff_lines(table, row).into_iter().enumerate() {
             let (method, notes) = if i == 0 { (row.method.as_str(), notes.as_str()) } else { ("", "") };
             let verdict = Cell::new(line.verdict.map(|v| v.text()).unwrap_or(""));
             let verdict = match (line.verdict, options.tty) {
@@ -304,5 +308,27 @@ mod tests {
         assert!(out.contains("Unchanged: cross_entropy.\n"), "{out}");
         assert!(!out.lines().any(|l| l.contains("│ cross_entropy")), "{out}");
         assert!(out.ends_with("Regressions (Recall@1 lower, intervals apart): spce (cub · default).\n"), "{out}");
+    }
+
+    /// A table on one side only (an experiment added or no longer run) lists each row with
+    /// its headline metric alone: every other number is new or gone as a whole.
+    #[test]
+    fn a_table_on_one_side_shows_one_line_per_row() {
+        let (base, _) = crate::fixtures::moved_loss();
+        let empty = Leaderboard::from_records(Vec::new());
+        for (diff, what) in [
+            (BoardDiff::between(&base, &empty), "no longer in the results"),
+            (BoardDiff::between(&empty, &base), "a new table"),
+        ] {
+            let out = render_diff(&diff, "a", "b", TermOptions { tty: false, width: Some(200) });
+            let title = format!("cub · default: {what} (2 rows; R@1 here, the rest in its own leaderboard)\n");
+            assert!(out.contains(&title), "{out}");
+            let rows: Vec<&str> = out.lines().filter(|l| l.starts_with('│') && !l.contains("method")).collect();
+            assert_eq!(rows.len(), 2, "{out}");
+            assert!(rows.iter().all(|l| l.contains("R@1")), "{out}");
+            for method in ["spce", "cross_entropy"] {
+                assert!(rows.iter().any(|l| l.contains(method)), "{method}: {out}");
+            }
+        }
     }
 }

@@ -11,7 +11,9 @@
 //! assert_eq!(escape_xml("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
 //! ```
 
-use crate::diff::{RowDiff, Verdict};
+use dmlbench_eval::MetricId;
+
+use crate::diff::{Presence, RowDiff, TableDiff, Verdict};
 use crate::stats::Summary;
 use crate::table::{BoardTable, Row};
 
@@ -80,8 +82,22 @@ pub struct DiffLine {
     pub verdict: Option<Verdict>,
 }
 
+/// The lines of a row of `table` in a leaderboard diff: [`diff_lines`], or only the headline
+/// metric when the whole table is on one side (a new experiment, or one no longer run), whose
+/// every number is new or gone and whose own leaderboard has the rest. Shared by the terminal
+/// and Markdown renderers.
+pub fn table_diff_lines(table: &TableDiff, row: &RowDiff) -> Vec<DiffLine> {
+    let mut lines = diff_lines(row);
+    if table.presence != Presence::Both {
+        let first = table.columns.first().map(MetricId::label);
+        let headline = lines.iter().position(|l| Some(&l.quantity) == first.as_ref()).unwrap_or(0);
+        lines = lines.into_iter().skip(headline).take(1).collect();
+    }
+    lines
+}
+
 /// The lines of a row of a leaderboard diff: every metric measured on either side, then time
-/// per epoch and peak memory. Shared by the terminal and Markdown renderers.
+/// per epoch and peak memory.
 pub fn diff_lines(row: &RowDiff) -> Vec<DiffLine> {
     let value = |summary: Option<Summary>| summary.map(|s| interval(&s)).unwrap_or_else(|| MISSING.into());
     let mut lines: Vec<DiffLine> = row
