@@ -121,6 +121,26 @@ fn folds_validate_on_disjoint_classes_and_the_cell_reports_both_mlrc_numbers() {
     let r1_cell = format!("{:.1}", want.recall_at_k[&1] * 100.0);
     assert!(stdout.contains(&r1_cell), "R@1 {r1_cell} of the concatenated embeddings: {stdout}");
 
+    // So does `dmlbench status`, with --every-fold for the fold runs.
+    let status = |extra: &[&str]| {
+        let (code, stdout, stderr) =
+            run(dmlbench().arg("status").arg(&file).arg("--results").arg(&results).args(extra));
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    let r1_status = format!("{:.2}%", want.recall_at_k[&1] * 100.0);
+    let grouped = status(&[]);
+    assert!(
+        grouped.contains(&format!("cross_entropy-seed0  completed, 2 folds, R@1 {r1_status} (concatenated)")),
+        "{grouped}"
+    );
+    assert!(!grouped.contains("-fold") && grouped.contains("2 cells: 2 completed, 0 running"), "{grouped}");
+    let every = status(&["--every-fold"]);
+    assert!(
+        every.contains("cross_entropy-seed0-fold0  completed, R@1") && every.contains("-fold1  completed"),
+        "{every}"
+    );
+
     // Running again skips the folds and keeps the combined record, even without the fold
     // embeddings (working files a commit of the results leaves out); without the record, it
     // is written again, the same.
@@ -132,6 +152,18 @@ fn folds_validate_on_disjoint_classes_and_the_cell_reports_both_mlrc_numbers() {
     std::fs::remove_file(results.join("cv/cross_entropy-seed0.ron")).unwrap();
     run_to_the_end(&file, &results);
     assert_eq!(record(&results, "cv", "cross_entropy-seed0"), cell);
+
+    // A fold that failed is counted on the cell's line with its reason; the exit code says so.
+    let fold1 = results.join("cv/cross_entropy-seed0-fold1.ron");
+    let mut failed = CellRecord::load(&fold1).unwrap();
+    failed.status = CellStatus::Failed { reason: "the loss is not finite".into() };
+    failed.save(&fold1).unwrap();
+    let (code, stdout, _) = run(dmlbench().arg("status").arg(&file).arg("--results").arg(&results));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("cross_entropy-seed0  2 folds: 1 completed, 1 failed (fold 1: the loss is not finite)"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -10,7 +10,8 @@ use dmlbench_record::EXPERIMENT_COPY;
 
 use super::HostArgs;
 use super::run::{PlanArgs, absolute, load_plan};
-use crate::cluster::status::{CellState, cell_states};
+use crate::cluster::status::{CellState, cell_states, status_lines};
+use crate::experiment::Plan;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -20,7 +21,9 @@ use crate::cluster::status::{CellState, cell_states};
 
 Each cell is completed (with its R@1), failed (with the reason), running (epochs done, last
 R@1 and which process on which host), queued in Slurm (after `dmlbench sweep --slurm`), or
-pending. The exit code is 1 when any cell failed. For a smoke run's records
+pending. The fold runs of a cross-validated cell share its line (`3 folds: 2 completed, 1
+running (fold 2: ...)`); --every-fold lists them one by one. The exit code is 1 when any cell
+failed. For a smoke run's records
 (<results>/<name>-smoke), add --smoke.")]
 pub struct StatusArgs {
     /// An experiment file, or the directory of an experiment's records (which holds a copy of
@@ -32,6 +35,9 @@ pub struct StatusArgs {
     /// Refresh every few seconds until interrupted
     #[arg(long)]
     watch: bool,
+    /// One line per fold run of a cross-validated cell, instead of one per cell
+    #[arg(long)]
+    every_fold: bool,
     #[command(flatten)]
     plan: PlanArgs,
 }
@@ -51,7 +57,7 @@ pub fn run(args: StatusArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
             print!("\x1b[2J\x1b[H");
         }
         println!("{} ({})", plan.spec.name, dir.display());
-        print_states(states, plan.spec.training.epochs);
+        print_states(&plan, &dir, states, args.every_fold);
         if status.queue_unreadable {
             println!("(cells were submitted to Slurm, but squeue cannot be run here: queued tasks are not shown)");
         }
@@ -80,20 +86,17 @@ fn experiment_and_results(target: &Path, results: &Path) -> anyhow::Result<(Path
     Ok((target.to_path_buf(), absolute(results)?))
 }
 
-/// The cells and their states, one line each.
-pub fn print_states(states: &[(String, CellState)], epochs: usize) {
-    let width = states.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
-    for (id, state) in states {
-        println!("  {id:width$}  {}", state.describe(epochs));
+/// The cells and their states ([`status_lines`]: one line per cell, or per cross-validated
+/// cell unless `every_fold`), then how many cells (fold runs each) stand where.
+pub fn print_states(plan: &Plan, experiment_dir: &Path, states: &[(String, CellState)], every_fold: bool) {
+    let lines = status_lines(plan, experiment_dir, states, every_fold);
+    let width = lines.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
+    for (id, text) in &lines {
+        println!("  {id:width$}  {text}");
     }
-    let count = |f: fn(&CellState) -> bool| states.iter().filter(|(_, s)| f(s)).count();
-    println!(
-        "{} cells: {} completed, {} running, {} queued, {} failed, {} pending",
-        states.len(),
-        count(|s| matches!(s, CellState::Completed { .. })),
-        count(|s| matches!(s, CellState::Running { .. })),
-        count(|s| matches!(s, CellState::Queued { .. })),
-        count(|s| matches!(s, CellState::Failed { .. })),
-        count(|s| matches!(s, CellState::Pending { .. })),
-    );
+    let counts: Vec<String> = ["completed", "running", "queued", "failed", "pending"]
+        .into_iter()
+        .map(|kind| format!("{} {kind}", states.iter().filter(|(_, s)| s.kind() == kind).count()))
+        .collect();
+    println!("{} cells: {}", states.len(), counts.join(", "));
 }

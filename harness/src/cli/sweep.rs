@@ -147,7 +147,7 @@ pub fn run(args: SweepArgs, host: &HostArgs) -> anyhow::Result<ExitCode> {
         }
         let states = &status.cells;
         if !states.iter().any(|(_, s)| s.in_progress()) {
-            print_states(states, plan.spec.training.epochs);
+            print_states(&plan, &dir, states, false);
             let all_done = states.iter().all(|(_, s)| matches!(s, CellState::Completed { .. }));
             return Ok(if all_done { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use dmlbench_record::CellStatus;
+use dmlbench_record::{CellRecord, CellStatus};
 
 use super::queue::{SubmissionLog, TaskState, queued_cells};
 use crate::experiment::Plan;
@@ -59,9 +59,19 @@ impl CellState {
         matches!(self, CellState::Running { .. } | CellState::Queued { .. })
     }
 
+    /// The state's name: `completed`, `failed`, `running`, `queued` or `pending`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CellState::Completed { .. } => "completed",
+            CellState::Failed { .. } => "failed",
+            CellState::Running { .. } => "running",
+            CellState::Queued { .. } => "queued",
+            CellState::Pending { .. } => "pending",
+        }
+    }
+
     /// One line for the terminal.
     pub fn describe(&self, epochs: usize) -> String {
-        let percent = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.2}%", 100.0 * r));
         match self {
             CellState::Completed { recall_at_1 } => format!("completed, R@1 {}", percent(*recall_at_1)),
             CellState::Failed { reason } => format!("failed: {}", dmlbench_abi::escape_terminal(reason)),
@@ -146,4 +156,79 @@ fn state_of(
 
 fn recall_at_1(metrics: &dmlbench_eval::Metrics) -> Option<f64> {
     metrics.recall_at_k.get(&1).copied()
+}
+
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or("-".to_string(), |r| format!("{:.2}%", 100.0 * r))
+}
+
+/// What `dmlbench status` prints, a (cell id, state) line each: the fold runs of a
+/// cross-validated cell share one line, under the cell's own id, saying how many of its folds
+/// stand where (a tuning of 50 trials on 4 folds is 50 lines per method, not 200);
+/// `every_fold` lists them one by one instead. `states` are [`cell_states`]'s for `plan`.
+pub fn status_lines(
+    plan: &Plan,
+    experiment_dir: &Path,
+    states: &[(String, CellState)],
+    every_fold: bool,
+) -> Vec<(String, String)> {
+    let epochs = plan.spec.training.epochs;
+    // In plan order; a cross-validated cell where its first fold is.
+    let mut lines: Vec<(String, Vec<(u32, &CellState)>)> = Vec::new();
+    let mut groups: BTreeMap<String, usize> = BTreeMap::new();
+    for (cell, (id, state)) in plan.cells.iter().zip(states) {
+        match cell.key.fold {
+            Some(fold) if !every_fold => {
+                let group = cell.key.without_fold().id();
+                let at = *groups.entry(group.clone()).or_insert_with(|| {
+                    lines.push((group, Vec::new()));
+                    lines.len() - 1
+                });
+                lines[at].1.push((fold, state));
+            }
+            _ => lines.push((id.clone(), vec![(0, state)])),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|(id, members)| {
+            let text = match members.as_slice() {
+                [(_, state)] if !groups.contains_key(&id) => state.describe(epochs),
+                folds => describe_folds(&experiment_dir.join(format!("{id}.ron")), folds, epochs),
+            };
+            (id, text)
+        })
+        .collect()
+}
+
+/// `3 folds: 1 completed, 1 running (fold 1: running, epoch 2/10 done, …), 1 pending`, with
+/// the first failed fold's reason; once all completed, the Recall@1 of the combined record at
+/// `combined` when it is written.
+fn describe_folds(combined: &Path, folds: &[(u32, &CellState)], epochs: usize) -> String {
+    let count = folds.len();
+    if folds.iter().all(|(_, s)| matches!(s, CellState::Completed { .. })) {
+        let r1 = CellRecord::load(combined)
+            .ok()
+            .filter(|r| r.folds.is_some())
+            .and_then(|r| r.final_metrics.as_ref().and_then(recall_at_1));
+        return match r1 {
+            Some(_) => format!("completed, {count} folds, R@1 {} (concatenated)", percent(r1)),
+            None => format!("completed, {count} folds"),
+        };
+    }
+    let parts: Vec<String> = ["completed", "running", "queued", "failed", "pending"]
+        .into_iter()
+        .filter_map(|kind| {
+            let of_kind: Vec<&(u32, &CellState)> = folds.iter().filter(|(_, s)| s.kind() == kind).collect();
+            let (fold, state) = of_kind.first()?;
+            // The first running or failed fold says how far it is, or why.
+            let detail = match state {
+                CellState::Failed { reason } => format!(" (fold {fold}: {})", dmlbench_abi::escape_terminal(reason)),
+                CellState::Running { .. } => format!(" (fold {fold}: {})", state.describe(epochs)),
+                _ => String::new(),
+            };
+            Some(format!("{} {kind}{detail}", of_kind.len()))
+        })
+        .collect();
+    format!("{count} folds: {}", parts.join(", "))
 }
