@@ -269,3 +269,49 @@ fn a_failed_trial_is_left_out_and_not_run_again() {
         assert_ne!(tuning.best, "t000");
     }
 }
+
+/// Two tunings of the same file at once share its cells (each cell trains once, under its
+/// lock) and write the same proposals: once both have ended and one more call has finished
+/// what the other left running, the trials and final runs are those of a tuning alone.
+#[test]
+fn two_tunings_at_once_end_as_one_tuning_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tuning_experiment(dir.path());
+    let tune = |results: &Path| {
+        let mut command = dmlbench();
+        command.arg("tune").arg(&file).arg("--results").arg(results);
+        command
+    };
+    let alone = dir.path().join("alone");
+    let (code, stdout, stderr) = run(&mut tune(&alone));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    let shared = dir.path().join("shared");
+    let children: Vec<_> =
+        (0..2).map(|_| tune(&shared).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (code, stdout, stderr) = run(&mut tune(&shared));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    let proposals =
+        |results: &Path| std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap();
+    assert_eq!(proposals(&shared), proposals(&alone));
+    let outcomes = |results: &Path| -> Vec<(String, CellStatus, Option<dmlbench_eval::Metrics>, u32)> {
+        let mut list: Vec<_> = [results.join("tn-tuning"), results.join("tn")]
+            .iter()
+            .flat_map(|d| records(d))
+            .map(|(_, r)| (r.cell.id(), r.status, r.final_metrics, r.resumed))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    };
+    assert_eq!(outcomes(&shared), outcomes(&alone), "every cell trained once, to the same result");
+}

@@ -61,9 +61,10 @@ pub struct TuneOptions {
 
 /// How a tuning run ended.
 pub enum TuneOutcome {
-    /// Trials are written and wait to be run (`--no-run`, or cells another process holds).
+    /// Cells are written and wait to be run (`--no-run`, or cells another process holds):
+    /// trials, or the final runs.
     TrialsPending {
-        /// The trials' experiment file.
+        /// The experiment file of those cells.
         trials: PathBuf,
     },
     /// Every trial ran and the final runs were made.
@@ -304,6 +305,11 @@ pub fn tune(file: &Path, registry: &Registry, options: &TuneOptions) -> anyhow::
         return Ok(TuneOutcome::TrialsPending { trials: final_file });
     }
     let summary = run_file(&final_file, Vec::new(), registry, options)?;
+    // Final cells that another process holds (a second `tune` of the same file) are its to
+    // finish, as `dmlbench run` leaves them.
+    if !summary.busy.is_empty() {
+        return Ok(TuneOutcome::TrialsPending { trials: final_file });
+    }
     Ok(TuneOutcome::Done { final_file, summaries, all_completed: summary.all_completed() })
 }
 
