@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::experiment::tuning_experiment;
@@ -40,6 +40,24 @@ fn records(dir: &Path) -> Vec<(PathBuf, CellRecord)> {
     records
 }
 
+/// `dmlbench tune FILE --results RESULTS`.
+fn tune_command(file: &Path, results: &Path) -> Command {
+    let mut command = dmlbench();
+    command.arg("tune").arg(file).arg("--results").arg(results);
+    command
+}
+
+/// `dmlbench tune FILE --results RESULTS`, which must succeed.
+fn tune_to_the_end(file: &Path, results: &Path) {
+    let (code, stdout, stderr) = run(&mut tune_command(file, results));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+}
+
+/// The proposals of the tuning in `results`.
+fn proposals(results: &Path) -> String {
+    std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap()
+}
+
 #[test]
 fn trials_never_read_the_test_split_and_the_best_values_are_run_with_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,12 +77,7 @@ fn trials_never_read_the_test_split_and_the_best_values_are_run_with_it() {
         std::fs::rename(image, hidden.join(i.to_string())).unwrap();
     }
     let results = dir.path().join("results");
-    let tune = || {
-        let mut command = dmlbench();
-        command.arg("tune").arg(&file).arg("--results").arg(&results);
-        run(&mut command)
-    };
-    let (code, stdout, stderr) = tune();
+    let (code, stdout, stderr) = run(&mut tune_command(&file, &results));
     assert_eq!(code, 1, "the final runs need the test images: {stdout}\n{stderr}");
 
     let trials = records(&results.join("tn-tuning"));
@@ -82,11 +95,11 @@ fn trials_never_read_the_test_split_and_the_best_values_are_run_with_it() {
     for (i, image) in images.iter().enumerate() {
         std::fs::rename(hidden.join(i.to_string()), image).unwrap();
     }
-    let proposals = std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap();
-    let (code, stdout, stderr) = tune();
+    let proposed = proposals(&results);
+    let (code, stdout, stderr) = run(&mut tune_command(&file, &results));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(records(&results.join("tn-tuning")), trials, "the trials were not run again");
-    assert_eq!(std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap(), proposals);
+    assert_eq!(proposals(&results), proposed);
 
     // Each entry's best trial, from the trials' own validation records.
     let objective = |loss: &str, variant: &str| {
@@ -136,11 +149,10 @@ fn proposals_are_seeded_and_a_file_without_budget_or_validation_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = tuning_experiment(dir.path());
     let propose = |results: &Path| {
-        let (code, stdout, stderr) =
-            run(dmlbench().arg("tune").arg(&file).arg("--results").arg(results).arg("--no-run"));
+        let (code, stdout, stderr) = run(tune_command(&file, results).arg("--no-run"));
         assert_eq!(code, 0, "{stderr}");
         assert!(stdout.contains("tn-tuning/experiments/trials.ron"), "{stdout}");
-        std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap()
+        proposals(results)
     };
     let first = propose(&dir.path().join("a"));
     assert_eq!(propose(&dir.path().join("b")), first, "the same file and seed propose the same trials");
@@ -179,18 +191,12 @@ fn proposals_are_seeded_and_a_file_without_budget_or_validation_is_refused() {
 fn a_tuning_killed_midway_continues_with_the_same_proposals() {
     let dir = tempfile::tempdir().unwrap();
     let file = tuning_experiment(dir.path());
-    let tune = |results: &Path| {
-        let mut command = dmlbench();
-        command.arg("tune").arg(&file).arg("--results").arg(results);
-        command
-    };
     let uninterrupted = dir.path().join("a");
-    let (code, stdout, stderr) = run(&mut tune(&uninterrupted));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    tune_to_the_end(&file, &uninterrupted);
 
     // Killed once the first trial's first fold has a completed record, with trials to go.
     let killed = dir.path().join("b");
-    let mut child = tune(&killed).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = tune_command(&file, &killed).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let first = killed.join("tn-tuning/contrastive_t000_-seed0-fold0.ron");
     let deadline = Instant::now() + Duration::from_secs(300);
     while !CellRecord::load(&first).is_ok_and(|r| r.status == CellStatus::Completed) {
@@ -201,11 +207,8 @@ fn a_tuning_killed_midway_continues_with_the_same_proposals() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!killed.join("tn/experiments").exists() && !killed.join("tn").join("contrastive-seed0.ron").exists());
-    let (code, stdout, stderr) = run(&mut tune(&killed));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    tune_to_the_end(&file, &killed);
 
-    let proposals =
-        |results: &Path| std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap();
     assert_eq!(proposals(&killed), proposals(&uninterrupted), "the same trials were proposed");
     let finals =
         |results: &Path| -> Vec<(String, Option<dmlbench_eval::Metrics>, Option<dmlbench_record::TuningSummary>)> {
@@ -227,17 +230,9 @@ fn a_failed_trial_is_left_out_and_not_run_again() {
     let dir = tempfile::tempdir().unwrap();
     let file = tuning_experiment(dir.path());
     let results = dir.path().join("results");
-    let tune = |no_run: bool| {
-        let mut command = dmlbench();
-        command.arg("tune").arg(&file).arg("--results").arg(&results);
-        if no_run {
-            command.arg("--no-run");
-        }
-        let (code, stdout, stderr) = run(&mut command);
-        assert_eq!(code, 0, "{stdout}\n{stderr}");
-    };
     // The first batch (two trials of each entry), run as a cluster would run it.
-    tune(true);
+    let (code, stdout, stderr) = run(tune_command(&file, &results).arg("--no-run"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     let trials_file = results.join("tn-tuning/experiments/trials.ron");
     let (code, stdout, stderr) = run(dmlbench().arg("run").arg(&trials_file).arg("--results").arg(&results));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -249,7 +244,7 @@ fn a_failed_trial_is_left_out_and_not_run_again() {
     record.save(&failed).unwrap();
     let failed_bytes = std::fs::read(&failed).unwrap();
 
-    tune(false);
+    tune_to_the_end(&file, &results);
     assert_eq!(std::fs::read(&failed).unwrap(), failed_bytes, "the failed trial was not run again");
     let trials = records(&results.join("tn-tuning"));
     assert_eq!(
@@ -277,18 +272,13 @@ fn a_failed_trial_is_left_out_and_not_run_again() {
 fn two_tunings_at_once_end_as_one_tuning_alone() {
     let dir = tempfile::tempdir().unwrap();
     let file = tuning_experiment(dir.path());
-    let tune = |results: &Path| {
-        let mut command = dmlbench();
-        command.arg("tune").arg(&file).arg("--results").arg(results);
-        command
-    };
     let alone = dir.path().join("alone");
-    let (code, stdout, stderr) = run(&mut tune(&alone));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    tune_to_the_end(&file, &alone);
 
     let shared = dir.path().join("shared");
-    let children: Vec<_> =
-        (0..2).map(|_| tune(&shared).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    let children: Vec<_> = (0..2)
+        .map(|_| tune_command(&file, &shared).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
         assert!(
@@ -298,11 +288,8 @@ fn two_tunings_at_once_end_as_one_tuning_alone() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let (code, stdout, stderr) = run(&mut tune(&shared));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    tune_to_the_end(&file, &shared);
 
-    let proposals =
-        |results: &Path| std::fs::read_to_string(results.join("tn-tuning/experiments/proposals.json")).unwrap();
     assert_eq!(proposals(&shared), proposals(&alone));
     let outcomes = |results: &Path| -> Vec<(String, CellStatus, Option<dmlbench_eval::Metrics>, u32)> {
         let mut list: Vec<_> = [results.join("tn-tuning"), results.join("tn")]
