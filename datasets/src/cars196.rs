@@ -1,10 +1,11 @@
 //! Cars196 (Stanford Cars): `cars_annos.mat` and `car_ims/`.
 //!
-//! `cars_annos.mat` is a MATLAB level-5 file with a 1×16,185 struct array `annotations`
-//! (fields `relative_im_path`, `bbox_x1`, `bbox_y1`, `bbox_x2`, `bbox_y2`, `class`,
-//! `test`) and a cell array `class_names`. The DML split is class-disjoint: classes 1–98
-//! (the first half) are train, 99–196 test; the `test` field is the classification split
-//! and is ignored.
+//! `cars_annos.mat` is a MATLAB file, level 5 as published or v7.3 (HDF5) if it was re-saved
+//! with `save -v7.3`; both read into the same values. It holds a 1×16,185 struct array
+//! `annotations` (fields `relative_im_path`, `bbox_x1`, `bbox_y1`, `bbox_x2`, `bbox_y2`,
+//! `class`, `test`) and a cell array `class_names`. The DML split is class-disjoint: classes
+//! 1–98 (the first half) are train, 99–196 test; the `test` field is the classification
+//! split and is ignored.
 
 use std::path::Path;
 

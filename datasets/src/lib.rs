@@ -49,6 +49,7 @@ mod cars196;
 mod cub;
 mod folder;
 mod inshop;
+mod mat73;
 mod paths;
 mod sop;
 mod text;

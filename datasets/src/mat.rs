@@ -1,16 +1,18 @@
-//! A reader and writer for the subset of MATLAB level-5 MAT-files that dataset annotations
-//! use: numeric arrays (any storage type), char arrays, cell arrays and struct arrays,
-//! each variable possibly zlib-compressed (`miCOMPRESSED`).
+//! A reader and writer for the subset of MATLAB MAT-files that dataset annotations use:
+//! numeric arrays (any storage type), char arrays, cell arrays and struct arrays. Level-5
+//! files (MATLAB's `-v6` and `-v7`, each variable possibly zlib-compressed, `miCOMPRESSED`)
+//! are read here; v7.3 files, which are HDF5, are read into the same [`MatValue`] tree by the
+//! `mat73` module, and [`read`] tells the two apart by their first bytes. The writer writes
+//! level 5.
 //!
 //! Cars196's `cars_annos.mat` is a struct array of chars and numbers, and this module reads
-//! that subset itself rather than with a crate. `matrw` 0.1.4, the pure-Rust reader of
+//! level-5 files itself rather than with a crate. `matrw` 0.1.4, the pure-Rust reader of
 //! level-5 structs and cells, was tried on the same files: it refuses the level-5 files SciPy
 //! writes (their header text lacks the comma it expects), among them this crate's Cars196
-//! test fixtures and the conversion this module's v7.3 message recommends; it panics on truncated
-//! files, corrupt zlib streams and 16-bit char data, accepts some truncated files silently
-//! (dropping variables), and takes time exponential in the nesting depth of cell arrays. Here
-//! every length is checked against the bytes that remain, nesting is bounded, and each fault
-//! is an error naming the file and byte offset.
+//! test fixtures; it panics on truncated files, corrupt zlib streams and 16-bit char data,
+//! accepts some truncated files silently (dropping variables), and takes time exponential in
+//! the nesting depth of cell arrays. Here every length is checked against the bytes that
+//! remain, nesting is bounded, and each fault is an error naming the file and byte offset.
 //!
 //! The layout is MathWorks' "MAT-File Format" document: a 128-byte header, then data
 //! elements, each an 8-byte tag (type, byte count) or a 4-byte "small data element" tag
@@ -18,8 +20,7 @@
 //!
 //! MATLAB stores a `double` array whose values are small integers with a narrower storage
 //! type (say `miUINT8`); the reader converts every storage type to `f64` whatever the
-//! array's class. MATLAB v7.3 files are HDF5 and get an error that says how to convert
-//! them.
+//! array's class.
 //!
 //! ```
 //! use dmlbench_datasets::mat::{self, MatValue};
@@ -42,6 +43,7 @@ use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
 
 use crate::error::DatasetError;
+use crate::mat73;
 
 // Data types (MAT-File Format, table 1-1).
 const MI_INT8: u32 = 1;
@@ -70,7 +72,7 @@ const MX_SPARSE: u8 = 5;
 /// How deeply arrays may nest (cells in cells, structs in fields). Annotation files nest two
 /// or three levels (a struct array of char arrays, a cell array of strings); the reader
 /// recurses once per level, so a bound keeps a crafted file from exhausting the stack.
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// The most elements of a struct array without fields. Such an array stores nothing per
 /// element, so its size is not bounded by the file's length; beyond this it is damage.
@@ -277,22 +279,21 @@ pub fn read(path: &Path) -> Result<Vec<(String, MatValue)>, DatasetError> {
     read_bytes(&bytes, path)
 }
 
-const V73_HINT: &str = "convert it to a level-5 file, e.g. in Python \
-    `scipy.io.savemat('cars_annos_v5.mat', scipy.io.loadmat(...), format='5')` \
-    (read a v7.3 file with h5py or mat73), or in MATLAB `save('cars_annos.mat', '-struct', 's', '-v7')`";
-
-/// Reads every supported variable from the bytes of a MAT-file; `path` is for messages.
+/// Reads every supported variable from the bytes of a MAT-file, level 5 or v7.3 (HDF5, with
+/// or without MATLAB's 512-byte user block); `path` is for messages.
 pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, MatValue)>, DatasetError> {
     let fail =
         |offset: usize, message: String| DatasetError::format(path, None, format!("at byte {offset}: {message}"));
-    if bytes.len() >= 8 && &bytes[..8] == b"\x89HDF\r\n\x1a\n" {
-        return Err(DatasetError::format(path, None, format!("this is an HDF5 (MATLAB v7.3) file; {V73_HINT}")));
+    // A level-5 header (version 0x0100) wins over an HDF5 signature further on, which could
+    // only be part of a variable's data.
+    let level5 = matches!(bytes.get(124..128), Some([0, 1, b'I', b'M'] | [1, 0, b'M', b'I']));
+    if !level5 && mat73::is_hdf5(bytes) {
+        return mat73::read_bytes(bytes, path);
     }
     if bytes.len() < 128 {
         return Err(fail(0, format!("file is {} bytes, shorter than a MAT-file header (128)", bytes.len())));
     }
     let text = String::from_utf8_lossy(&bytes[..116]);
-    let is_hdf5 = bytes.len() >= 520 && &bytes[512..520] == b"\x89HDF\r\n\x1a\n";
     let little = match &bytes[126..128] {
         b"IM" => true,
         b"MI" => false,
@@ -310,11 +311,15 @@ pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, MatValue)>, 
     } else {
         u16::from_be_bytes([bytes[124], bytes[125]])
     };
-    if version == 0x0200 || is_hdf5 || text.starts_with("MATLAB 7.3") {
+    if version == 0x0200 || text.starts_with("MATLAB 7.3") {
         return Err(DatasetError::format(
             path,
             None,
-            format!("this is a MATLAB v7.3 (HDF5) MAT-file, which is not supported; {V73_HINT}"),
+            format!(
+                "the header says MATLAB v7.3, but no HDF5 data follows it at byte 512 (the file is {} bytes; \
+                 truncated or damaged?)",
+                bytes.len()
+            ),
         ));
     }
     if version != 0x0100 {

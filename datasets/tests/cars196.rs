@@ -1,5 +1,6 @@
-//! Cars196 loading and the MAT-file reader: files written by SciPy (see
-//! `fixtures/make_cars_fixture.py`), the published counts, and bad input.
+//! Cars196 loading and the MAT-file reader: level-5 files written by SciPy (see
+//! `fixtures/make_cars_fixture.py`), a v7.3 file written by h5py in MATLAB's layout (see
+//! `fixtures/make_mat73.py`), the published counts, and bad input.
 
 mod common;
 
@@ -74,7 +75,8 @@ fn writer_round_trips_through_the_reader() {
     }
 }
 
-/// A v7.3 header as MATLAB writes it: text, version 0x0200, then HDF5 at byte 512.
+/// A v7.3 header as MATLAB writes it: text, version 0x0200, then HDF5 at byte 512 (here
+/// only the HDF5 signature, then zeros).
 fn v73_file() -> Vec<u8> {
     let mut bytes =
         b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .".to_vec();
@@ -89,14 +91,19 @@ fn v73_file() -> Vec<u8> {
 }
 
 #[test]
-fn v73_and_v4_files_are_rejected_with_advice() {
+fn damaged_v73_and_v4_files_are_rejected() {
     let dir = root_with(&v73_file());
     assert_error(
         index::load(Format::Cars196, dir.path(), &lenient()),
-        &["cars_annos.mat", "v7.3", "HDF5", "format='5'", "-v7"],
+        &["cars_annos.mat: MATLAB v7.3 (HDF5) file cannot be opened"],
     );
     let dir = root_with(b"\x89HDF\r\n\x1a\n rest of an HDF5 file");
-    assert_error(index::load(Format::Cars196, dir.path(), &lenient()), &["HDF5", "savemat"]);
+    assert_error(index::load(Format::Cars196, dir.path(), &lenient()), &["cars_annos.mat", "HDF5"]);
+    let dir = root_with(&v73_file()[..400]);
+    assert_error(
+        index::load(Format::Cars196, dir.path(), &lenient()),
+        &["cars_annos.mat: the header says MATLAB v7.3, but no HDF5 data follows it at byte 512"],
+    );
     // A MATLAB v4 file has no text header: a 20-byte matrix header first.
     let mut v4 = vec![0u8; 200];
     v4[..4].copy_from_slice(&0u32.to_le_bytes());
@@ -104,6 +111,78 @@ fn v73_and_v4_files_are_rejected_with_advice() {
     assert_error(index::load(Format::Cars196, dir.path(), &lenient()), &["not a MATLAB level-5 MAT-file"]);
     let dir = root_with(b"MATLAB 5.0");
     assert_error(index::load(Format::Cars196, dir.path(), &lenient()), &["shorter than a MAT-file header"]);
+}
+
+/// The rows `fixtures/make_mat73.py` writes into `cars_annos_v73.mat` (its `CARS_ROWS`):
+/// path, bbox_x1, bbox_y1, bbox_x2, bbox_y2, class, test.
+const V73_ROWS: [(&str, f64, f64, f64, f64, f64, f64); 12] = [
+    ("car_ims/000001.jpg", 112.0, 7.0, 853.0, 717.0, 1.0, 0.0),
+    ("car_ims/000002.jpg", 48.0, 24.0, 441.0, 202.0, 1.0, 1.0),
+    ("car_ims/000003.jpg", 7.0, 4.0, 277.0, 181.0, 1.0, 0.0),
+    ("car_ims/000004.jpg", 33.0, 50.0, 197.0, 150.0, 1.0, 1.0),
+    ("car_ims/000005.jpg", 5.0, 8.0, 83.0, 58.0, 2.0, 0.0),
+    ("car_ims/000006.jpg", 1.0, 1.0, 300.0, 200.0, 2.0, 1.0),
+    ("car_ims/000007.jpg", 20.0, 30.0, 620.0, 410.0, 2.0, 0.0),
+    ("car_ims/000008.jpg", 14.0, 9.0, 511.0, 365.0, 2.0, 1.0),
+    ("car_ims/000009.jpg", 60.0, 12.0, 1004.0, 672.0, 3.0, 0.0),
+    ("car_ims/000010.jpg", 3.0, 77.0, 255.0, 190.0, 3.0, 1.0),
+    ("car_ims/000011.jpg", 41.0, 41.0, 401.0, 301.0, 3.0, 0.0),
+    ("car_ims/000012.jpg", 9.0, 2.0, 640.0, 479.0, 3.0, 1.0),
+];
+
+const V73_CLASS_NAMES: [&str; 3] = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012"];
+
+/// The variables of `cars_annos_v73.mat` as the script wrote them: a 1x12 struct array whose
+/// boxes and class are doubles and `test` uint8, and a 1x3 cell array of names.
+fn v73_variables() -> Vec<(&'static str, MatValue)> {
+    let elements = V73_ROWS
+        .iter()
+        .map(|&(path, x1, y1, x2, y2, class, test)| {
+            let mut element = vec![MatValue::string(path)];
+            element.extend([x1, y1, x2, y2, class].map(MatValue::scalar));
+            element.push(MatValue::scalar_of(NumericClass::UInt8, test));
+            element
+        })
+        .collect();
+    let annotations = MatValue::structure(ALL.map(String::from).to_vec(), elements);
+    let names = MatValue::cell_row(V73_CLASS_NAMES.iter().map(|n| MatValue::string(n)).collect());
+    vec![("annotations", annotations), ("class_names", names)]
+}
+
+#[test]
+fn v73_file_reads_as_the_values_the_script_wrote() {
+    let vars = mat::read(&fixture("cars_annos_v73.mat")).unwrap();
+    let want: Vec<(String, MatValue)> = v73_variables().into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+    assert_eq!(vars, want);
+}
+
+#[test]
+fn v73_file_loads_like_the_same_annotations_at_level_5() {
+    // One root for both, so that the two indexes can be compared whole.
+    let dir = root_with(&mat::write_bytes(&v73_variables(), true));
+    let level5 = index::load(Format::Cars196, dir.path(), &lenient()).unwrap();
+    std::fs::copy(fixture("cars_annos_v73.mat"), dir.path().join("cars_annos.mat")).unwrap();
+    let v73 = index::load(Format::Cars196, dir.path(), &lenient()).unwrap();
+    assert_eq!(v73, level5);
+
+    // Three classes: class 1 (images 1-4) is train, classes 2-3 (images 5-12) test.
+    let train = v73.split(Split::Train).unwrap();
+    let test = v73.split(Split::Test).unwrap();
+    let paths = |s: &dmlbench_datasets::SplitIndex| -> Vec<String> {
+        s.items.iter().map(|i| i.path.to_string_lossy().into_owned()).collect()
+    };
+    let want: Vec<String> = (1..=12).map(|n| format!("car_ims/{n:06}.jpg")).collect();
+    assert_eq!(paths(train), want[..4]);
+    assert_eq!(paths(test), want[4..]);
+    assert_eq!(train.labels(), vec![0; 4]);
+    assert_eq!(test.labels(), vec![0, 0, 0, 0, 1, 1, 1, 1]);
+    let classes = |s: &dmlbench_datasets::SplitIndex| -> Vec<(i64, String)> {
+        s.classes.iter().map(|c| (c.id, c.name.clone())).collect()
+    };
+    assert_eq!(classes(train), vec![(1, "AM General Hummer SUV 2000".to_string())]);
+    assert_eq!(classes(test), vec![(2, "Acura RL Sedan 2012".to_string()), (3, "Acura TL Sedan 2012".to_string())]);
+    assert_eq!(train.items[0].bbox, Some(BBox { x1: 112.0, y1: 7.0, x2: 853.0, y2: 717.0 }));
+    assert_eq!(test.items[4].bbox, Some(BBox { x1: 60.0, y1: 12.0, x2: 1004.0, y2: 672.0 }));
 }
 
 #[test]

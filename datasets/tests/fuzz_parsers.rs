@@ -1,6 +1,6 @@
-//! Property tests of every file this crate parses: `.npy` embeddings and labels, MAT-files
-//! (and Cars196's `cars_annos.mat` on top of them), the CUB, SOP and In-Shop annotation
-//! files, an image folder's `split.txt` and the synthetic datasets' manifest.
+//! Property tests of every file this crate parses: `.npy` embeddings and labels, MAT-files of
+//! level 5 and v7.3 (and Cars196's `cars_annos.mat` on top of them), the CUB, SOP and In-Shop
+//! annotation files, an image folder's `split.txt` and the synthetic datasets' manifest.
 //!
 //! Each property feeds random bytes, or a valid file damaged by a few mutations (see
 //! `fuzz_support`), to the parser's public entry point, and asserts that the parser
@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use dmlbench_datasets::expected::{self, Manifest, SplitCount};
 use dmlbench_datasets::mat::{self, MatValue, NumericClass};
 use dmlbench_datasets::{DatasetError, DatasetIndex, Format, LoadOptions, Split, index, npy};
-use fuzz_support::{CappedAllocator, config, damaged, every_number_replaced, every_word_replaced, finishes};
+use fuzz_support::{CappedAllocator, config, damaged, every_number_replaced, every_word_replaced, finishes, mutated};
 use proptest::prelude::*;
 
 #[global_allocator]
@@ -180,6 +180,34 @@ fn check_mat(bytes: Vec<u8>) -> Result<(), TestCaseError> {
         Err(e) => prop_assert!(e.to_string().contains("fuzzed.mat"), "the error does not name the file: {}", e),
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// MAT-files v7.3 (HDF5)
+
+/// h5py's files in MATLAB's v7.3 layout (see `fixtures/make_mat73.py`): a variable without
+/// the user block, one of every kind of value, and Cars196's annotations.
+fn mat73_seeds() -> Vec<Vec<u8>> {
+    vec![fixture("mat73_plain.mat"), fixture("mat73_values.mat"), fixture("cars_annos_v73.mat")]
+}
+
+proptest! {
+    // Random bytes are left out: without the HDF5 signature they never reach this reader.
+    #![proptest_config(config(1536))]
+
+    #[test]
+    fn mat73_reader_survives_damaged_files(bytes in mutated(mat73_seeds())) {
+        check_mat(bytes)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn cars196_v73_annotations_survive_damage(bytes in mutated(vec![fixture("cars_annos_v73.mat")])) {
+        check_cars196(bytes)?;
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -413,6 +441,14 @@ fn mat_files_with_every_extreme_word() {
     // data fails to inflate and goes no further than the MAT-file reader already went.
     let plain = [fixture("cars_annos_scipy_plain.mat"), mat_seeds()[2].clone()];
     sweep(plain.iter().flat_map(|seed| every_word_replaced(seed)).collect(), check_cars196);
+}
+
+#[test]
+fn mat73_files_with_every_extreme_word() {
+    // The smallest v7.3 files: a 2 KB plain HDF5 file and MATLAB's layout with a user block
+    // and a reference (a cell that holds itself, read as far as the cycle).
+    let seeds = [fixture("mat73_plain.mat"), fixture("mat73_cycle.mat")];
+    sweep(seeds.iter().flat_map(|seed| every_word_replaced(seed)).collect(), check_mat);
 }
 
 #[test]

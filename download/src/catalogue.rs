@@ -91,11 +91,10 @@ cars_annos.mat b407c6086d669747186bd1d764ff9dbc; check a copy with `md5sum`).
 Get both files (a copy you trust, a mirror), put them in one directory, and run
   dmlbench data download cars196 --from /path/to/car_ims.tgz --sha256 \"$(sha256sum /path/to/car_ims.tgz | cut -d' ' -f1)\"
 This unpacks car_ims/ into data/cars196/ and copies cars_annos.mat from beside the archive:
-  data/cars196/cars_annos.mat        MATLAB level 5 (not v7.3), struct array 'annotations' with
-                                     relative_im_path, bbox_x1..bbox_y2, class, test
+  data/cars196/cars_annos.mat        MATLAB level 5 or v7.3 (HDF5), struct array 'annotations'
+                                     with relative_im_path, bbox_x1..bbox_y2, class, test
   data/cars196/car_ims/000001.jpg … 016185.jpg
-A cars_annos.mat saved as MATLAB v7.3 (HDF5) must be re-saved as level 5
-(scipy.io.savemat(..., format='5') or MATLAB `save -v7`).",
+A cars_annos.mat re-saved as MATLAB v7.3 (`save -v7.3`) reads as the published level-5 file does.",
     },
     DatasetSource {
         name: "sop",
