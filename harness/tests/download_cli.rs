@@ -1,5 +1,6 @@
 //! `dmlbench data download` and `dmlbench weights download` as a user runs them, against a
-//! local HTTP server: a synthetic CUB archive becomes a dataset `data check` accepts, and a
+//! local HTTP server: a synthetic CUB archive becomes a dataset `data check` accepts, a
+//! Cars196 archive whose annotations were saved as MATLAB v7.3 installs and reads, and a
 //! source without a checksum is refused.
 
 use std::path::Path;
@@ -55,6 +56,47 @@ fn a_served_cub_archive_becomes_a_dataset_that_data_check_accepts() {
     assert!(String::from_utf8_lossy(&check.stdout).contains("no problems found"));
     // The downloaded archive is removed once unpacked.
     assert!(!to.join("CUB_200_2011.tgz").exists());
+}
+
+/// Cars196 from a local archive with its annotation file beside it, that file saved as MATLAB
+/// v7.3 (HDF5), as some mirrors serve it: it is copied in as it is and the loaders read it.
+#[test]
+fn a_cars196_archive_with_v73_annotations_installs_and_reads() {
+    let work = tempfile::tempdir().unwrap();
+    // 12 images in 3 classes, as the v7.3 fixture's annotations list them.
+    let synthetic = work.path().join("synthetic");
+    let options = synth::SynthOptions { classes: 3, per_class: 4, size: 32, ..Default::default() };
+    synth::generate(Format::Cars196, &synthetic, &options).unwrap();
+    let source = work.path().join("mirror");
+    std::fs::create_dir(&source).unwrap();
+    let archive = source.join("car_ims.tgz");
+    std::fs::write(&archive, fixture::tgz_of_dir(&synthetic.join("car_ims"), "car_ims")).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures");
+    std::fs::copy(fixtures.join("cars_annos_v73.mat"), source.join("cars_annos.mat")).unwrap();
+    let sha = sha256_file(&archive, &()).unwrap();
+    let to = work.path().join("data");
+
+    let output =
+        dmlbench(&["data", "download", "cars196", "--from", path(&archive), "--sha256", &sha, "--to", path(&to)]);
+
+    // The check that ends the download reads the v7.3 file; it finds only that 12 images are
+    // not the published counts (exit 1, problems, not a failure to install).
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("train split has 4 images, expected 8054 (the published Cars196 counts)"), "{out}");
+    let dataset = to.join("cars196");
+    assert!(dataset.join("car_ims/000012.jpg").is_file());
+    let copied = std::fs::read(dataset.join("cars_annos.mat")).unwrap();
+    assert_eq!(copied, std::fs::read(fixtures.join("cars_annos_v73.mat")).unwrap(), "copied as it is");
+    let check = dmlbench(&["data", "check", path(&dataset), "--format", "cars196", "--no-strict"]);
+    let out = text(&check);
+    assert_eq!(check.status.code(), Some(0), "{out}");
+    assert!(out.contains("no problems found"), "{out}");
+    for (split, images, classes) in [("train", 4, 1), ("test", 8, 2)] {
+        let line = out.lines().find(|l| l.trim_start().starts_with(split)).unwrap_or_else(|| panic!("{out}"));
+        let numbers: Vec<&str> = line.split_whitespace().skip(1).collect();
+        assert_eq!(numbers, [images.to_string(), classes.to_string()], "{line}");
+    }
 }
 
 #[test]
