@@ -16,7 +16,7 @@
 //! ```
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use npyz::{DType, NpyFile, Order, TypeChar, WriterBuilder};
@@ -445,25 +445,37 @@ pub fn read_embeddings_and_labels(embeddings: &Path, labels: &Path) -> Result<(E
 
 /// Writes an n×d float32 array in C order.
 pub fn write_embeddings(path: &Path, n: usize, d: usize, data: &[f32]) -> Result<(), NpyError> {
-    assert_eq!(data.len(), n * d, "write_embeddings: data length is not n·d");
-    write_array(path, &[n as u64, d as u64], data)
+    std::fs::write(path, embeddings_bytes(n, d, data)).map_err(|e| io_error(path, e))
 }
 
 /// Writes a 1-D int64 array.
 pub fn write_labels(path: &Path, labels: &[i64]) -> Result<(), NpyError> {
-    write_array(path, &[labels.len() as u64], labels)
+    std::fs::write(path, labels_bytes(labels)).map_err(|e| io_error(path, e))
 }
 
-fn write_array<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) -> Result<(), NpyError> {
-    let file = File::create(path).map_err(|e| io_error(path, e))?;
+/// The `.npy` file of an n×d float32 array in C order, for a caller that writes it its own
+/// way (through a temporary file, say).
+pub fn embeddings_bytes(n: usize, d: usize, data: &[f32]) -> Vec<u8> {
+    assert_eq!(data.len(), n * d, "embeddings_bytes: data length is not n·d");
+    array_bytes(&[n as u64, d as u64], data)
+}
+
+/// The `.npy` file of a 1-D int64 array.
+pub fn labels_bytes(labels: &[i64]) -> Vec<u8> {
+    array_bytes(&[labels.len() as u64], labels)
+}
+
+fn array_bytes<T: npyz::AutoSerialize + Copy>(shape: &[u64], data: &[T]) -> Vec<u8> {
+    let mut bytes = Vec::new();
     let mut writer = npyz::WriteOptions::new()
         .default_dtype()
         .shape(shape)
-        .writer(BufWriter::new(file))
+        .writer(std::io::Cursor::new(&mut bytes))
         .begin_nd()
-        .map_err(|e| io_error(path, e))?;
-    writer.extend(data.iter().copied()).map_err(|e| io_error(path, e))?;
-    writer.finish().map_err(|e| io_error(path, e))
+        .expect("writing to memory cannot fail");
+    writer.extend(data.iter().copied()).expect("writing to memory cannot fail");
+    writer.finish().expect("writing to memory cannot fail");
+    bytes
 }
 
 #[cfg(test)]

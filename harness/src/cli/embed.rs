@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use dmlbench_datasets::transform::{RecipeSizes, recipe};
 use dmlbench_datasets::{Format, LoadOptions, Split, index, npy};
 use dmlbench_models::{Backbone, ModelConfig, load_checkpoint};
+use dmlbench_record::write_atomic;
 
 use crate::experiment::device::parse_device;
 use crate::train::embed::embed_split;
@@ -156,8 +157,14 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     progress.finish_and_clear();
     let d = model.embedding_size();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    npy::write_embeddings(&args.out.join("embeddings.npy"), split.len(), d, &embeddings)?;
-    npy::write_labels(&args.out.join("labels.npy"), &split.labels())?;
+    // Through temporary files: an interrupted run leaves no partial file under these names.
+    for (name, bytes) in [
+        ("embeddings.npy", npy::embeddings_bytes(split.len(), d, &embeddings)),
+        ("labels.npy", npy::labels_bytes(&split.labels())),
+    ] {
+        let path = args.out.join(name);
+        write_atomic(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
     println!(
         "{} embeddings of size {d} from the {} split written to {}",
         split.len(),

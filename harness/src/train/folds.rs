@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use dmlbench_datasets::npy;
 use dmlbench_eval::{EvalInput, EvalOptions, Metrics, evaluate};
-use dmlbench_record::{CellKey, CellRecord, CellStatus, EpochRecord, FoldSummary, Selection, Timing, fingerprint};
+use dmlbench_record::{
+    CellKey, CellRecord, CellStatus, EpochRecord, FoldSummary, Selection, Timing, fingerprint, write_atomic,
+};
 
 use crate::experiment::plan::Plan;
 
@@ -52,19 +54,14 @@ fn embedding_files(experiment_dir: &Path, key: &CellKey) -> [PathBuf; 4] {
 /// process never leaves a partial one under the final name).
 pub fn save_test_embeddings(experiment_dir: &Path, key: &CellKey, embeddings: &TestEmbeddings) -> anyhow::Result<()> {
     let [query, query_labels, gallery, gallery_labels] = embedding_files(experiment_dir, key);
-    let dir = query.parent().expect("embedding files lie in a directory");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let d = embeddings.dim;
-    let atomically = |path: &Path, write: &dyn Fn(&Path) -> Result<(), npy::NpyError>| -> anyhow::Result<()> {
-        let temporary = PathBuf::from(format!("{}.tmp", path.display()));
-        write(&temporary).with_context(|| format!("writing {}", temporary.display()))?;
-        std::fs::rename(&temporary, path).with_context(|| format!("renaming {}", temporary.display()))
-    };
-    atomically(&query, &|p| npy::write_embeddings(p, embeddings.query.len() / d.max(1), d, &embeddings.query))?;
-    atomically(&query_labels, &|p| npy::write_labels(p, &embeddings.query_labels))?;
-    if let Some((rows, labels)) = &embeddings.gallery {
-        atomically(&gallery, &|p| npy::write_embeddings(p, rows.len() / d.max(1), d, rows))?;
-        atomically(&gallery_labels, &|p| npy::write_labels(p, labels))?;
+    let rows = |data: &[f32]| npy::embeddings_bytes(data.len() / d.max(1), d, data);
+    let mut files = vec![(query, rows(&embeddings.query)), (query_labels, npy::labels_bytes(&embeddings.query_labels))];
+    if let Some((data, labels)) = &embeddings.gallery {
+        files.extend([(gallery, rows(data)), (gallery_labels, npy::labels_bytes(labels))]);
+    }
+    for (path, bytes) in files {
+        write_atomic(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
