@@ -56,6 +56,7 @@ mod linalg;
 mod metric_id;
 pub mod retrieval;
 
+pub use linalg::l2_normalised;
 pub use metric_id::{MetricId, UnknownMetric};
 
 /// How neighbours are ranked.

@@ -32,7 +32,7 @@ pub(crate) fn check_norms(what: &'static str, data: &[f32], dim: usize) -> Resul
 
 /// Rows scaled to unit L2 norm. The norm is accumulated in `f64` so large values cannot
 /// overflow; all-zero rows stay zero, as PyTorch's `F.normalize` leaves them.
-pub(crate) fn l2_normalised(data: &[f32], dim: usize) -> Vec<f32> {
+pub fn l2_normalised(data: &[f32], dim: usize) -> Vec<f32> {
     let mut out = data.to_vec();
     for row in out.chunks_exact_mut(dim) {
         let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();

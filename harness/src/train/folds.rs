@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use dmlbench_datasets::npy;
-use dmlbench_eval::{EvalInput, EvalOptions, Metrics, evaluate};
+use dmlbench_eval::{EvalInput, EvalOptions, Metrics, evaluate, l2_normalised};
 use dmlbench_record::{
     CellKey, CellRecord, CellStatus, EpochRecord, FoldSummary, Selection, Timing, fingerprint, write_atomic,
 };
@@ -102,12 +102,11 @@ pub fn evaluate_embeddings(plan: &Plan, seed: u64, embeddings: &TestEmbeddings) 
 /// model in turn.
 fn concatenate(parts: &[&[f32]], dims: &[usize]) -> Vec<f32> {
     let rows = parts.first().map_or(0, |p| p.len() / dims[0].max(1));
+    let normalised: Vec<Vec<f32>> = parts.iter().zip(dims).map(|(part, &d)| l2_normalised(part, d)).collect();
     let mut out = Vec::with_capacity(rows * dims.iter().sum::<usize>());
     for i in 0..rows {
-        for (part, &d) in parts.iter().zip(dims) {
-            let row = &part[i * d..(i + 1) * d];
-            let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt().max(1e-12);
-            out.extend(row.iter().map(|&v| (f64::from(v) / norm) as f32));
+        for (part, &d) in normalised.iter().zip(dims) {
+            out.extend_from_slice(&part[i * d..(i + 1) * d]);
         }
     }
     out
